@@ -1,0 +1,77 @@
+# koppelpunt: the two commands are `make run` and `make test`; everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+
+# `make run` uses embedded defaults: SQLite in var/, the local broker on 127.0.0.1:9092 and the
+# development sender keys from dev/senders.dev.yaml (DEV ONLY, printed at start).
+RUN_ENV := KOPPELPUNT_SENDERS_FILE=$${KOPPELPUNT_SENDERS_FILE:-dev/senders.dev.yaml} \
+           KOPPELPUNT_LOG_JSON=$${KOPPELPUNT_LOG_JSON:-false}
+
+LINT_DIRS := $(wildcard src tests bench examples kafka)
+
+include kafka/kafka.mk
+
+.PHONY: help install system-deps run test lint format typecheck bench clean
+
+help:
+	@echo "make run        set everything up and run the service (API on 127.0.0.1:8000, Kafka on 127.0.0.1:9092)"
+	@echo "make test       set everything up and run the whole test suite (real Kafka broker, SQLite)"
+	@echo "make install    create $(VENV) with the package and its dev tools"
+	@echo "make kafka      start the local Kafka broker alone; make kafka-stop stops it"
+	@echo "make lint       ruff check + format check;  make typecheck  mypy --strict on src/"
+	@echo "make bench      run the benchmarks in bench/"
+
+# Java 17 and Maven fetch and run the broker; install them from Debian when missing (needs root).
+system-deps:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven; \
+	  else echo "koppelpunt needs Java 17+ and Maven: install them (e.g. apt-get install openjdk-17-jre-headless maven)"; exit 1; fi; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "koppelpunt needs Python 3.11+")'
+
+$(VENV)/.installed: pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install kafka
+	@echo "=================================================================="
+	@echo " DEVELOPMENT MODE: sender keys from dev/senders.dev.yaml (public!)"
+	@echo "   vo       : dev-vo-key-NOT-FOR-PRODUCTION"
+	@echo "   mbo      : dev-mbo-key-NOT-FOR-PRODUCTION"
+	@echo "   operator : dev-operator-key-NOT-FOR-PRODUCTION"
+	@echo " API  http://127.0.0.1:8000/docs   Kafka 127.0.0.1:9092"
+	@echo "=================================================================="
+	@mkdir -p var
+	$(RUN_ENV) $(BIN)/koppelpunt db upgrade
+	$(RUN_ENV) $(BIN)/koppelpunt brp import schemas/examples/woonregister.csv
+	$(RUN_ENV) $(BIN)/koppelpunt serve
+
+test: install kafka-jars
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
+
+format: install
+	$(BIN)/ruff format $(LINT_DIRS)
+	$(BIN)/ruff check --fix $(LINT_DIRS)
+
+typecheck: install
+	$(BIN)/mypy
+
+bench: install kafka
+	$(PY) -m bench
+
+clean: kafka-stop
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

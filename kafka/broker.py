@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Run a real single-node Kafka 4.x broker (KRaft, combined broker+controller) without Docker.
+
+Why: the delivery tests and `make run` need the real protocol (Kafka 4 dropped old protocol
+versions, idempotence and ACLs behave as in production), and a fake would prove nothing. The
+jars come from Maven Central (`make kafka-jars`, see kafka/pom.xml); this module only needs the
+standard library and Java 17, so it runs before the venv exists.
+
+    python kafka/broker.py start [--dir var/kafka] [--port 9092] [--controller-port 9093]
+    python kafka/broker.py status [--dir var/kafka]
+    python kafka/broker.py stop [--dir var/kafka]
+
+Importable too: `LocalBroker(data_dir, port=..., controller_port=...).start()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LIBS = REPO_ROOT / ".cache" / "kafka" / "libs"
+NODE_ID = 1
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started or stopped; the message says what to do."""
+
+
+def _base_properties(data_dir: Path, port: int, controller_port: int) -> dict[str, str]:
+    """Properties of a combined node on loopback, tuned for a fast start and one replica."""
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(NODE_ID),
+        # Static voters (not `--standalone`): the voter endpoint is read from this file at
+        # every start, so the same data dir survives a change of controller port.
+        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir / "logs"),
+        # One node: every internal topic has one replica and needs one in-sync replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "min.insync.replicas": "1",
+        # Fewer internal partitions: the first consumer group / transaction is ready at once.
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.num.partitions": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        # Topics are created deliberately (koppelpunt.kafka.admin.ensure_topics), never by typo.
+        "auto.create.topics.enable": "false",
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+    }
+
+
+def _log4j2_config(log_file: Path) -> str:
+    """INFO to one file; the noisy per-request loggers stay at WARN."""
+    return "\n".join(
+        [
+            "status = warn",
+            "appender.file.type = File",
+            "appender.file.name = FILE",
+            f"appender.file.fileName = {log_file}",
+            "appender.file.append = true",
+            "appender.file.layout.type = PatternLayout",
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.file.ref = FILE",
+            "logger.request.name = kafka.request.logger",
+            "logger.request.level = WARN",
+            "logger.state.name = state.change.logger",
+            "logger.state.level = WARN",
+            "",
+        ]
+    )
+
+
+def _random_cluster_id() -> str:
+    """A Kafka Uuid: 16 random bytes, URL-safe base64 without padding (as `random-uuid`)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):  # a leading dash reads as a CLI option
+            return cid
+
+
+def metadata_roundtrip(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True when a Kafka Metadata (v4) request is answered with at least one live broker.
+
+    A TCP connect alone is not enough: the port may belong to something else, or the broker
+    may accept before it serves requests. v4 is the oldest version Kafka 4 still supports.
+    """
+    client_id = b"koppelpunt-broker-check"
+    correlation_id = 0x4B50
+    request = struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
+    request += struct.pack(">ib", 0, 0)  # topics: [] (none), allow_auto_topic_creation: false
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            size: int = struct.unpack(">i", _recv_exact(sock, 4))[0]
+            if not 12 <= size <= 1 << 20:  # not a Kafka metadata response
+                return False
+            body = _recv_exact(sock, size)
+    except (OSError, struct.error, ConnectionError):
+        return False
+    corr, _throttle, n_brokers = struct.unpack(">iii", body[:12])
+    return bool(corr == correlation_id and n_brokers > 0)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed by peer")
+        buf += chunk
+    return bytes(buf)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (a zombie still answers kill(pid, 0))."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _is_kafka_process(pid: int) -> bool:
+    """Guards against pid reuse: only signal a pid that still runs kafka.Kafka."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        return b"kafka.Kafka" in cmdline.read_bytes()
+    except OSError:
+        return _pid_alive(pid)  # no /proc (macOS): trust the pid file
+
+
+class LocalBroker:
+    """One broker process owned through a pid file in `data_dir` (logs, config, data too)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 9092,
+        controller_port: int = 9093,
+        libs_dir: Path = DEFAULT_LIBS,
+        heap: str = "512m",
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.controller_port = controller_port
+        self.libs_dir = Path(libs_dir).resolve()
+        self.heap = heap
+        # Overrides and additions (e.g. a SASL_SCRAM listener, an authorizer) win over the
+        # defaults; a value of "" removes a default.
+        self.extra_properties = dict(extra_properties or {})
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # --- paths ----------------------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        return self.data_dir / "log4j2.properties"
+
+    def properties(self) -> dict[str, str]:
+        props = _base_properties(self.data_dir, self.port, self.controller_port)
+        for key, value in self.extra_properties.items():
+            if value == "":
+                props.pop(key, None)
+            else:
+                props[key] = value
+        return props
+
+    # --- state ----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The pid of our broker process if it is still alive, else None."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if self._proc is not None and self._proc.pid == pid:
+            return pid if self._proc.poll() is None else None
+        return pid if _pid_alive(pid) and _is_kafka_process(pid) else None
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        return metadata_roundtrip("127.0.0.1", self.port, timeout)
+
+    def is_running(self) -> bool:
+        return self.pid() is not None and self.answers()
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self, timeout: float = 60) -> None:
+        """Start and wait until the broker serves metadata; a no-op when it already runs."""
+        pid = self.pid()
+        if pid is not None:
+            self._wait_ready(pid, timeout)
+            return
+        if self.answers(timeout=1):
+            raise BrokerError(
+                f"port {self.port} already answers as a Kafka broker that is not ours "
+                f"(no live pid in {self.pid_file}); stop it or choose another --port"
+            )
+        java = self._java()
+        self._check_libs()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        self.properties_file.write_text(
+            "".join(f"{k}={v}\n" for k, v in sorted(self.properties().items()))
+        )
+        self.log4j_file.write_text(_log4j2_config(self.log_file))
+        self._format(java)
+
+        cmd = [
+            java,
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp",
+            str(self.libs_dir / "*"),
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+        with self.log_file.open("ab") as log:
+            # Own session/process group: stop() signals the group, and a Ctrl-C in the
+            # terminal that ran `make kafka` does not take the broker down.
+            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{self._proc.pid}\n")
+        try:
+            self._wait_ready(self._proc.pid, timeout)
+        except BrokerError:
+            self.stop(timeout=10)
+            raise
+
+    def stop(self, timeout: float = 30) -> bool:
+        """SIGTERM the process group (clean shutdown), SIGKILL after `timeout`.
+
+        Returns False when no broker was running.
+        """
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.pid() is not None:
+            self._signal(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        self._proc = None
+        return True
+
+    # --- helpers --------------------------------------------------------------------------
+    def _signal(self, pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+
+    def _wait_ready(self, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.answers(timeout=1):
+                return
+            if self.pid() != pid:
+                raise BrokerError(f"broker exited during start-up; {self._excerpt()}")
+            time.sleep(0.1)
+        raise BrokerError(f"broker not ready after {timeout:.0f}s; {self._excerpt()}")
+
+    def _excerpt(self, lines: int = 15) -> str:
+        """The log's ERROR lines (the cause) and its last lines (the context)."""
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return f"no log at {self.log_file}"
+        errors = [line for line in text if " ERROR " in line or " FATAL " in line][:5]
+        return f"see {self.log_file}:\n" + "\n".join([*errors, "...", *text[-lines:]])
+
+    def _java(self) -> str:
+        java_home = os.environ.get("JAVA_HOME")
+        candidate = Path(java_home) / "bin" / "java" if java_home else None
+        if candidate is not None and candidate.exists():
+            return str(candidate)
+        found = shutil.which("java")
+        if found is None:
+            raise BrokerError("java not found: install Java 17+ or set JAVA_HOME")
+        return found
+
+    def _check_libs(self) -> None:
+        jars = [p.name for p in self.libs_dir.glob("*.jar")] if self.libs_dir.is_dir() else []
+        if not any(j.startswith("kafka_2.13-") for j in jars):
+            raise BrokerError(f"no Kafka jars in {self.libs_dir}: run `make kafka-jars` first")
+        # SLF4J 1.7 only finds log4j-slf4j-impl; the slf4j2 binding leaves the broker silent
+        # (even its fatal start-up errors), which makes every failure a guessing game.
+        if any(j.startswith("slf4j-api-1.") for j in jars) and not any(
+            j.startswith("log4j-slf4j-impl-") for j in jars
+        ):
+            print(
+                f"warning: {self.libs_dir} has slf4j-api 1.x without log4j-slf4j-impl: the "
+                "broker will log nothing. Use artifact log4j-slf4j-impl in kafka/pom.xml and "
+                "rerun `make kafka-jars`.",
+                file=sys.stderr,
+            )
+
+    def _cluster_id(self) -> str:
+        """The id the storage already has: 4.x refuses `--ignore-formatted` with another one."""
+        meta = self.data_dir / "logs" / "meta.properties"
+        with contextlib.suppress(OSError):
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+        return _random_cluster_id()
+
+    def _format(self, java: str) -> None:
+        """Format the storage once; `--ignore-formatted` keeps an existing cluster's data."""
+        cmd = [
+            java,
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp",
+            str(self.libs_dir / "*"),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self._cluster_id(),
+            "-c",
+            str(self.properties_file),
+            "--ignore-formatted",
+        ]
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            cmd, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise BrokerError(
+                f"formatting {self.data_dir / 'logs'} failed:\n{result.stdout}{result.stderr}"
+            )
+
+
+def _recorded_port(data_dir: Path, default: int) -> int:
+    """The port of the broker that was started in data_dir, so `status`/`stop` need no flags."""
+    props = data_dir / "server.properties"
+    with contextlib.suppress(OSError, ValueError):
+        for line in props.read_text().splitlines():
+            if line.startswith("advertised.listeners="):
+                return int(line.rsplit(":", 1)[1].split(",")[0])
+    return default
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local single-node Kafka broker (KRaft).")
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--dir", type=Path, default=REPO_ROOT / "var" / "kafka")
+    parser.add_argument("--port", type=int, default=None, help="broker port (default 9092)")
+    parser.add_argument("--controller-port", type=int, default=9093)
+    parser.add_argument("--libs", type=Path, default=DEFAULT_LIBS)
+    parser.add_argument("--heap", default="512m")
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args(argv)
+
+    data_dir = args.dir.resolve()
+    port = args.port if args.port is not None else _recorded_port(data_dir, 9092)
+    broker = LocalBroker(data_dir, port, args.controller_port, args.libs, args.heap)
+
+    if args.command == "start":
+        already = broker.pid() is not None
+        started = time.monotonic()
+        try:
+            broker.start(timeout=args.timeout)
+        except BrokerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        how = "already running" if already else f"started in {time.monotonic() - started:.1f}s"
+        print(f"kafka {how}: bootstrap {broker.bootstrap} (pid {broker.pid()}, dir {data_dir})")
+        return 0
+    if args.command == "stop":
+        if broker.stop(timeout=args.timeout):
+            print(f"kafka stopped ({data_dir})")
+        else:
+            print(f"kafka was not running ({data_dir})")
+        return 0
+    pid = broker.pid()
+    if pid is None:
+        print(f"kafka not running ({data_dir})")
+        return 3  # LSB: program is not running
+    if not broker.answers():
+        print(f"kafka process {pid} is up but {broker.bootstrap} does not answer (starting?)")
+        return 1
+    print(f"kafka running: bootstrap {broker.bootstrap} (pid {pid}, dir {data_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

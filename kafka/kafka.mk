@@ -1,0 +1,30 @@
+# Local Kafka broker without Docker: `include kafka/kafka.mk` from the top Makefile.
+#   make kafka-jars   resolve the Kafka 4.x broker jars from Maven Central (once per pom change)
+#   make kafka        start a single-node KRaft broker on 127.0.0.1:9092 (data in var/kafka)
+#   make kafka-stop   stop it (SIGTERM, then SIGKILL after 30 s)
+# kafka/broker.py is stdlib-only, so PY may be any python3 (e.g. before the venv exists).
+
+PY ?= .venv/bin/python
+KAFKA_LIBS ?= .cache/kafka/libs
+KAFKA_DIR ?= var/kafka
+
+.PHONY: kafka-jars kafka kafka-stop kafka-status
+
+kafka-jars: $(KAFKA_LIBS)/.complete
+
+# The stamp is written only after a complete copy, and is older than the pom when the pom
+# changes: then the jars are resolved again from scratch (no stale jars left behind).
+$(KAFKA_LIBS)/.complete: kafka/pom.xml
+	rm -rf $(KAFKA_LIBS)
+	cd kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(abspath $(KAFKA_LIBS))
+	touch $@
+
+kafka: kafka-jars
+	$(PY) kafka/broker.py start --dir $(KAFKA_DIR) --libs $(KAFKA_LIBS)
+
+kafka-stop:
+	$(PY) kafka/broker.py stop --dir $(KAFKA_DIR)
+
+kafka-status:
+	$(PY) kafka/broker.py status --dir $(KAFKA_DIR)

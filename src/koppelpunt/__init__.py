@@ -1,0 +1,1 @@
+"""Koppelpunt gemeenten of the VVA."""

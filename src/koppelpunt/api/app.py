@@ -1,0 +1,77 @@
+"""create_app(settings): the FastAPI application, its lifespan and its state.
+
+The lifespan builds the runtime (engine, schemas, rules, gemeenten, lookup), the Kafka publisher
+and the in-process outbox relay, and tears them down in reverse order. Nothing is imported as a
+global, so tests can start several differently configured apps in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from fastapi import FastAPI
+
+from koppelpunt.api import problems
+from koppelpunt.api.auth import SenderRegistry
+from koppelpunt.api.routes import berichten, health
+from koppelpunt.config import Settings
+from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
+from koppelpunt.kafka.relay import OutboxRelay
+from koppelpunt.runtime import Runtime
+
+
+class State(TypedDict):
+    runtime: Runtime
+    senders: SenderRegistry
+    publisher: Publisher
+    relay: OutboxRelay | None
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    senders = SenderRegistry.load(settings.senders_file)  # fail fast on a bad file
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        rt = runtime or Runtime.build(settings)
+        publisher = KafkaPublisher(settings)
+        relay: OutboxRelay | None = None
+        task: asyncio.Task[None] | None = None
+        if settings.relay_enabled:
+            relay = OutboxRelay(settings, rt.sessions, publisher, rt.clock, rt.metrics)
+            rt.on_outbox = relay.wake
+            task = asyncio.create_task(relay.run(), name="outbox-relay")
+        app.state.relay = relay
+        try:
+            yield {"runtime": rt, "senders": senders, "publisher": publisher, "relay": relay}
+        finally:
+            if relay is not None and task is not None:
+                await relay.stop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            else:
+                with contextlib.suppress(Exception):
+                    await publisher.stop()
+            if runtime is None:
+                await rt.close()
+
+    app = FastAPI(
+        title="Koppelpunt gemeenten (VVA)",
+        version="1",
+        summary="Ontvangt prognoses en aanmeldstatussen, filtert en publiceert signaleringen "
+        "per gemeente op Kafka.",
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "berichten", "description": "Voor de koppelpunten VO en MBO"},
+            {"name": "beheer", "description": "Health, readiness en metrics"},
+        ],
+    )
+    problems.install(app)
+    app.include_router(berichten.router)
+    app.include_router(health.router)
+    return app
+
+

@@ -1,0 +1,109 @@
+"""RFC 9457 problem+json for every error: one renderer, stable codes, never a bare 500 page.
+
+Expected refusals are KoppelpuntError subclasses carrying their status. Database outages map to
+503 with Retry-After (the sender retries; no false receipt). Anything else is a fault: logged
+with its traceback (no BSN: the message body is never logged) and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from koppelpunt.errors import KoppelpuntError, ServiceUnavailableError
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://koppelpunt.vva.nl/problemen/"
+RETRY_AFTER_SECONDS = "5"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    code: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def from_error(exc: KoppelpuntError, instance: str | None = None) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.status == 503 else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return problem(
+        exc.status, exc.title, exc.detail, code=exc.code, instance=instance, headers=headers,
+        **exc.extra,
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(KoppelpuntError)
+    async def _koppelpunt(request: Request, exc: KoppelpuntError) -> JSONResponse:
+        return from_error(exc, request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Niet gevonden", 405: "Methode niet toegestaan"}
+        return problem(
+            exc.status_code,
+            titles.get(exc.status_code, "Fout"),
+            str(exc.detail),
+            code=f"http-{exc.status_code}",
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fouten = [
+            {"locatie": "/".join(str(p) for p in err.get("loc", ())), "reden": err.get("msg")}
+            for err in exc.errors()
+        ]
+        return problem(
+            400, "Ongeldig verzoek", "het verzoek klopt niet", code="invalid-request",
+            instance=request.url.path, fouten=fouten,
+        )
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database_unavailable", error=type(exc).__name__, path=request.url.path)
+        return from_error(
+            ServiceUnavailableError("de database is tijdelijk niet bereikbaar; probeer later"),
+            request.url.path,
+        )
+
+    app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(PoolTimeoutError, _database_down)
+    app.add_exception_handler(ConnectionError, _database_down)
+    app.add_exception_handler(TimeoutError, _database_down)
+
+    @app.exception_handler(Exception)
+    async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_fault", path=request.url.path)
+        return problem(
+            500, "Interne fout", "er ging iets mis bij koppelpunt; het is gelogd",
+            code="internal", instance=request.url.path,
+        )

@@ -1,0 +1,169 @@
+"""Senders' endpoints: post prognoses and aanmeldstatussen (XML), read a receipt back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from koppelpunt.api.auth import Role, Sender, require_role
+from koppelpunt.api.deps import runtime_of, sender_of
+from koppelpunt.errors import (
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from koppelpunt.model import Soort
+from koppelpunt.receive import receive, record_refusal
+from koppelpunt.runtime import Runtime
+from koppelpunt.store import berichten
+
+router = APIRouter(prefix="/v1", tags=["berichten"])
+
+XML_TYPES = {"application/xml", "text/xml"}
+
+
+class Afgewezen(BaseModel):
+    index: int = Field(description="0-based position of the record in the message")
+    reden: str
+    locatie: str | None = None
+
+
+class Ontvangstbewijs(BaseModel):
+    """The receipt: what became of each record of the message."""
+
+    berichtId: str
+    soort: str
+    aantalRecords: int
+    aantalSignaleringen: int = Field(description="new signaleringen stored for publication")
+    gefilterd: dict[str, int] = Field(
+        description="per reason (leeftijd, startkwalificatie, geenBsn, geenWoongemeente)"
+    )
+    geparkeerd: int = Field(0, description="records waiting for the woongemeente lookup")
+    afgewezen: list[Afgewezen]
+
+
+_PROBLEM = {"content": {"application/problem+json": {}}}
+_XML_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/xml": {"schema": {"type": "string", "format": "xml"}}},
+    }
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Ontvangstbewijs, "description": "same berichtId and bytes: original receipt"},
+    400: {"description": "not well-formed, hostile or XSD-invalid", **_PROBLEM},
+    401: {"description": "missing or unknown key", **_PROBLEM},
+    403: {"description": "sender may not post this kind of message", **_PROBLEM},
+    409: {"description": "berichtId already used with other content", **_PROBLEM},
+    413: {"description": "body larger than KOPPELPUNT_MAX_BODY_BYTES", **_PROBLEM},
+    415: {"description": "content type is not application/xml", **_PROBLEM},
+    503: {"description": "database unavailable; retry after Retry-After", **_PROBLEM},
+}
+
+
+async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: Soort) -> bytes:
+    """The body, refused with 415/413 before it is read when type or size is wrong."""
+    content_type = request.headers.get("content-type")
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in XML_TYPES:
+        await record_refusal(
+            runtime, sender=sender.name, soort=soort, status_code=415,
+            reason=f"content-type {media or '(geen)'}", raw=None, content_type=content_type,
+        )
+        raise UnsupportedMediaTypeError(
+            f"verwacht application/xml, kreeg {media or 'geen content-type'}"
+        )
+    limit = runtime.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    too_large = PayloadTooLargeError(f"het bericht is groter dan {limit} bytes", maxBytes=limit)
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await record_refusal(
+            runtime, sender=sender.name, soort=soort, status_code=413,
+            reason=f"content-length {declared} > {limit}", raw=None, content_type=content_type,
+        )
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            await record_refusal(
+                runtime, sender=sender.name, soort=soort, status_code=413,
+                reason=f"body > {limit} bytes", raw=None, content_type=content_type,
+            )
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C traceparent header (version-traceid-parentid-flags)."""
+    if not traceparent:
+        return None
+    parts = traceparent.strip().split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and all(c in "0123456789abcdef" for c in parts[1]):
+        return parts[1]
+    return None
+
+
+async def _post(request: Request, soort: Soort, role: Role, traceparent: str | None) -> JSONResponse:
+    runtime = runtime_of(request)
+    sender = sender_of(request)
+    require_role(sender, role)
+    body = await _read_body(request, runtime, sender, soort)
+    with runtime.metrics.receive_seconds.labels(soort.value).time():
+        received = await receive(
+            runtime, body, soort, sender.name,
+            content_type=request.headers.get("content-type"), trace_id=_trace_id(traceparent),
+        )
+    return JSONResponse(received.receipt, status_code=received.status_code)
+
+
+@router.post(
+    "/prognoses",
+    status_code=202,
+    response_model=Ontvangstbewijs,
+    responses=_RESPONSES,
+    openapi_extra=_XML_BODY,
+    summary="Prognoses van het Koppelpunt VO ontvangen (rol vo)",
+)
+async def post_prognoses(
+    request: Request, traceparent: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    return await _post(request, Soort.PROGNOSE, Role.VO, traceparent)
+
+
+@router.post(
+    "/aanmeldstatussen",
+    status_code=202,
+    response_model=Ontvangstbewijs,
+    responses=_RESPONSES,
+    openapi_extra=_XML_BODY,
+    summary="Aanmeldstatussen van het Koppelpunt MBO ontvangen (rol mbo)",
+)
+async def post_aanmeldstatussen(
+    request: Request, traceparent: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    return await _post(request, Soort.AANMELDSTATUS, Role.MBO, traceparent)
+
+
+@router.get(
+    "/berichten/{berichtId}",
+    response_model=Ontvangstbewijs,
+    responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM},
+    summary="Het ontvangstbewijs van een bericht (de afzender zelf, of rol operator)",
+)
+async def get_bericht(request: Request, berichtId: str) -> JSONResponse:  # noqa: N803
+    runtime = runtime_of(request)
+    sender = sender_of(request)
+    async with runtime.sessions() as session:
+        stored = await berichten.find_bericht(session, berichtId)
+    if stored is None:
+        raise NotFoundError(f"geen bericht met berichtId {berichtId}")
+    if sender.role is not Role.OPERATOR and stored.sender != sender.name:
+        raise ForbiddenError("alleen de afzender of een operator mag dit ontvangstbewijs zien")
+    return JSONResponse(stored.receipt)

@@ -1,0 +1,126 @@
+"""The `koppelpunt` command: English verbs, the domain's Dutch nouns.
+
+    koppelpunt serve            run the HTTP API (and the in-process outbox relay)
+    koppelpunt relay            run the outbox relay on its own
+    koppelpunt topics ensure    create one Kafka topic per gemeente
+    koppelpunt brp import FILE  fill the local woongemeente register
+    koppelpunt db upgrade       apply database migrations
+
+Every command reads the same Settings (environment, prefix KOPPELPUNT_).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+
+from koppelpunt.cli import brp, topics
+from koppelpunt.config import Settings
+from koppelpunt.errors import ConfigurationError
+from koppelpunt.logging import configure_logging
+
+app = typer.Typer(
+    name="koppelpunt",
+    help="Koppelpunt gemeenten (VVA): receive prognoses and aanmeldstatussen, filter them, and "
+    "publish signaleringen on one Kafka topic per gemeente. Configuration comes from "
+    "KOPPELPUNT_* environment variables (see README).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(topics.app, name="topics")
+app.add_typer(brp.app, name="brp")
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides KOPPELPUNT_HTTP_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides KOPPELPUNT_HTTP_PORT.")] = None,
+) -> None:
+    """Serve the HTTP API. Applies pending migrations first, so a fresh database just works."""
+    import uvicorn
+
+    from koppelpunt.api.app import create_app
+    from koppelpunt.store.db import upgrade_sync
+
+    s = settings()
+    configure_logging(s.log_level, s.log_json)
+    upgrade_sync(s.database_url)
+    try:
+        application = create_app(s)
+    except ConfigurationError as exc:
+        typer.echo(f"koppelpunt: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    uvicorn.run(
+        application,
+        host=host or s.http_host,
+        port=port or s.http_port,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def relay(
+    once: Annotated[bool, typer.Option(help="Publish what is due, then exit.")] = False,
+) -> None:
+    """Run the outbox relay standalone (set KOPPELPUNT_RELAY_ENABLED=false on the API then).
+
+    Several relays may run against one PostgreSQL database: rows are claimed with
+    FOR UPDATE SKIP LOCKED, so no signalering is sent by two relays at once.
+    """
+    from koppelpunt.kafka.publisher import KafkaPublisher
+    from koppelpunt.kafka.relay import OutboxRelay
+    from koppelpunt.runtime import Runtime
+    from koppelpunt.store.db import upgrade_sync
+
+    s = settings()
+    configure_logging(s.log_level, s.log_json)
+    upgrade_sync(s.database_url)
+
+    async def main() -> int:
+        rt = Runtime.build(s)
+        worker = OutboxRelay(s, rt.sessions, KafkaPublisher(s), rt.clock, rt.metrics)
+        try:
+            if once:
+                n = await worker.drain()
+                typer.echo(f"published {n} signaleringen")
+                return 0 if worker.last_error is None else 1
+            await worker.run()
+            return 0
+        finally:
+            await worker.stop()
+            await rt.close()
+
+    try:
+        raise typer.Exit(asyncio.run(main()))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all pending migrations to KOPPELPUNT_DATABASE_URL."""
+    from koppelpunt.store.db import upgrade_sync
+
+    s = settings()
+    upgrade_sync(s.database_url)
+    typer.echo("database is up to date")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigurationError as exc:
+        typer.echo(f"koppelpunt: {exc.detail}", err=True)
+        sys.exit(2)
+
+

@@ -1,0 +1,150 @@
+"""Topic administration: one topic per gemeente, created deliberately.
+
+The broker runs with `auto.create.topics.enable=false`, so a typo in a topic name fails loudly
+instead of silently creating a topic nobody reads. Topics are therefore created here, by
+`koppelpunt topics ensure` and lazily by the publisher before its first send to a topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from koppelpunt.config import Settings
+from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
+
+_GEMEENTECODE = re.compile(r"GM\d{4}")
+# Kafka error codes that CreateTopics may answer per topic.
+_NO_ERROR = 0
+_TOPIC_ALREADY_EXISTS = 36
+# Keep CreateTopics requests small: the controller handles each as one metadata batch.
+_CREATE_BATCH = 100
+
+
+def topic_for(prefix: str, gemeentecode: str) -> str:
+    """`vva.signalering` + `GM0363` -> `vva.signalering.gm0363` (lowercase, validated).
+
+    Raises ValueError for anything but a CBS gemeentecode: a wrong code here is a bug
+    upstream, and publishing it would create a topic no gemeente reads.
+    """
+    code = gemeentecode.strip().upper()
+    if not _GEMEENTECODE.fullmatch(code):
+        raise ValueError(f"not a gemeentecode (GM + 4 digits): {gemeentecode!r}")
+    return f"{prefix.rstrip('.')}.{code.lower()}".lower()
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Bootstrap and security arguments shared by every aiokafka client we create."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+        # aiokafka needs an explicit context; the default one verifies the broker's cert.
+        kwargs["ssl_context"] = ssl.create_default_context()
+    if settings.kafka_sasl_mechanism:
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        # aiokafka uses the "plain" field names for SCRAM too.
+        kwargs["sasl_plain_username"] = settings.kafka_username
+        kwargs["sasl_plain_password"] = settings.kafka_password
+    return kwargs
+
+
+async def _admin(settings: Settings, timeout: float) -> AIOKafkaAdminClient:  # noqa: ASYNC109
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=int(timeout * 1000))
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await admin.close()
+        raise ServiceUnavailableError(
+            f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc!r}"
+        ) from exc
+    return admin
+
+
+async def ensure_topics(
+    settings: Settings,
+    topics: Sequence[str],
+    partitions: int | None = None,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109 - also the client's request timeout
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names this call created.
+
+    Idempotent and safe against a concurrent creator (TOPIC_ALREADY_EXISTS counts as done).
+    Any other per-topic error (invalid name, not authorised, policy) is a ConfigurationError.
+    """
+    wanted = list(dict.fromkeys(topics))
+    if not wanted:
+        return []
+    num_partitions = partitions if partitions is not None else settings.topic_partitions
+    admin = await _admin(settings, timeout)
+    created: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            for i in range(0, len(missing), _CREATE_BATCH):
+                batch = missing[i : i + _CREATE_BATCH]
+                response = await admin.create_topics(
+                    [NewTopic(t, num_partitions, settings.topic_replication_factor) for t in batch]
+                )
+                created += _check_created(response.topic_errors)
+            await _wait_visible(admin, created)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise ServiceUnavailableError(f"creating Kafka topics failed: {exc!r}") from exc
+    finally:
+        await admin.close()
+    return created
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
+    """Wait until the broker's metadata lists the new topics.
+
+    CreateTopics returns once the controller committed them; the broker learns of them a
+    moment later. Callers (a producer, `list_topics`) should find them at once.
+    """
+    while topics:
+        known = set(await admin.list_topics())
+        if all(t in known for t in topics):
+            return
+        await asyncio.sleep(0.05)
+
+
+def _check_created(topic_errors: Sequence[tuple[str, int, str | None]]) -> list[str]:
+    created: list[str] = []
+    problems: list[str] = []
+    for topic, code, message in topic_errors:
+        if code == _NO_ERROR:
+            created.append(topic)
+        elif code != _TOPIC_ALREADY_EXISTS:
+            problems.append(f"{topic}: error {code} {message or ''}".strip())
+    if problems:
+        raise ConfigurationError("Kafka refused to create topics: " + "; ".join(problems))
+    return created
+
+
+async def list_topics(
+    settings: Settings,
+    prefix: str,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109 - also the client's request timeout
+) -> list[str]:
+    """Sorted topic names under `prefix` (`vva.signalering` matches `vva.signalering.*`)."""
+    head = prefix.rstrip(".") + "."
+    admin = await _admin(settings, timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            names: list[str] = await admin.list_topics()
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise ServiceUnavailableError(f"listing Kafka topics failed: {exc!r}") from exc
+    finally:
+        await admin.close()
+    return sorted(n for n in names if n.startswith(head))

@@ -1,0 +1,161 @@
+"""The outbox relay: publishes stored signaleringen to Kafka, at least once, in order.
+
+It claims a batch of unpublished outbox rows (on PostgreSQL with FOR UPDATE SKIP LOCKED, so
+several relays can run side by side without publishing a row twice at the same time), sends
+them pipelined with the idempotent producer, and marks each row published only after Kafka
+acknowledged it (acks=all). A crash between the acknowledgement and the commit re-sends the
+same signalering with the same ce_id: a duplicate consumers can detect, never a loss.
+
+Two kinds of failure are kept apart. When the broker is unreachable the whole batch is left
+as it was and the relay waits (short, capped back-off) until Kafka is back: an outage is not
+the signalering's fault and must not push its retry minutes away. A single message the broker
+refuses gets attempts+1 and an exponential back-off, visible to operators (last_error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from koppelpunt.config import Settings
+from koppelpunt.kafka.publisher import OutboundMessage, Publisher
+from koppelpunt.metrics import Metrics
+from koppelpunt.store import outbox
+
+log = structlog.get_logger(__name__)
+
+OUTAGE_BACKOFF_MAX = 5.0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        publisher: Publisher,
+        clock: Callable[[], datetime],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._publisher = publisher
+        self._clock = clock
+        self._metrics = metrics or Metrics()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._started = False
+        self.last_error: str | None = None
+        self.last_published_at: datetime | None = None
+
+    def wake(self) -> None:
+        """Called after a commit that added outbox rows: publish now instead of at the poll."""
+        self._wake.set()
+
+    async def _ensure_started(self) -> bool:
+        if self._started:
+            return True
+        try:
+            await self._publisher.start()
+        except Exception as exc:  # any connect failure: retry later
+            self.last_error = f"kafka start: {type(exc).__name__}: {exc}"
+            log.warning("relay_kafka_unavailable", error=self.last_error)
+            return False
+        self._started = True
+        return True
+
+    async def drain_once(self) -> tuple[int, bool]:
+        """Publish one batch. Returns (published count, broker reachable)."""
+        if not await self._ensure_started():
+            return 0, False
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            items = await outbox.claim_pending(
+                session, limit=self._settings.relay_batch_size, now=now
+            )
+            if not items:
+                backlog = await outbox.backlog(session)
+                self._metrics.outbox_backlog.set(backlog)
+                return 0, True
+            messages = [
+                OutboundMessage(
+                    topic=item.topic,
+                    key=item.key.encode("utf-8"),
+                    value=item.payload,
+                    headers=tuple((k, v.encode("utf-8")) for k, v in item.headers),
+                    ref=item.id,
+                )
+                for item in items
+            ]
+            results = await self._publisher.publish(messages)
+            ok = [r.ref for r in results if r.ok]
+            failed = [r for r in results if not r.ok]
+            if ok:
+                await outbox.mark_published(session, ok, self._clock())
+            if failed and not ok and not await self._publisher.ping(timeout=2.0):
+                # Broker outage: leave the rows untouched (no attempts counted); roll back.
+                self.last_error = failed[0].error
+                await session.rollback()
+                return 0, False
+            for r in failed:
+                await outbox.mark_failed(
+                    session,
+                    [r.ref],
+                    error=r.error or "unknown",
+                    now=self._clock(),
+                    base_seconds=self._settings.relay_backoff_base_seconds,
+                    max_seconds=self._settings.relay_backoff_max_seconds,
+                )
+        if failed:
+            self._metrics.publish_failures.inc(len(failed))
+            self.last_error = failed[0].error
+            log.warning("signalering_publish_failed", count=len(failed), error=self.last_error)
+        if ok:
+            self._metrics.signaleringen_published.inc(len(ok))
+            self.last_published_at = self._clock()
+            self.last_error = None
+            log.info("signaleringen_published", count=len(ok))
+        return len(ok), True
+
+    async def drain(self) -> int:
+        """Publish until nothing is due (used by tests and `koppelpunt relay --once`)."""
+        total = 0
+        while True:
+            n, reachable = await self.drain_once()
+            total += n
+            if n == 0 or not reachable:
+                return total
+
+    async def run(self) -> None:
+        """Loop until stop(): drain, then sleep until woken or the poll interval passes."""
+        outage_delay = 0.5
+        while not self._stopping:
+            try:
+                n, reachable = await self.drain_once()
+            except Exception as exc:  # a fault (e.g. database down): log and keep going
+                log.exception("relay_pass_failed", error=type(exc).__name__)
+                n, reachable = 0, False
+            if not reachable:
+                await self._sleep(outage_delay)
+                outage_delay = min(outage_delay * 2, OUTAGE_BACKOFF_MAX)
+                continue
+            outage_delay = 0.5
+            if n == 0:
+                await self._sleep(self._settings.relay_poll_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._started:
+            with contextlib.suppress(Exception):
+                await self._publisher.stop()
+            self._started = False

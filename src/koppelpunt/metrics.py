@@ -1,0 +1,49 @@
+"""Prometheus metrics, in a registry per application instance (tests run several side by side)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.berichten = Counter(
+            "koppelpunt_berichten_total",
+            "Messages received, by soort and result (accepted, duplicate, invalid, conflict).",
+            ["soort", "result"],
+            registry=self.registry,
+        )
+        self.records = Counter(
+            "koppelpunt_records_total",
+            "Records decided, by soort and outcome (doorgestuurd, gefilterd:<reden>, afgewezen).",
+            ["soort", "outcome"],
+            registry=self.registry,
+        )
+        self.signaleringen_created = Counter(
+            "koppelpunt_signaleringen_created_total",
+            "Signaleringen stored in the outbox, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.signaleringen_published = Counter(
+            "koppelpunt_signaleringen_published_total",
+            "Signaleringen acknowledged by Kafka.",
+            registry=self.registry,
+        )
+        self.publish_failures = Counter(
+            "koppelpunt_publish_failures_total",
+            "Publication attempts that failed (retried with backoff).",
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "koppelpunt_outbox_backlog",
+            "Signaleringen stored but not yet acknowledged by Kafka (as of the last relay pass).",
+            registry=self.registry,
+        )
+        self.receive_seconds = Histogram(
+            "koppelpunt_receive_seconds",
+            "Time from request body read to receipt, by soort.",
+            ["soort"],
+            registry=self.registry,
+        )

@@ -1,0 +1,80 @@
+"""Signalering value in, UTF-8 XML per schemas/signalering.xsd out.
+
+Built with lxml element by element, never by string formatting, so a value can never change the
+structure of the document. Pure: the caller publishes the bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from lxml import etree
+
+from koppelpunt.model import AanmeldingDetails, PrognoseDetails, Signalering
+from koppelpunt.pipeline.parse import SIGNALERING_NS
+
+
+def render_signalering(s: Signalering) -> bytes:
+    """The signalering as an XML document; optional parts that are None or empty are left out.
+
+    Raises ValueError for a naive `aangemaakt`: a moment without timezone is a programming fault.
+    """
+    # The default namespace needs a None key, which lxml-stubs do not allow.
+    root = etree.Element(_q("signalering"), nsmap={None: SIGNALERING_NS})  # type: ignore[dict-item]
+    _sub(root, "signaleringId", s.signalering_id)
+    _sub(root, "type", s.type.value)
+    _sub(root, "gemeentecode", s.gemeentecode)
+    _sub(root, "aangemaakt", _tijdstip(s.aangemaakt))
+    leerling = _sub(root, "leerling")
+    _sub(leerling, "bsn", s.bsn)
+    _sub(leerling, "geboortedatum", s.geboortedatum.isoformat())
+    if s.peildatum is not None:
+        _sub(root, "peildatum", s.peildatum.isoformat())
+    if s.schooljaar:
+        _sub(root, "schooljaar", s.schooljaar)
+    if s.prognose is not None:
+        _prognose(root, s.prognose)
+    for aanmelding in s.aanmeldingen:
+        _aanmelding(root, aanmelding)
+    if s.bron_bericht_id:
+        _sub(_sub(root, "bron"), "berichtId", s.bron_bericht_id)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _q(name: str) -> str:
+    return f"{{{SIGNALERING_NS}}}{name}"
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    elem = etree.SubElement(parent, _q(name))
+    if text is not None:
+        elem.text = text
+    return elem
+
+
+def _tijdstip(moment: datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("aangemaakt heeft geen tijdzone")
+    return moment.isoformat()
+
+
+def _prognose(root: etree._Element, prognose: PrognoseDetails) -> None:
+    elem = _sub(root, "prognose")
+    school = _sub(elem, "school")
+    _sub(school, "brin", prognose.school.brin)
+    if prognose.school.vestiging:
+        _sub(school, "vestiging", prognose.school.vestiging)
+    _sub(elem, "schooljaar", prognose.schooljaar)
+    _sub(elem, "onderwijssoort", prognose.onderwijssoort)
+
+
+def _aanmelding(root: etree._Element, aanmelding: AanmeldingDetails) -> None:
+    elem = _sub(root, "aanmeldstatus")
+    _sub(_sub(elem, "instelling"), "brin", aanmelding.instelling_brin)
+    opleiding = _sub(elem, "opleiding")
+    _sub(opleiding, "crebo", aanmelding.opleiding.crebo)
+    _sub(opleiding, "niveau", str(aanmelding.opleiding.niveau))
+    _sub(opleiding, "leerweg", aanmelding.opleiding.leerweg)
+    _sub(elem, "status", aanmelding.status.value)
+    _sub(elem, "statusdatum", aanmelding.statusdatum.isoformat())
+    _sub(elem, "aanmeldingId", aanmelding.aanmelding_id)

@@ -1,0 +1,273 @@
+"""Receive one inbound message: the adapter that wires the pure pipeline to storage.
+
+    parse/validate ─▶ (idempotency check) ─▶ lookup ─▶ decide ─▶ ONE transaction:
+    bericht + beslissingen + signaleringen + outbox rows ─▶ commit ─▶ receipt ─▶ wake relay
+
+Nothing is acknowledged before it is stored: the receipt is only returned after the commit.
+Refused messages are stored too (afwijzingen), with their raw bytes and every reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+
+from koppelpunt.errors import ConflictError, InvalidMessageError
+from koppelpunt.kafka.admin import topic_for
+from koppelpunt.kafka.publisher import cloudevent_headers
+from koppelpunt.model import Filtered, Forwarded, Invalid, Signalering, Soort, ValidationIssue
+from koppelpunt.pipeline import run
+from koppelpunt.pipeline.parse import parse_message
+from koppelpunt.pipeline.render import render_signalering
+from koppelpunt.runtime import Runtime
+from koppelpunt.store import berichten, outbox
+from koppelpunt.store.berichten import BeslissingRow, StoredBericht
+from koppelpunt.store.outbox import NewSignalering
+
+log = structlog.get_logger(__name__)
+
+CE_SOURCE = "urn:vva:koppelpunt-gemeenten"
+CE_TYPE_PREFIX = "nl.vva.signalering."
+DATASCHEMA = "urn:vva:signalering:1"
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    status_code: int  # 202 new, 200 identical resend
+    receipt: dict[str, Any]
+
+
+def issue_json(issue: ValidationIssue) -> dict[str, Any]:
+    """One validation issue as JSON for problem+json `fouten` (Dutch camelCase)."""
+    return {
+        "reden": issue.reason,
+        "regel": issue.line,
+        "kolom": issue.column,
+        "locatie": issue.path,
+    }
+
+
+def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSignalering:
+    """Render a signalering and its CloudEvents headers exactly as they will be published."""
+    headers = cloudevent_headers(
+        ce_id=s.signalering_id,
+        ce_type=CE_TYPE_PREFIX + s.type.value,
+        ce_source=CE_SOURCE,
+        ce_time=s.aangemaakt,
+        extra={"ce_dataschema": DATASCHEMA},
+    )
+    return NewSignalering(
+        signalering_id=s.signalering_id,
+        type=s.type.value,
+        gemeentecode=s.gemeentecode,
+        bsn=s.bsn,
+        topic=topic_for(runtime.settings.topic_prefix, s.gemeentecode),
+        payload=render_signalering(s),
+        headers=[(name, value.decode("utf-8")) for name, value in headers],
+        created_at=s.aangemaakt,
+        bericht_pk=bericht_pk,
+    )
+
+
+def beslissing_rows(verwerking: run.Verwerking, rules_version: str) -> list[BeslissingRow]:
+    rows: list[BeslissingRow] = []
+    for o in verwerking.outcomes:
+        if o.parked:
+            rows.append(
+                BeslissingRow(o.index, "geparkeerd", None, None, None, rules_version, o.bsn)
+            )
+        elif isinstance(o.decision, Forwarded):
+            rows.append(
+                BeslissingRow(
+                    o.index, "doorgestuurd", None, None, o.decision.gemeentecode,
+                    rules_version, o.bsn,
+                )
+            )
+        elif isinstance(o.decision, Filtered):
+            rows.append(
+                BeslissingRow(
+                    o.index, "gefilterd", o.decision.reden.value, o.decision.details, None,
+                    rules_version, o.bsn,
+                )
+            )
+    for r in verwerking.afgewezen:
+        rows.append(BeslissingRow(r.index, "afgewezen", "inhoud", r.reden, None, rules_version, None))
+    return rows
+
+
+async def _reject(
+    runtime: Runtime,
+    *,
+    sender: str,
+    soort: Soort,
+    bericht_id: str | None,
+    status_code: int,
+    reasons: list[dict[str, Any]],
+    raw: bytes | None,
+    content_type: str | None,
+) -> None:
+    """Keep a refused message with its raw bytes and reasons, for operators."""
+    async with runtime.sessions.begin() as session:
+        await berichten.add_afwijzing(
+            session,
+            received_at=runtime.clock(),
+            sender=sender,
+            soort=soort.value,
+            bericht_id=bericht_id,
+            status_code=status_code,
+            reasons=reasons,
+            raw=raw,
+            content_type=content_type,
+        )
+    runtime.metrics.berichten.labels(soort.value, "invalid" if status_code == 400 else "conflict").inc()
+
+
+async def record_refusal(
+    runtime: Runtime,
+    *,
+    sender: str | None,
+    soort: Soort | None,
+    status_code: int,
+    reason: str,
+    raw: bytes | None,
+    content_type: str | None,
+) -> None:
+    """Store a refusal decided before parsing (413, 415): nothing received goes unrecorded."""
+    async with runtime.sessions.begin() as session:
+        await berichten.add_afwijzing(
+            session,
+            received_at=runtime.clock(),
+            sender=sender,
+            soort=soort.value if soort else None,
+            bericht_id=None,
+            status_code=status_code,
+            reasons=[{"reden": reason}],
+            raw=raw,
+            content_type=content_type,
+        )
+
+
+def _same_or_conflict(existing: StoredBericht, sha256: str, sender: str) -> Received:
+    if existing.sha256 == sha256 and existing.sender == sender:
+        return Received(200, existing.receipt)
+    raise ConflictError(
+        f"berichtId {existing.bericht_id} is al ontvangen met een andere inhoud",
+        berichtId=existing.bericht_id,
+    )
+
+
+async def receive(
+    runtime: Runtime,
+    body: bytes,
+    soort: Soort,
+    sender: str,
+    content_type: str | None = None,
+    trace_id: str | None = None,
+) -> Received:
+    """Process one message end to end (up to the outbox); raise for refusals."""
+    sha256 = hashlib.sha256(body).hexdigest()
+    outcome = parse_message(body, soort, runtime.schemas)
+    if isinstance(outcome, Invalid):
+        fouten = [issue_json(i) for i in outcome.issues]
+        await _reject(
+            runtime, sender=sender, soort=soort, bericht_id=outcome.bericht_id,
+            status_code=400, reasons=fouten, raw=body, content_type=content_type,
+        )
+        log.info(
+            "bericht_rejected", soort=soort.value, berichtId=outcome.bericht_id,
+            fouten=len(fouten), hostile=outcome.hostile,
+        )
+        raise InvalidMessageError(
+            f"het bericht is ongeldig ({len(fouten)} fout(en)); er is niets van verwerkt",
+            fouten=fouten,
+        )
+    bericht = outcome.bericht
+    structlog.contextvars.bind_contextvars(berichtId=bericht.bericht_id)
+    try:
+        async with runtime.sessions() as session:
+            existing = await berichten.find_bericht(session, bericht.bericht_id)
+        if existing is not None:
+            return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
+
+        keys = run.lookups_needed(outcome, runtime.rules)
+        found = await runtime.lookup.lookup(keys)
+        now = runtime.clock()
+        verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
+        try:
+            async with runtime.sessions.begin() as session:
+                pk = await berichten.add_bericht(
+                    session, bericht_id=bericht.bericht_id, soort=soort.value, sender=sender,
+                    sha256=sha256, raw=body, received_at=now, receipt={}, trace_id=trace_id,
+                )
+                await berichten.add_beslissingen(
+                    session, pk, beslissing_rows(verwerking, runtime.rules.version)
+                )
+                inserted = await outbox.add_signaleringen(
+                    session, [to_outbox(runtime, s, pk) for s in verwerking.signaleringen]
+                )
+                receipt = run.receipt(verwerking, len(inserted))
+                await berichten.set_receipt(session, pk, receipt)
+        except IntegrityError:
+            # Lost a race with a concurrent identical berichtId: answer as for a resend.
+            async with runtime.sessions() as session:
+                existing = await berichten.find_bericht(session, bericht.bericht_id)
+            if existing is None:
+                raise
+            return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
+        _count(runtime, verwerking, inserted, soort)
+        if inserted:
+            runtime.on_outbox()
+        log.info(
+            "bericht_accepted", soort=soort.value, records=receipt["aantalRecords"],
+            signaleringen=len(inserted), afgewezen=len(verwerking.afgewezen),
+        )
+        return Received(202, receipt)
+    finally:
+        structlog.contextvars.unbind_contextvars("berichtId")
+
+
+async def _resend(
+    runtime: Runtime,
+    existing: StoredBericht,
+    sha256: str,
+    sender: str,
+    soort: Soort,
+    body: bytes,
+    content_type: str | None,
+) -> Received:
+    try:
+        received = _same_or_conflict(existing, sha256, sender)
+    except ConflictError as exc:
+        await _reject(
+            runtime, sender=sender, soort=soort, bericht_id=existing.bericht_id,
+            status_code=409, reasons=[{"reden": exc.detail}], raw=body, content_type=content_type,
+        )
+        raise
+    runtime.metrics.berichten.labels(soort.value, "duplicate").inc()
+    log.info("bericht_resent", soort=soort.value)
+    return received
+
+
+def _count(runtime: Runtime, verwerking: run.Verwerking, inserted: list[str], soort: Soort) -> None:
+    m = runtime.metrics
+    m.berichten.labels(soort.value, "accepted").inc()
+    for o in verwerking.outcomes:
+        if isinstance(o.decision, Forwarded):
+            m.records.labels(soort.value, "doorgestuurd").inc()
+        elif isinstance(o.decision, Filtered):
+            m.records.labels(soort.value, f"gefilterd:{o.decision.reden.value}").inc()
+        elif o.parked:
+            m.records.labels(soort.value, "geparkeerd").inc()
+    if verwerking.afgewezen:
+        m.records.labels(soort.value, "afgewezen").inc(len(verwerking.afgewezen))
+    by_type: dict[str, int] = {}
+    ids = set(inserted)
+    for s in verwerking.signaleringen:
+        if s.signalering_id in ids:
+            by_type[s.type.value] = by_type.get(s.type.value, 0) + 1
+    for t, n in by_type.items():
+        m.signaleringen_created.labels(t).inc(n)

@@ -1,0 +1,239 @@
+"""Repository for received messages, their per-record decisions and refused messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koppelpunt.store.tables import afwijzingen, berichten, beslissingen
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBericht:
+    """A stored message without its raw bytes (a re-delivery only needs the receipt)."""
+
+    pk: int
+    bericht_id: str
+    soort: str
+    sender: str
+    sha256: str
+    receipt: dict[str, Any]
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BeslissingRow:
+    """The decision on one record: uitkomst doorgestuurd | gefilterd | afgewezen | geparkeerd."""
+
+    record_index: int
+    uitkomst: str
+    reden: str | None
+    details: str | None
+    gemeentecode: str | None
+    rules_version: str
+    bsn: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAfwijzing:
+    """A refused message; `raw_size` instead of its bytes keeps lists small (get_afwijzing_raw)."""
+
+    id: int
+    received_at: datetime
+    sender: str | None
+    soort: str | None
+    bericht_id: str | None
+    status_code: int
+    reasons: list[dict[str, Any]]
+    content_type: str | None
+    raw_size: int | None
+
+
+async def find_bericht(session: AsyncSession, bericht_id: str) -> StoredBericht | None:
+    """The stored message with this bericht_id, to answer a re-delivery idempotently."""
+    row = (
+        await session.execute(
+            select(
+                berichten.c.id,
+                berichten.c.bericht_id,
+                berichten.c.soort,
+                berichten.c.sender,
+                berichten.c.sha256,
+                berichten.c.receipt,
+                berichten.c.received_at,
+            ).where(berichten.c.bericht_id == bericht_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return StoredBericht(
+        pk=row.id,
+        bericht_id=row.bericht_id,
+        soort=row.soort,
+        sender=row.sender,
+        sha256=row.sha256,
+        receipt=row.receipt,
+        received_at=row.received_at,
+    )
+
+
+async def add_bericht(
+    session: AsyncSession,
+    *,
+    bericht_id: str,
+    soort: str,
+    sender: str,
+    sha256: str,
+    raw: bytes,
+    received_at: datetime,
+    receipt: dict[str, Any],
+    trace_id: str | None = None,
+) -> int:
+    """Store a message and return its pk.
+
+    Raises IntegrityError when the bericht_id exists: two deliveries of one message can race,
+    and only the database decides which one wins (the loser returns the winner's receipt).
+    """
+    pk = await session.scalar(
+        insert(berichten)
+        .values(
+            bericht_id=bericht_id,
+            soort=soort,
+            sender=sender,
+            sha256=sha256,
+            raw=raw,
+            received_at=received_at,
+            receipt=receipt,
+            trace_id=trace_id,
+        )
+        .returning(berichten.c.id)
+    )
+    assert pk is not None
+    return int(pk)
+
+
+async def set_receipt(session: AsyncSession, pk: int, receipt: dict[str, Any]) -> None:
+    """Replace the receipt once the records are decided (the message is stored first)."""
+    await session.execute(update(berichten).where(berichten.c.id == pk).values(receipt=receipt))
+
+
+async def add_beslissingen(
+    session: AsyncSession, bericht_pk: int, rows: Sequence[BeslissingRow]
+) -> None:
+    """Store the decision per record in one executemany (10,000 records per message)."""
+    if not rows:
+        return
+    await session.execute(
+        insert(beslissingen),
+        [
+            {
+                "bericht_pk": bericht_pk,
+                "record_index": row.record_index,
+                "uitkomst": row.uitkomst,
+                "reden": row.reden,
+                "details": row.details,
+                "gemeentecode": row.gemeentecode,
+                "rules_version": row.rules_version,
+                "bsn": row.bsn,
+            }
+            for row in rows
+        ],
+    )
+
+
+async def list_beslissingen(session: AsyncSession, bericht_pk: int) -> list[BeslissingRow]:
+    """The decisions of one message in record order (receipts, inspection, tests)."""
+    result = await session.execute(
+        select(
+            beslissingen.c.record_index,
+            beslissingen.c.uitkomst,
+            beslissingen.c.reden,
+            beslissingen.c.details,
+            beslissingen.c.gemeentecode,
+            beslissingen.c.rules_version,
+            beslissingen.c.bsn,
+        )
+        .where(beslissingen.c.bericht_pk == bericht_pk)
+        .order_by(beslissingen.c.record_index, beslissingen.c.id)
+    )
+    return [BeslissingRow(**row._mapping) for row in result]
+
+
+async def add_afwijzing(
+    session: AsyncSession,
+    *,
+    received_at: datetime,
+    sender: str | None,
+    soort: str | None,
+    bericht_id: str | None,
+    status_code: int,
+    reasons: list[dict[str, Any]],
+    raw: bytes | None,
+    content_type: str | None,
+) -> int:
+    """Record a message refused as a whole, so operators can help the sender; returns its id."""
+    pk = await session.scalar(
+        insert(afwijzingen)
+        .values(
+            received_at=received_at,
+            sender=sender,
+            soort=soort,
+            bericht_id=bericht_id,
+            status_code=status_code,
+            reasons=reasons,
+            raw=raw,
+            content_type=content_type,
+        )
+        .returning(afwijzingen.c.id)
+    )
+    assert pk is not None
+    return int(pk)
+
+
+_AFWIJZING_COLUMNS = (
+    afwijzingen.c.id,
+    afwijzingen.c.received_at,
+    afwijzingen.c.sender,
+    afwijzingen.c.soort,
+    afwijzingen.c.bericht_id,
+    afwijzingen.c.status_code,
+    afwijzingen.c.reasons,
+    afwijzingen.c.content_type,
+    func.length(afwijzingen.c.raw).label("raw_size"),
+)
+
+
+async def list_afwijzingen(
+    session: AsyncSession,
+    *,
+    since: datetime | None = None,
+    sender: str | None = None,
+    limit: int = 100,
+) -> list[StoredAfwijzing]:
+    """Refused messages, newest first, optionally from `since` on and for one sender."""
+    query = select(*_AFWIJZING_COLUMNS)
+    if since is not None:
+        query = query.where(afwijzingen.c.received_at >= since)
+    if sender is not None:
+        query = query.where(afwijzingen.c.sender == sender)
+    query = query.order_by(afwijzingen.c.received_at.desc(), afwijzingen.c.id.desc()).limit(limit)
+    return [StoredAfwijzing(**row._mapping) for row in await session.execute(query)]
+
+
+async def get_afwijzing(session: AsyncSession, afwijzing_id: int) -> StoredAfwijzing | None:
+    """One refused message by id, without its raw bytes."""
+    row = (
+        await session.execute(select(*_AFWIJZING_COLUMNS).where(afwijzingen.c.id == afwijzing_id))
+    ).one_or_none()
+    return None if row is None else StoredAfwijzing(**row._mapping)
+
+
+async def get_afwijzing_raw(session: AsyncSession, afwijzing_id: int) -> bytes | None:
+    """The raw body of a refused message (None when unknown or not kept)."""
+    raw = await session.scalar(select(afwijzingen.c.raw).where(afwijzingen.c.id == afwijzing_id))
+    return None if raw is None else bytes(raw)

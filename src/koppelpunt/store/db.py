@@ -1,0 +1,120 @@
+"""Engines, sessions and migrations for SQLite (embedded default) and PostgreSQL (production)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# How long a SQLite writer waits for another writer's lock before failing. Writes are short
+# (one message per transaction), so waiting beats refusing the sender with a 500.
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Build an async engine with the per-backend settings a long-running service needs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        _ensure_sqlite_dir(parsed.database)
+        engine = _create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    return _create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        # A connection dropped by a failover or an idle timeout is replaced, not handed out.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _ensure_sqlite_dir(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL: readers (receipts, metrics) never block the writer and vice versa.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # SQLite ignores foreign keys unless asked, per connection.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # synchronous stays FULL (the default): a message is acknowledged only once it is on
+        # disk, so NORMAL's risk of losing the last commits on power loss is not acceptable.
+    finally:
+        cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose rows stay readable after commit (the handler builds its response then)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config built in code, so the installed package migrates without alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # Passed as an attribute, not a main option: ConfigParser would choke on '%' in passwords.
+        config.attributes["url"] = url
+    return config
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at `url` to `revision`; safe to call on every start."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_on, url, revision)
+    finally:
+        await engine.dispose()
+
+
+def _upgrade_on(connection: Connection, url: str, revision: str) -> None:
+    config = alembic_config(url)
+    # env.py uses this connection instead of opening its own event loop.
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def upgrade_sync(url: str, revision: str = "head") -> None:
+    """`upgrade` for synchronous callers (CLI, scripts); not from inside a running event loop."""
+    asyncio.run(upgrade(url, revision))
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    """True when the database answers; for the readiness probe, so never raises."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether an IntegrityError is a unique/primary-key clash (not e.g. a foreign key).
+
+    Lets a caller tell "someone else stored this bericht_id first" from a real fault.
+    """
+    orig = exc.orig
+    # asyncpg (through SQLAlchemy's adapter) exposes the SQLSTATE; 23505 = unique_violation.
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate is not None:
+        return str(sqlstate) == "23505"
+    message = str(orig)
+    return "UNIQUE constraint failed" in message or "PRIMARY KEY constraint" in message

@@ -1,0 +1,277 @@
+"""Repository for signaleringen and the transactional outbox the Kafka relay publishes from.
+
+A signalering and its outbox row are written in the caller's transaction together with the
+message that caused them, so nothing is published that was not stored, and nothing stored is
+lost: the relay keeps trying until Kafka has it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Insert, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koppelpunt.store._dialect import chunks, dialect_name
+from koppelpunt.store.tables import outbox, signaleringen
+
+# The longest error text kept per outbox row: enough for a Kafka error, not a whole traceback.
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class NewSignalering:
+    """A rendered signalering to store and publish; `payload` is the XML sent to the gemeente."""
+
+    signalering_id: str
+    type: str
+    gemeentecode: str
+    bsn: str
+    topic: str
+    payload: bytes
+    headers: list[tuple[str, str]]
+    created_at: datetime
+    bericht_pk: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """What the relay sends: `key` is the BSN, so one pupil's signaleringen stay in order."""
+
+    id: int
+    signalering_id: str
+    topic: str
+    key: str
+    payload: bytes
+    headers: list[tuple[str, str]]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSignalering:
+    """A signalering with its publication state, for inspection and tests."""
+
+    signalering_id: str
+    type: str
+    gemeentecode: str
+    bsn: str
+    topic: str
+    payload: bytes
+    headers: list[tuple[str, str]]
+    created_at: datetime
+    bericht_pk: int | None
+    outbox_id: int
+    published_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+def _insert_ignore(session: AsyncSession) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL a concurrent insert of the same id
+    waits for the other transaction and is then skipped, so no pre-select race exists."""
+    if dialect_name(session) == "postgresql":
+        return postgresql.insert(signaleringen).on_conflict_do_nothing(
+            index_elements=[signaleringen.c.signalering_id]
+        )
+    return sqlite.insert(signaleringen).on_conflict_do_nothing(
+        index_elements=[signaleringen.c.signalering_id]
+    )
+
+
+async def add_signaleringen(session: AsyncSession, items: Sequence[NewSignalering]) -> list[str]:
+    """Store signaleringen with one outbox row each, skipping ids already stored.
+
+    Returns the ids actually inserted, in input order; their outbox ids follow that order too,
+    which is the order the relay publishes them in.
+    """
+    unique: dict[str, NewSignalering] = {}
+    for item in items:
+        unique.setdefault(item.signalering_id, item)
+    if not unique:
+        return []
+    statement = _insert_ignore(session).returning(signaleringen.c.signalering_id)
+    # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends batches of multi-row
+    # INSERTs within the drivers' parameter limits and collects what each batch returns.
+    result = await session.execute(
+        statement,
+        [
+            {
+                "signalering_id": item.signalering_id,
+                "type": item.type,
+                "gemeentecode": item.gemeentecode,
+                "bsn": item.bsn,
+                "topic": item.topic,
+                "payload": item.payload,
+                "headers": [list(header) for header in item.headers],
+                "created_at": item.created_at,
+                "bericht_pk": item.bericht_pk,
+            }
+            for item in unique.values()
+        ],
+    )
+    inserted = set(result.scalars())
+    new = [item for item in unique.values() if item.signalering_id in inserted]
+    if new:
+        # executemany runs row by row in list order, so outbox ids follow the input order.
+        await session.execute(
+            insert(outbox),
+            [
+                {
+                    "signalering_id": item.signalering_id,
+                    "topic": item.topic,
+                    "created_at": item.created_at,
+                }
+                for item in new
+            ],
+        )
+    return [item.signalering_id for item in new]
+
+
+def _headers(value: Any) -> list[tuple[str, str]]:
+    return [(str(name), str(header)) for name, header in value]
+
+
+async def claim_pending(session: AsyncSession, *, limit: int, now: datetime) -> list[OutboxItem]:
+    """Up to `limit` unpublished items that are due, oldest first.
+
+    On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until the caller's transaction
+    ends, so several relays can run side by side without publishing a row twice: publish, then
+    mark_published/mark_failed, then commit, in one transaction. SQLite has a single writer.
+    """
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.signalering_id,
+            outbox.c.topic,
+            outbox.c.attempts,
+            signaleringen.c.bsn,
+            signaleringen.c.payload,
+            signaleringen.c.headers,
+        )
+        .join(signaleringen, signaleringen.c.signalering_id == outbox.c.signalering_id)
+        .where(
+            outbox.c.published_at.is_(None),
+            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+        )
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    if dialect_name(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=outbox)
+    return [
+        OutboxItem(
+            id=row.id,
+            signalering_id=row.signalering_id,
+            topic=row.topic,
+            key=row.bsn,
+            payload=bytes(row.payload),
+            headers=_headers(row.headers),
+            attempts=row.attempts,
+        )
+        for row in await session.execute(query)
+    ]
+
+
+async def mark_published(session: AsyncSession, ids: Sequence[int], now: datetime) -> None:
+    """Record that Kafka acknowledged these items."""
+    for chunk in chunks(ids, 1000):
+        await session.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(chunk))
+            .values(published_at=now, last_error=None, next_attempt_at=None)
+        )
+
+
+def backoff_seconds(attempts: int, *, base_seconds: float, max_seconds: float) -> float:
+    """Delay after a failure when `attempts` earlier attempts had failed: base, 2*base, 4*base..."""
+    return float(min(base_seconds * 2 ** min(attempts, 64), max_seconds))
+
+
+async def mark_failed(
+    session: AsyncSession,
+    ids: Sequence[int],
+    *,
+    error: str,
+    now: datetime,
+    base_seconds: float,
+    max_seconds: float,
+) -> None:
+    """Count a failed attempt and hold the items back for min(base * 2^attempts, max) seconds,
+    `attempts` being the count before this failure (so the first retry waits `base`)."""
+    by_attempts: dict[int, list[int]] = defaultdict(list)
+    for chunk in chunks(ids, 1000):
+        rows = await session.execute(
+            select(outbox.c.id, outbox.c.attempts).where(outbox.c.id.in_(chunk))
+        )
+        for row in rows:
+            by_attempts[row.attempts].append(row.id)
+    # Items failing together almost always share their attempt count: one UPDATE per count.
+    for attempts, group in by_attempts.items():
+        delay = backoff_seconds(attempts, base_seconds=base_seconds, max_seconds=max_seconds)
+        for chunk in chunks(group, 1000):
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(chunk))
+                .values(
+                    attempts=attempts + 1,
+                    last_error=error[:MAX_ERROR_LENGTH],
+                    next_attempt_at=now + timedelta(seconds=delay),
+                )
+            )
+
+
+async def backlog(session: AsyncSession) -> int:
+    """Number of signaleringen not yet published (a metric and an alert)."""
+    count = await session.scalar(
+        select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+    )
+    return int(count or 0)
+
+
+async def oldest_unpublished(session: AsyncSession) -> datetime | None:
+    """Creation time of the oldest unpublished signalering: how far the relay lags."""
+    oldest: datetime | None = await session.scalar(
+        select(func.min(outbox.c.created_at)).where(outbox.c.published_at.is_(None))
+    )
+    return oldest
+
+
+async def get_signaleringen_for_bericht(
+    session: AsyncSession, bericht_pk: int
+) -> list[StoredSignalering]:
+    """The signaleringen one message caused, in publication order."""
+    result = await session.execute(
+        select(
+            signaleringen,
+            outbox.c.id.label("outbox_id"),
+            outbox.c.published_at,
+            outbox.c.attempts,
+            outbox.c.last_error,
+        )
+        .join(outbox, outbox.c.signalering_id == signaleringen.c.signalering_id)
+        .where(signaleringen.c.bericht_pk == bericht_pk)
+        .order_by(outbox.c.id)
+    )
+    return [
+        StoredSignalering(
+            signalering_id=row.signalering_id,
+            type=row.type,
+            gemeentecode=row.gemeentecode,
+            bsn=row.bsn,
+            topic=row.topic,
+            payload=bytes(row.payload),
+            headers=_headers(row.headers),
+            created_at=row.created_at,
+            bericht_pk=row.bericht_pk,
+            outbox_id=row.outbox_id,
+            published_at=row.published_at,
+            attempts=row.attempts,
+            last_error=row.last_error,
+        )
+        for row in result
+    ]

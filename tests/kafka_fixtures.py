@@ -1,0 +1,180 @@
+"""Fixtures for tests against the real Kafka broker (imported by tests/conftest.py).
+
+One broker per test session, started from kafka/broker.py on free ports in a temporary
+directory; or an external one when KOPPELPUNT_KAFKA_BOOTSTRAP is set (CI service, a running
+`make kafka`). Tests that stop the broker need the session's own broker and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from koppelpunt.config import Settings
+
+__all__ = [
+    "consume_all",
+    "free_port",
+    "kafka_bootstrap",
+    "kafka_broker",
+    "kafka_settings",
+    "stoppable_broker",
+    "topic_partitions",
+    "unique_topic",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTERNAL_BOOTSTRAP_ENV = "KOPPELPUNT_KAFKA_BOOTSTRAP"
+
+
+def _load_broker_module() -> ModuleType:
+    """kafka/broker.py is a script, not a package module: load it by path.
+
+    (A top-level `kafka` package would shadow kafka-python for anyone who has it installed.)
+    """
+    name = "koppelpunt_local_broker"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "kafka" / "broker.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+broker_module = _load_broker_module()
+LocalBroker = broker_module.LocalBroker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's own LocalBroker, or None when an external broker is configured."""
+    if os.environ.get(EXTERNAL_BOOTSTRAP_ENV):
+        yield None
+        return
+    broker = LocalBroker(
+        tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port()
+    )
+    started = time.monotonic()
+    broker.start(timeout=120)
+    print(f"\nkafka broker {broker.bootstrap} up in {time.monotonic() - started:.1f}s")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: Any) -> str:
+    """host:port of the broker the tests use."""
+    external = os.environ.get(EXTERNAL_BOOTSTRAP_ENV)
+    if external:
+        return external
+    bootstrap: str = kafka_broker.bootstrap
+    return bootstrap
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> Settings:
+    """Settings pointing at the test broker (single-replica topics, 3 partitions)."""
+    return Settings(kafka_bootstrap=kafka_bootstrap, topic_replication_factor=1)
+
+
+@pytest.fixture
+def unique_topic() -> str:
+    """A topic name no other test uses, under the configured prefix."""
+    return f"vva.signalering.test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def stoppable_broker(kafka_broker: Any) -> AsyncIterator[Any]:
+    """The session broker for "Kafka down, then up" tests; restarted afterwards if needed."""
+    if kafka_broker is None:
+        pytest.skip(f"{EXTERNAL_BOOTSTRAP_ENV} points at an external broker we cannot stop")
+    yield kafka_broker
+    if not await asyncio.to_thread(kafka_broker.is_running):
+        await asyncio.to_thread(kafka_broker.start, 120)
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    # consumer.partitions_for_topic() reads a cache that may predate the topic: ask the broker.
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions: set[int] | None = cluster.partitions_for_topic(topic)
+    if not partitions:
+        raise LookupError(f"topic {topic!r} does not exist")
+    return partitions
+
+
+async def topic_partitions(bootstrap: str, topic: str) -> set[int]:
+    """The partition ids of `topic` as the broker knows them now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return await _partitions(consumer, topic)
+    finally:
+        await consumer.stop()
+
+
+async def consume_all(
+    bootstrap: str,
+    topic: str,
+    *,
+    timeout: float = 10,  # noqa: ASYNC109 - also the consumer's request timeout
+    expect: int | None = None,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """All records of `topic`, from the beginning, ordered by (partition, offset).
+
+    Deterministic rather than idle-based: reads up to the end offsets (no consumer group, so
+    nothing is committed). With `expect`, waits (up to `timeout`) until that many records
+    exist, then still reads to the end, so a duplicate shows up as an extra record.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=int(timeout * 1000),
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            partitions = await _partitions(consumer, topic)
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                ends = await consumer.end_offsets(tps)
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                at_end = all(positions[tp] >= ends[tp] for tp in tps)
+                if at_end and (expect is None or len(records) >= expect):
+                    break
+                batch = await consumer.getmany(*tps, timeout_ms=200)
+                for tp_records in batch.values():
+                    records.extend(tp_records)
+    except TimeoutError:
+        pass  # return what arrived; the caller's assertion says what is missing
+    finally:
+        await consumer.stop()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
