@@ -101,7 +101,7 @@ class TestEndToEnd:
         self, client: httpx.AsyncClient, running: Running, settings: Settings
     ) -> None:
         """Each forwarded record arrives once, XSD-valid, keyed by BSN, on its gemeente's topic."""
-        await register(running, [(BSN[0], "0363", None), (BSN[1], "GM0599", None), (BSN[2], "1999", None)])
+        await register(running, [(BSN[0], "0363", None), (BSN[1], "0599", None), (BSN[2], "1999", None)])
         p, s = await post_both(client)
         assert p.status_code == 202 and p.json()["aantalSignaleringen"] == 2
         assert s.status_code == 202 and s.json()["aantalSignaleringen"] == 2

@@ -82,7 +82,7 @@ class TestContentChecks:
 
     async def test_body_over_the_limit_is_413(self, client: httpx.AsyncClient) -> None:
         """A body over MAX_BODY_BYTES is refused with 413 before it is processed."""
-        big = prognose_xml("big", [L()] * 60_000)
+        big = prognose_xml("big", [L()] * 120_000)
         r = await client.post("/v1/prognoses", content=big, headers={**XML, **auth("koppelpunt-vo")})
         assert r.status_code == 413
         assert r.json()["maxBytes"] == 10 * 1024 * 1024
