@@ -28,7 +28,7 @@ XML = {"Content-Type": "application/xml"}
 Records = list[ConsumerRecord[bytes, bytes]]
 
 
-async def records_on(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> Records:
+async def records_on(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> Records:  # noqa: ASYNC109
     """Wait until `topic` exists and holds at least `expect` records; return all of them."""
     deadline = time.monotonic() + timeout
     while True:
@@ -101,7 +101,9 @@ class TestEndToEnd:
         self, client: httpx.AsyncClient, running: Running, settings: Settings
     ) -> None:
         """Each forwarded record arrives once, XSD-valid, keyed by BSN, on its gemeente's topic."""
-        await register(running, [(BSN[0], "0363", None), (BSN[1], "0599", None), (BSN[2], "1999", None)])
+        await register(
+            running, [(BSN[0], "0363", None), (BSN[1], "0599", None), (BSN[2], "1999", None)]
+        )
         p, s = await post_both(client)
         assert p.status_code == 202 and p.json()["aantalSignaleringen"] == 2
         assert s.status_code == 202 and s.json()["aantalSignaleringen"] == 2
@@ -111,7 +113,10 @@ class TestEndToEnd:
         rotterdam = await records_on(bootstrap, topic_for(settings.topic_prefix, "GM0599"), 2)
         assert len(amsterdam) == 2 and len(rotterdam) == 2
 
-        for records, gemeente, bsn in ((amsterdam, "GM0363", BSN[0]), (rotterdam, "GM0599", BSN[1])):
+        for records, gemeente, bsn in (
+            (amsterdam, "GM0363", BSN[0]),
+            (rotterdam, "GM0599", BSN[1]),
+        ):
             types = []
             for record in records:
                 doc, headers = parse(record)

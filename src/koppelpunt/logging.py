@@ -22,7 +22,11 @@ MASK = "*********"
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
         return _NINE_DIGITS.sub(MASK, value)
-    if isinstance(value, int) and not isinstance(value, bool) and 100_000_000 <= value <= 999_999_999:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 100_000_000 <= value <= 999_999_999
+    ):
         return MASK
     if isinstance(value, dict):
         return {k: _mask(v) for k, v in value.items()}
@@ -49,9 +53,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         structlog.processors.format_exc_info,
         mask_bsn,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

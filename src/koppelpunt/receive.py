@@ -83,19 +83,31 @@ def beslissing_rows(verwerking: run.Verwerking, rules_version: str) -> list[Besl
         elif isinstance(o.decision, Forwarded):
             rows.append(
                 BeslissingRow(
-                    o.index, "doorgestuurd", None, None, o.decision.gemeentecode,
-                    rules_version, o.bsn,
+                    o.index,
+                    "doorgestuurd",
+                    None,
+                    None,
+                    o.decision.gemeentecode,
+                    rules_version,
+                    o.bsn,
                 )
             )
         elif isinstance(o.decision, Filtered):
             rows.append(
                 BeslissingRow(
-                    o.index, "gefilterd", o.decision.reden.value, o.decision.details, None,
-                    rules_version, o.bsn,
+                    o.index,
+                    "gefilterd",
+                    o.decision.reden.value,
+                    o.decision.details,
+                    None,
+                    rules_version,
+                    o.bsn,
                 )
             )
     for r in verwerking.afgewezen:
-        rows.append(BeslissingRow(r.index, "afgewezen", "inhoud", r.reden, None, rules_version, None))
+        rows.append(
+            BeslissingRow(r.index, "afgewezen", "inhoud", r.reden, None, rules_version, None)
+        )
     return rows
 
 
@@ -123,7 +135,9 @@ async def _reject(
             raw=raw,
             content_type=content_type,
         )
-    runtime.metrics.berichten.labels(soort.value, "invalid" if status_code == 400 else "conflict").inc()
+    runtime.metrics.berichten.labels(
+        soort.value, "invalid" if status_code == 400 else "conflict"
+    ).inc()
 
 
 async def record_refusal(
@@ -174,12 +188,21 @@ async def receive(
     if isinstance(outcome, Invalid):
         fouten = [issue_json(i) for i in outcome.issues]
         await _reject(
-            runtime, sender=sender, soort=soort, bericht_id=outcome.bericht_id,
-            status_code=400, reasons=fouten, raw=body, content_type=content_type,
+            runtime,
+            sender=sender,
+            soort=soort,
+            bericht_id=outcome.bericht_id,
+            status_code=400,
+            reasons=fouten,
+            raw=body,
+            content_type=content_type,
         )
         log.info(
-            "bericht_rejected", soort=soort.value, berichtId=outcome.bericht_id,
-            fouten=len(fouten), hostile=outcome.hostile,
+            "bericht_rejected",
+            soort=soort.value,
+            berichtId=outcome.bericht_id,
+            fouten=len(fouten),
+            hostile=outcome.hostile,
         )
         raise InvalidMessageError(
             f"het bericht is ongeldig ({len(fouten)} fout(en)); er is niets van verwerkt",
@@ -200,8 +223,15 @@ async def receive(
         try:
             async with runtime.sessions.begin() as session:
                 pk = await berichten.add_bericht(
-                    session, bericht_id=bericht.bericht_id, soort=soort.value, sender=sender,
-                    sha256=sha256, raw=body, received_at=now, receipt={}, trace_id=trace_id,
+                    session,
+                    bericht_id=bericht.bericht_id,
+                    soort=soort.value,
+                    sender=sender,
+                    sha256=sha256,
+                    raw=body,
+                    received_at=now,
+                    receipt={},
+                    trace_id=trace_id,
                 )
                 await berichten.add_beslissingen(
                     session, pk, beslissing_rows(verwerking, runtime.rules.version)
@@ -222,8 +252,11 @@ async def receive(
         if inserted:
             runtime.on_outbox()
         log.info(
-            "bericht_accepted", soort=soort.value, records=receipt["aantalRecords"],
-            signaleringen=len(inserted), afgewezen=len(verwerking.afgewezen),
+            "bericht_accepted",
+            soort=soort.value,
+            records=receipt["aantalRecords"],
+            signaleringen=len(inserted),
+            afgewezen=len(verwerking.afgewezen),
         )
         return Received(202, receipt)
     finally:
@@ -243,8 +276,14 @@ async def _resend(
         received = _same_or_conflict(existing, sha256, sender)
     except ConflictError as exc:
         await _reject(
-            runtime, sender=sender, soort=soort, bericht_id=existing.bericht_id,
-            status_code=409, reasons=[{"reden": exc.detail}], raw=body, content_type=content_type,
+            runtime,
+            sender=sender,
+            soort=soort,
+            bericht_id=existing.bericht_id,
+            status_code=409,
+            reasons=[{"reden": exc.detail}],
+            raw=body,
+            content_type=content_type,
         )
         raise
     runtime.metrics.berichten.labels(soort.value, "duplicate").inc()

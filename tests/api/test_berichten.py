@@ -83,7 +83,9 @@ class TestContentChecks:
     async def test_body_over_the_limit_is_413(self, client: httpx.AsyncClient) -> None:
         """A body over MAX_BODY_BYTES is refused with 413 before it is processed."""
         big = prognose_xml("big", [L()] * 120_000)
-        r = await client.post("/v1/prognoses", content=big, headers={**XML, **auth("koppelpunt-vo")})
+        r = await client.post(
+            "/v1/prognoses", content=big, headers={**XML, **auth("koppelpunt-vo")}
+        )
         assert r.status_code == 413
         assert r.json()["maxBytes"] == 10 * 1024 * 1024
 
@@ -92,7 +94,9 @@ class TestContentChecks:
     ) -> None:
         """XSD-invalid: 400 with each error's line, column and location; stored for operators."""
         body = prognose_xml("inv-1", [L(bsn="12345"), L(onderwijssoort="mavo")], brin="2x")
-        r = await client.post("/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")})
+        r = await client.post(
+            "/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")}
+        )
         assert r.status_code == 400
         problem = r.json()
         assert r.headers["content-type"].startswith(PROBLEM)
@@ -113,7 +117,9 @@ class TestContentChecks:
     async def test_not_well_formed_is_400(self, client: httpx.AsyncClient) -> None:
         """Truncated XML: 400 with the line of the error, never a 500."""
         body = prognose_xml("nwf", [L()])[:-30]
-        r = await client.post("/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")})
+        r = await client.post(
+            "/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")}
+        )
         assert r.status_code == 400
         assert r.json()["fouten"][0]["regel"] is not None
 
@@ -129,9 +135,11 @@ class TestContentChecks:
     async def test_doctype_is_refused(self, client: httpx.AsyncClient, doctype: str) -> None:
         """XXE, billion laughs and external DTDs: 400 without resolving anything."""
         body = prognose_xml("x", [L()]).replace(
-            b'<prognoses xmlns', doctype.encode() + b'\n<prognoses xmlns', 1
+            b"<prognoses xmlns", doctype.encode() + b"\n<prognoses xmlns", 1
         )
-        r = await client.post("/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")})
+        r = await client.post(
+            "/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")}
+        )
         assert r.status_code == 400
         assert b"root:" not in r.content
 
@@ -163,7 +171,9 @@ class TestReceipt:
                 L(bsn=BSN[4]),  # not in the register: geenWoongemeente
             ],
         )
-        r = await client.post("/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")})
+        r = await client.post(
+            "/v1/prognoses", content=body, headers={**XML, **auth("koppelpunt-vo")}
+        )
         assert r.status_code == 202, r.text
         receipt = r.json()
         assert receipt["berichtId"] == "r-1"
@@ -247,7 +257,9 @@ class TestPlatformEndpoints:
     async def test_metrics_count_messages(self, client: httpx.AsyncClient) -> None:
         """/metrics exposes Prometheus counters that move with traffic."""
         await client.post(
-            "/v1/prognoses", content=prognose_xml("m-1", [L()]), headers={**XML, **auth("koppelpunt-vo")}
+            "/v1/prognoses",
+            content=prognose_xml("m-1", [L()]),
+            headers={**XML, **auth("koppelpunt-vo")},
         )
         text = (await client.get("/metrics")).text
         assert 'koppelpunt_berichten_total{result="accepted",soort="prognose"} 1.0' in text

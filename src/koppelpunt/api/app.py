@@ -73,5 +73,3 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(berichten.router)
     app.include_router(health.router)
     return app
-
-

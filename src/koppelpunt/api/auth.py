@@ -73,12 +73,7 @@ class SenderRegistry:
         names = [s.name for s in parsed.senders]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"senders file {path}: sender names must be unique")
-        return cls(
-            [
-                (bytes.fromhex(s.key_sha256), Sender(s.name, s.role))
-                for s in parsed.senders
-            ]
-        )
+        return cls([(bytes.fromhex(s.key_sha256), Sender(s.name, s.role)) for s in parsed.senders])
 
     def authenticate(self, authorization: str | None) -> Sender:
         """The sender for an Authorization header; AuthenticationError (401) otherwise."""

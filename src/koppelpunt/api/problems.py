@@ -54,7 +54,12 @@ def from_error(exc: KoppelpuntError, instance: str | None = None) -> JSONRespons
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return problem(
-        exc.status, exc.title, exc.detail, code=exc.code, instance=instance, headers=headers,
+        exc.status,
+        exc.title,
+        exc.detail,
+        code=exc.code,
+        instance=instance,
+        headers=headers,
         **exc.extra,
     )
 
@@ -83,8 +88,12 @@ def install(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         return problem(
-            400, "Ongeldig verzoek", "het verzoek klopt niet", code="invalid-request",
-            instance=request.url.path, fouten=fouten,
+            400,
+            "Ongeldig verzoek",
+            "het verzoek klopt niet",
+            code="invalid-request",
+            instance=request.url.path,
+            fouten=fouten,
         )
 
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
@@ -104,6 +113,9 @@ def install(app: FastAPI) -> None:
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_fault", path=request.url.path)
         return problem(
-            500, "Interne fout", "er ging iets mis bij koppelpunt; het is gelogd",
-            code="internal", instance=request.url.path,
+            500,
+            "Interne fout",
+            "er ging iets mis bij koppelpunt; het is gelogd",
+            code="internal",
+            instance=request.url.path,
         )

@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from click._termui_impl import ProgressBar
 
 from koppelpunt.config import Settings
 from koppelpunt.lookup.register_csv import RegisterRow, RowError, read_register
@@ -23,7 +22,8 @@ BATCH = 5_000
 @app.command("import")
 def import_register(
     file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="CSV: bsn,gemeentecode[,geldig_vanaf]")
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="CSV: bsn,gemeentecode[,geldig_vanaf]"),
     ],
 ) -> None:
     """Upsert a CSV into the local woongemeente register.
@@ -80,7 +80,7 @@ def import_register(
         raise typer.Exit(1)
 
 
-def _tracking(lines: Iterable[str], bar: ProgressBar[int]) -> Iterator[str]:
+def _tracking(lines: Iterable[str], bar: Any) -> Iterator[str]:
     """Pass lines through while advancing the progress bar by their size."""
     for line in lines:
         bar.update(len(line.encode("utf-8")))

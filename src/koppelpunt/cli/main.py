@@ -122,5 +122,3 @@ def main() -> None:
     except ConfigurationError as exc:
         typer.echo(f"koppelpunt: {exc.detail}", err=True)
         sys.exit(2)
-
-

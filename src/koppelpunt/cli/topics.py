@@ -18,7 +18,8 @@ app = typer.Typer(help="Kafka topics, one per gemeente.", no_args_is_help=True)
 @app.command("ensure")
 def ensure(
     partitions: Annotated[
-        int | None, typer.Option(min=1, help="Partitions per topic (default KOPPELPUNT_TOPIC_PARTITIONS).")
+        int | None,
+        typer.Option(min=1, help="Partitions per topic (default KOPPELPUNT_TOPIC_PARTITIONS)."),
     ] = None,
 ) -> None:
     """Create the topic {TOPIC_PREFIX}.{gm0363} for every gemeente active today (idempotent).
@@ -30,4 +31,6 @@ def ensure(
     gemeenten = GemeenteTable.load(s.gemeenten_file).active(date.today())
     names = [topic_for(s.topic_prefix, cbs_code(g.code)) for g in gemeenten]
     created = asyncio.run(ensure_topics(s, names, partitions))
-    typer.echo(f"{len(names)} gemeente topics; {len(created)} created, {len(names) - len(created)} existed")
+    typer.echo(
+        f"{len(names)} gemeente topics; {len(created)} created, {len(names) - len(created)} existed"
+    )

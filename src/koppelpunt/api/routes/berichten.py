@@ -46,7 +46,7 @@ class Ontvangstbewijs(BaseModel):
     afgewezen: list[Afgewezen]
 
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _XML_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -71,8 +71,13 @@ async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: 
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in XML_TYPES:
         await record_refusal(
-            runtime, sender=sender.name, soort=soort, status_code=415,
-            reason=f"content-type {media or '(geen)'}", raw=None, content_type=content_type,
+            runtime,
+            sender=sender.name,
+            soort=soort,
+            status_code=415,
+            reason=f"content-type {media or '(geen)'}",
+            raw=None,
+            content_type=content_type,
         )
         raise UnsupportedMediaTypeError(
             f"verwacht application/xml, kreeg {media or 'geen content-type'}"
@@ -82,8 +87,13 @@ async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: 
     too_large = PayloadTooLargeError(f"het bericht is groter dan {limit} bytes", maxBytes=limit)
     if declared is not None and declared.isdigit() and int(declared) > limit:
         await record_refusal(
-            runtime, sender=sender.name, soort=soort, status_code=413,
-            reason=f"content-length {declared} > {limit}", raw=None, content_type=content_type,
+            runtime,
+            sender=sender.name,
+            soort=soort,
+            status_code=413,
+            reason=f"content-length {declared} > {limit}",
+            raw=None,
+            content_type=content_type,
         )
         raise too_large
     chunks: list[bytes] = []
@@ -92,8 +102,13 @@ async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: 
         size += len(chunk)
         if size > limit:
             await record_refusal(
-                runtime, sender=sender.name, soort=soort, status_code=413,
-                reason=f"body > {limit} bytes", raw=None, content_type=content_type,
+                runtime,
+                sender=sender.name,
+                soort=soort,
+                status_code=413,
+                reason=f"body > {limit} bytes",
+                raw=None,
+                content_type=content_type,
             )
             raise too_large
         chunks.append(chunk)
@@ -110,15 +125,21 @@ def _trace_id(traceparent: str | None) -> str | None:
     return None
 
 
-async def _post(request: Request, soort: Soort, role: Role, traceparent: str | None) -> JSONResponse:
+async def _post(
+    request: Request, soort: Soort, role: Role, traceparent: str | None
+) -> JSONResponse:
     runtime = runtime_of(request)
     sender = sender_of(request)
     require_role(sender, role)
     body = await _read_body(request, runtime, sender, soort)
     with runtime.metrics.receive_seconds.labels(soort.value).time():
         received = await receive(
-            runtime, body, soort, sender.name,
-            content_type=request.headers.get("content-type"), trace_id=_trace_id(traceparent),
+            runtime,
+            body,
+            soort,
+            sender.name,
+            content_type=request.headers.get("content-type"),
+            trace_id=_trace_id(traceparent),
         )
     return JSONResponse(received.receipt, status_code=received.status_code)
 
@@ -157,7 +178,7 @@ async def post_aanmeldstatussen(
     responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM},
     summary="Het ontvangstbewijs van een bericht (de afzender zelf, of rol operator)",
 )
-async def get_bericht(request: Request, berichtId: str) -> JSONResponse:  # noqa: N803
+async def get_bericht(request: Request, berichtId: str) -> JSONResponse:
     runtime = runtime_of(request)
     sender = sender_of(request)
     async with runtime.sessions() as session:
