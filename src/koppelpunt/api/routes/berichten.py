@@ -68,17 +68,21 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: Soort) -> bytes:
     """The body, refused with 415/413 before it is read when type or size is wrong."""
     content_type = request.headers.get("content-type")
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media not in XML_TYPES:
+
+    async def refuse(status_code: int, reason: str) -> None:
         await record_refusal(
             runtime,
             sender=sender.name,
             soort=soort,
-            status_code=415,
-            reason=f"content-type {media or '(geen)'}",
+            status_code=status_code,
+            reason=reason,
             raw=None,
             content_type=content_type,
         )
+
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in XML_TYPES:
+        await refuse(415, f"content-type {media or '(geen)'}")
         raise UnsupportedMediaTypeError(
             f"verwacht application/xml, kreeg {media or 'geen content-type'}"
         )
@@ -86,30 +90,14 @@ async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: 
     declared = request.headers.get("content-length")
     too_large = PayloadTooLargeError(f"het bericht is groter dan {limit} bytes", maxBytes=limit)
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        await record_refusal(
-            runtime,
-            sender=sender.name,
-            soort=soort,
-            status_code=413,
-            reason=f"content-length {declared} > {limit}",
-            raw=None,
-            content_type=content_type,
-        )
+        await refuse(413, f"content-length {declared} > {limit}")
         raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            await record_refusal(
-                runtime,
-                sender=sender.name,
-                soort=soort,
-                status_code=413,
-                reason=f"body > {limit} bytes",
-                raw=None,
-                content_type=content_type,
-            )
+            await refuse(413, f"body > {limit} bytes")
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
