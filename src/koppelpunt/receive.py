@@ -111,6 +111,36 @@ def beslissing_rows(verwerking: run.Verwerking, rules_version: str) -> list[Besl
     return rows
 
 
+async def record_refusal(
+    runtime: Runtime,
+    *,
+    sender: str | None,
+    soort: Soort | None,
+    status_code: int,
+    reasons: list[dict[str, Any]],
+    raw: bytes | None,
+    content_type: str | None,
+    bericht_id: str | None = None,
+) -> None:
+    """Keep a refused message with its raw bytes and reasons, for operators.
+
+    Also used by the HTTP layer for refusals decided before parsing (413, 415): nothing
+    received goes unrecorded.
+    """
+    async with runtime.sessions.begin() as session:
+        await berichten.add_afwijzing(
+            session,
+            received_at=runtime.clock(),
+            sender=sender,
+            soort=soort.value if soort else None,
+            bericht_id=bericht_id,
+            status_code=status_code,
+            reasons=reasons,
+            raw=raw,
+            content_type=content_type,
+        )
+
+
 async def _reject(
     runtime: Runtime,
     *,
@@ -122,47 +152,20 @@ async def _reject(
     raw: bytes | None,
     content_type: str | None,
 ) -> None:
-    """Keep a refused message with its raw bytes and reasons, for operators."""
-    async with runtime.sessions.begin() as session:
-        await berichten.add_afwijzing(
-            session,
-            received_at=runtime.clock(),
-            sender=sender,
-            soort=soort.value,
-            bericht_id=bericht_id,
-            status_code=status_code,
-            reasons=reasons,
-            raw=raw,
-            content_type=content_type,
-        )
+    """Record a refusal of a parsed or parse-attempted message, and count it."""
+    await record_refusal(
+        runtime,
+        sender=sender,
+        soort=soort,
+        status_code=status_code,
+        reasons=reasons,
+        raw=raw,
+        content_type=content_type,
+        bericht_id=bericht_id,
+    )
     runtime.metrics.berichten.labels(
         soort.value, "invalid" if status_code == 400 else "conflict"
     ).inc()
-
-
-async def record_refusal(
-    runtime: Runtime,
-    *,
-    sender: str | None,
-    soort: Soort | None,
-    status_code: int,
-    reason: str,
-    raw: bytes | None,
-    content_type: str | None,
-) -> None:
-    """Store a refusal decided before parsing (413, 415): nothing received goes unrecorded."""
-    async with runtime.sessions.begin() as session:
-        await berichten.add_afwijzing(
-            session,
-            received_at=runtime.clock(),
-            sender=sender,
-            soort=soort.value if soort else None,
-            bericht_id=None,
-            status_code=status_code,
-            reasons=[{"reden": reason}],
-            raw=raw,
-            content_type=content_type,
-        )
 
 
 def _same_or_conflict(existing: StoredBericht, sha256: str, sender: str) -> Received:

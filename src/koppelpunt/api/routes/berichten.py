@@ -75,7 +75,7 @@ async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: 
             sender=sender.name,
             soort=soort,
             status_code=status_code,
-            reason=reason,
+            reasons=[{"reden": reason}],
             raw=None,
             content_type=content_type,
         )
