@@ -5,6 +5,8 @@
     koppelpunt topics ensure    create one Kafka topic per gemeente
     koppelpunt brp import FILE  fill the local woongemeente register
     koppelpunt db upgrade       apply database migrations
+    koppelpunt peildatum        run the peildatum checks of a date (--datum, --dry-run)
+    koppelpunt parked list|retry  records parked while the lookup was unavailable
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -17,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import brp, topics
+from koppelpunt.cli import brp, parked, peildatum, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -34,6 +36,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(topics.app, name="topics")
 app.add_typer(brp.app, name="brp")
+app.add_typer(parked.app, name="parked")
+app.command("peildatum")(peildatum.peildatum)
 
 
 def settings() -> Settings:
