@@ -73,11 +73,7 @@ def pupil(
         geboortedatum,
         diploma,
         (
-            (
-                PrognoseFact(
-                    SJ, School("25LX", "01"), "vmbo-tl", datetime(2027, 1, 15, tzinfo=UTC)
-                ),
-            )
+            (PrognoseFact(SJ, School("25LX", "01"), "vmbo-tl", datetime(2027, 1, 15, tzinfo=UTC)),)
             if prognose
             else ()
         ),
@@ -210,9 +206,7 @@ class TestGeenPlaatsing:
     def test_late_older_status_yields_nothing(self, rules: RuleSet) -> None:
         """INGESCHREVEN is current; a late GEEN_INSCHRIJVING dated earlier signals nothing."""
         state = pupil(rec(Status.INGESCHREVEN, date(2027, 8, 1)))
-        state, applied = add_status(
-            state, rec(Status.GEEN_INSCHRIJVING, date(2027, 4, 1)), 10
-        )
+        state, applied = add_status(state, rec(Status.GEEN_INSCHRIJVING, date(2027, 4, 1)), 10)
         assert derive.geen_plaatsing(state, applied, rules, "GM0363", NOW) is None
 
     @settings(max_examples=150, deadline=None)

@@ -46,8 +46,18 @@ def list_parked(
 @app.command("retry")
 def retry(
     limit: Annotated[int, typer.Option(help="At most this many records.", min=1)] = 10_000,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="Also publish the outbox before exiting (when no service/relay is running).",
+        ),
+    ] = False,
 ) -> None:
-    """Decide parked records again now; publish what they yield. Exit 1 if any stay parked."""
+    """Decide parked records again now (the outbox relay publishes what they yield).
+
+    Exit code 1 when records stay parked because the lookup is still unavailable.
+    """
     from koppelpunt.kafka.publisher import KafkaPublisher
     from koppelpunt.kafka.relay import OutboxRelay
     from koppelpunt.logging import configure_logging
@@ -67,7 +77,7 @@ def retry(
                 f"decided {result.decided}, still parked {result.still_parked}, "
                 f"{result.signaleringen} new signaleringen"
             )
-            if result.signaleringen:
+            if result.signaleringen and publish:
                 relay = OutboxRelay(s, rt.sessions, KafkaPublisher(s), rt.clock, rt.metrics)
                 try:
                     typer.echo(f"published {await relay.drain()} signaleringen")

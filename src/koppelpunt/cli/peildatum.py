@@ -25,14 +25,21 @@ def peildatum(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be signalled; write nothing.")
     ] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="Also publish the outbox before exiting (when no service/relay is running).",
+        ),
+    ] = False,
 ) -> None:
     """Run the checks whose date is --datum (NIET_AANGEMELD on the aanmeld-peildatum,
     NIET_INGESCHREVEN on the teldatum, per routing_rules/) and print the new signaleringen per
     gemeente and type.
 
     Signalering ids are deterministic: a second run finds everything stored and adds nothing.
-    New signaleringen go through the outbox and are published before the command ends (when
-    Kafka is reachable; otherwise the relay publishes them later).
+    New signaleringen go into the outbox, which the running service's relay (or `koppelpunt
+    relay`) publishes; with --publish this command publishes the outbox itself before exiting.
     """
     day = _date(datum)
     from koppelpunt.derived import run_peildatum
@@ -69,7 +76,7 @@ def peildatum(
             if dry_run:
                 typer.echo("dry run: nothing written")
                 return 0
-            if result.new:
+            if result.new and publish:
                 relay = OutboxRelay(s, rt.sessions, KafkaPublisher(s), rt.clock, rt.metrics)
                 try:
                     published = await relay.drain()
