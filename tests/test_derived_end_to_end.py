@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 import structlog
+import structlog.testing
 from click.testing import Result
 from lxml import etree
 from sqlalchemy import func, select
@@ -205,7 +206,11 @@ class TestGeenPlaatsing:
         """INGESCHREVEN → AANGEMELD is accepted and listed for operators (without BSN)."""
         await register(running, [(BSN[0], "0363", None)])
         await post_status(client, "flow-1", [A(status="INGESCHREVEN", statusdatum="2027-08-01")])
-        await post_status(client, "flow-2", [A(status="AANGEMELD", statusdatum="2027-08-05")])
+        with structlog.testing.capture_logs() as logs:
+            await post_status(client, "flow-2", [A(status="AANGEMELD", statusdatum="2027-08-05")])
+        [line] = [e for e in logs if e["event"] == "aanmeldstatus_buiten_flow"]
+        assert line["aanmeldingId"] == "A-1" and line["instelling"] == "30RT"
+        assert BSN[0] not in repr(line)
         async with running.runtime.sessions() as session:
             flagged = await leerlingen.list_buiten_flow(session)
         assert [(f.aanmelding_id, f.status) for f in flagged] == [("A-1", "AANGEMELD")]

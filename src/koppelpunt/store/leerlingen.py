@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, union, update
+from sqlalchemy import Table, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -191,7 +191,19 @@ async def save_states(
     if new_facts:
         # executemany runs in list order, so row ids follow the receipt order (seq).
         new_facts.sort(key=lambda item: item[0])
-        await session.execute(insert(aanmelding_statussen), [row for _, row in new_facts])
+        # ON CONFLICT DO NOTHING: the same status may arrive in two messages at the same time.
+        insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+        await session.execute(
+            insert_(aanmelding_statussen).on_conflict_do_nothing(
+                index_elements=[
+                    aanmelding_statussen.c.instelling_brin,
+                    aanmelding_statussen.c.aanmelding_id,
+                    aanmelding_statussen.c.status,
+                    aanmelding_statussen.c.statusdatum,
+                ]
+            ),
+            [row for _, row in new_facts],
+        )
     for seq, flag in flag_changes:
         await session.execute(
             update(aanmelding_statussen)
