@@ -216,6 +216,29 @@ class TestGeenPlaatsing:
         assert [(f.aanmelding_id, f.status) for f in flagged] == [("A-1", "AANGEMELD")]
 
 
+class TestConcurrentMessages:
+    async def test_concurrent_statuses_of_one_aanmelding(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """Messages about one pupil received at the same time: none of their facts is lost and
+        the current status is the one with the latest statusdatum."""
+        await register(running, [(BSN[0], "0363", None)])
+        days = ["2027-02-01", "2027-02-03", "2027-02-05", "2027-02-07"]
+        statuses = ["AANGEMELD", "ONDERWIJSOVEREENKOMST_AANGEBODEN", "AANGEMELD", "INGESCHREVEN"]
+        await asyncio.gather(
+            *(
+                post_status(client, f"cc-{n}", [A(status=status, statusdatum=day)])
+                for n, (status, day) in enumerate(zip(statuses, days, strict=True))
+            )
+        )
+        async with running.runtime.sessions() as session:
+            state = (await leerlingen.load_states(session, [BSN[0]]))[BSN[0]]
+        [aanmelding] = state.aanmeldingen
+        assert len(aanmelding.history) == 4
+        assert aanmelding.current.statusdatum == date(2027, 2, 7)
+        assert aanmelding.current.status.value == "INGESCHREVEN"
+
+
 class TestPeildatum:
     async def _pupils(self, client: httpx.AsyncClient, running: Running) -> None:
         await register(

@@ -36,6 +36,7 @@ async def on_receipt(
 ) -> derive.Derived:
     """Update pupil state for a decided message and derive; all in the caller's transaction."""
     bsns = {r.leerling.bsn for r in verwerking.bericht.records if r.leerling.bsn}
+    await leerlingen.lock_pupils(session, bsns)
     states = await leerlingen.load_states(session, bsns)
     before = dict(states)
     last = await leerlingen.load_last_gemeenten(session, bsns)
@@ -132,6 +133,8 @@ async def _batch(
 
     rules = runtime.rules
     async with runtime.sessions.begin() as session:
+        if not result.dry_run:
+            await leerlingen.lock_pupils(session, bsns)
         states = await leerlingen.load_states(session, bsns)
         found = derive.candidates(states.values(), rules, day)
         looked_up = await runtime.lookup.lookup(sorted({(c.bsn, c.peildatum) for c in found}))
