@@ -421,6 +421,26 @@ class TestParked:
         types = await types_on(running, settings, "GM0363", 2)
         assert sorted(types) == ["AANMELDSTATUS", "GEEN_PLAATSING"]
 
+    async def test_peildatum_with_lookup_down_runs_again(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """Lookup down during a peildatum run: pupils skipped and the run not recorded, so the
+        scheduler runs it again; once the lookup is back the signalering comes, once."""
+        await register(running, [(BSN[0], "0363", None)])
+        await post_prognose(client, "pk-pd", [L(bsn=BSN[0])])
+        flaky = FlakyLookup(running.runtime.lookup)
+        running.runtime.lookup = flaky
+        down = await run_peildatum(running.runtime, APRIL_1)
+        assert (down.unavailable, down.new) == (1, [])
+        async with running.runtime.sessions() as session:
+            assert not await leerlingen.peildatum_ran(session, APRIL_1)
+        flaky.down = False
+        running.runtime.clock = lambda: datetime(2027, 4, 2, 6, 0, tzinfo=UTC)
+        await Scheduler(running.runtime).tick()
+        async with running.runtime.sessions() as session:
+            assert await leerlingen.peildatum_ran(session, APRIL_1)
+        assert (await stored_types(running)).count(("GM0363", "NIET_AANGEMELD")) == 1
+
     async def test_cli_parked_list_and_retry(
         self, client: httpx.AsyncClient, running: Running, settings: Settings
     ) -> None:

@@ -100,7 +100,9 @@ async def run_peildatum(runtime: Runtime, day: date, *, dry_run: bool = False) -
     ordered = sorted(bsns)
     for start in range(0, len(ordered), PEILDATUM_BATCH):
         await _batch(runtime, ordered[start : start + PEILDATUM_BATCH], day, today, now, result)
-    if not dry_run:
+    if not dry_run and result.unavailable == 0:
+        # Recorded only when complete: with pupils skipped (lookup down) the scheduler runs the
+        # date again on its next pass, and ids keep what was already stored from repeating.
         async with runtime.sessions.begin() as session:
             await leerlingen.record_peildatum_run(
                 session,
@@ -108,8 +110,8 @@ async def run_peildatum(runtime: Runtime, day: date, *, dry_run: bool = False) -
                 {f"{g}:{t}": n for (g, t), n in result.counts().items()},
                 now,
             )
-        if result.new:
-            runtime.on_outbox()
+    if not dry_run and result.new:
+        runtime.on_outbox()
     log.info(
         "peildatum_checked",
         peildatum=day.isoformat(),

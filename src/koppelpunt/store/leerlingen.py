@@ -284,11 +284,12 @@ async def peildatum_ran(session: AsyncSession, day: date) -> bool:
 async def record_peildatum_run(
     session: AsyncSession, day: date, counts: Mapping[str, int], now: datetime
 ) -> None:
-    await _upsert(
-        session,
-        peildatum_runs,
-        [{"peildatum": day, "ran_at": now, "counts": dict(counts)}],
-        ("peildatum",),
+    """Record the first complete run of a date (a rerun keeps the first record)."""
+    insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    await session.execute(
+        insert_(peildatum_runs)
+        .values(peildatum=day, ran_at=now, counts=dict(counts))
+        .on_conflict_do_nothing(index_elements=[peildatum_runs.c.peildatum])
     )
 
 
