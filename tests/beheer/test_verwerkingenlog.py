@@ -17,6 +17,7 @@ from koppelpunt.store import verwerkingenlog as vlog
 from koppelpunt.store.register import upsert_woonregister
 from koppelpunt.store.tables import berichten, verwerkingenlog
 from koppelpunt.store.verwerkingenlog import LogCipher, LogLine
+from tests.beheer.helpers import all_published
 from tests.conftest import Running, auth
 from tests.messages import BSN, L, prognose_xml
 
@@ -139,7 +140,7 @@ class TestHooks:
             },
         )
         assert r.status_code == 202 and r.json()["aantalSignaleringen"] == 1
-        await running.relay.drain()
+        await all_published(running)
         cipher = LogCipher.from_settings(settings)
         async with running.runtime.sessions() as s:
             amsterdam = await vlog.find_by_bsn(s, cipher, BSN[0])
