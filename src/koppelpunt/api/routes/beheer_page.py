@@ -286,9 +286,12 @@ async def _lag(runtime: Runtime) -> list[dict[str, Any]] | None:
     return [row.as_json() for row in rows]
 
 
-def bar_chart(days: list[str], per_type: dict[str, dict[str, int]]) -> Markup:
-    """A stacked bar chart (one bar per day, one colour per type) as inline SVG."""
-    width, height, left, bottom = 640, 180, 36, 28
+def bar_chart(
+    days: list[str], per_type: dict[str, dict[str, int]], *, small: bool = False
+) -> Markup:
+    """A stacked bar chart (one bar per day, one colour per type) as inline SVG; `small` is a
+    sparkline for a table row (no day labels)."""
+    width, height, left, bottom = (320, 48, 24, 4) if small else (640, 180, 36, 28)
     totals = [sum(per_type[t].get(d, 0) for t in per_type) for d in days]
     top = max([*totals, 1])
     slot = (width - left) / max(len(days), 1)
@@ -315,7 +318,7 @@ def bar_chart(days: list[str], per_type: dict[str, dict[str, int]]) -> Markup:
                 f'fill="{COLOURS.get(t, "#999999")}"><title>{escape(d)} {escape(t)}: {n}'
                 "</title></rect>"
             )
-        if i % 2 == 0 or len(days) <= 7:
+        if not small and (i % 2 == 0 or len(days) <= 7):
             parts.append(
                 f'<text x="{x:.1f}" y="{height - 10}" font-size="9">{escape(d[5:])}</text>'
             )
@@ -351,7 +354,7 @@ async def overview(request: Request) -> Response:
                 "code": code,
                 "perType": {t: sum(v.values()) for t, v in sorted(per_type.items())},
                 "totaal": sum(sum(v.values()) for v in per_type.values()),
-                "grafiek": bar_chart(days, per_type),
+                "grafiek": bar_chart(days, per_type, small=True),
             }
         )
     relay = getattr(request.state, "relay", None)
