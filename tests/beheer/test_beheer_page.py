@@ -146,3 +146,22 @@ class TestReplayForm:
         """A replay POST without a session does nothing and redirects to the login."""
         r = await client.post("/beheer/replay/bevestigen", data={"gemeente": "GM0363"})
         assert r.status_code == 303 and r.headers["location"] == "/beheer/login"
+
+
+class TestCrossOrigin:
+    async def test_posts_from_another_origin_are_refused(self, client: httpx.AsyncClient) -> None:
+        """A form posted from another site (Origin differs) is refused, login included."""
+        evil = {"Origin": "https://evil.example"}
+        r = await client.post("/beheer/login", data={"sleutel": "test-operator-key"}, headers=evil)
+        assert r.status_code == 403 and COOKIE not in r.headers.get("set-cookie", "")
+        await login(client)
+        html = (await client.get("/beheer")).text
+        r = await client.post(
+            "/beheer/replay", data={"gemeente": "GM0363", "csrf": csrf_of(html)}, headers=evil
+        )
+        assert r.status_code == 403
+        same = {"Origin": "http://koppelpunt.test"}
+        r = await client.post(
+            "/beheer/replay", data={"gemeente": "GM0363", "csrf": csrf_of(html)}, headers=same
+        )
+        assert r.status_code == 200
