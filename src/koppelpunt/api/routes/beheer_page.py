@@ -144,7 +144,8 @@ async def _form(request: Request) -> dict[str, str]:
 def _cross_origin(request: Request) -> bool:
     """A browser POST from another site (Origin header differs from this host): refused.
 
-    Defence in depth next to SameSite=Strict and the CSRF token; also stops login CSRF."""
+    Defence in depth next to SameSite=Strict and the CSRF token; also stops login CSRF.
+    `Origin: null` (a sandboxed or no-referrer page) counts as another origin."""
     origin = request.headers.get("origin")
     return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
 
@@ -166,7 +167,9 @@ def _page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
             "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
+            # same-origin, not no-referrer: with no-referrer the browser sends `Origin: null`
+            # on our own form posts, and "null" is what a hostile page can send too.
+            "Referrer-Policy": "same-origin",
         },
     )
 
