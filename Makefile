@@ -33,6 +33,11 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven; \
 	  else echo "koppelpunt needs Java 17+ and Maven: install them (e.g. apt-get install openjdk-17-jre-headless maven)"; exit 1; fi; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "koppelpunt needs Python 3.11+")'
+	@# Headless Chromium for the /beheer browser tests (Playwright drives it; no browser download).
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "note: no chromium (apt-get install chromium): the /beheer browser tests will skip"; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory system-deps

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# DEVELOPMENT ONLY (public in this repository): base64 of b"koppelpunt-dev-log-key-NOT-PROD!"
+DEV_LOG_ENCRYPTION_KEY = "a29wcGVscHVudC1kZXYtbG9nLWtleS1OT1QtUFJPRCE="
 
 
 class Settings(BaseSettings):
@@ -72,3 +75,17 @@ class Settings(BaseSettings):
     # --- logging -------------------------------------------------------------------------
     log_level: str = "INFO"
     log_json: bool = True
+
+    # --- verwerkingenlog (Logius "Logboek dataverwerkingen") and the /beheer page ----------
+    # Master key (base64 of 32 random bytes) for the verwerkingenlog: the BSN of each line is
+    # stored AES-256-GCM encrypted, plus an HMAC blind index to find a person's lines. Separate
+    # subkeys for both (and for signing /beheer session cookies) are derived with HKDF.
+    # The default is a PUBLIC DEVELOPMENT KEY for `make run` and tests only: the service logs
+    # a warning at start while it is in use. Generate one with
+    # `python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`.
+    log_encryption_key: SecretStr = SecretStr(DEV_LOG_ENCRYPTION_KEY)
+    # Earlier master keys (rotation): still used to decrypt and to find old lines, never to
+    # write new ones. Comma-separated in the environment is not supported: use a JSON list.
+    log_encryption_old_keys: list[SecretStr] = Field(default_factory=list)
+    # How long a /beheer login session lasts.
+    beheer_session_minutes: int = Field(default=480, ge=1)

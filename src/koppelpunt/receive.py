@@ -26,7 +26,7 @@ from koppelpunt.pipeline import run
 from koppelpunt.pipeline.parse import parse_message
 from koppelpunt.pipeline.render import render_signalering
 from koppelpunt.runtime import Runtime
-from koppelpunt.store import berichten, outbox
+from koppelpunt.store import berichten, outbox, verwerkingenlog
 from koppelpunt.store.berichten import BeslissingRow, StoredBericht
 from koppelpunt.store.outbox import NewSignalering
 
@@ -188,6 +188,7 @@ async def receive(
     trace_id: str | None = None,
 ) -> Received:
     """Process one message end to end (up to the outbox); raise for refusals."""
+    received_at = runtime.clock()
     sha256 = hashlib.sha256(body).hexdigest()
     outcome = parse_message(body, soort, runtime.schemas)
     if isinstance(outcome, Invalid):
@@ -222,8 +223,11 @@ async def receive(
             return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
 
         keys = run.lookups_needed(outcome, runtime.rules)
+        lookup_started = runtime.clock()
         found = await runtime.lookup.lookup(keys)
         now = runtime.clock()
+        # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
+        trace_id = trace_id or verwerkingenlog.new_trace_id()
         verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
         try:
             async with runtime.sessions.begin() as session:
@@ -248,6 +252,18 @@ async def receive(
                 )
                 receipt = run.receipt(verwerking, len(inserted))
                 await berichten.set_receipt(session, pk, receipt)
+                await verwerkingenlog.log_receive(
+                    session,
+                    runtime.settings,
+                    verwerking,
+                    found,
+                    trace_id=trace_id,
+                    bericht_id=bericht.bericht_id,
+                    sender=sender,
+                    received_at=received_at,
+                    lookup_started=lookup_started,
+                    decided_at=now,
+                )
         except IntegrityError:
             # Lost a race with a concurrent identical berichtId: answer as for a resend.
             async with runtime.sessions() as session:

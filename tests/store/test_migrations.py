@@ -19,6 +19,7 @@ TABLES |= {
     "leerling_gemeenten",
     "peildatum_runs",
 }
+TABLES |= {"verwerkingenlog"}
 
 
 def head() -> str:

@@ -12,16 +12,20 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
+import structlog
 from fastapi import FastAPI
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
-from koppelpunt.api.routes import berichten, health
+from koppelpunt.api.routes import beheer_page, berichten, health, inzage
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
 from koppelpunt.runtime import Runtime
 from koppelpunt.scheduler import Scheduler
+from koppelpunt.store.verwerkingenlog import LogCipher, uses_dev_key
+
+log = structlog.get_logger(__name__)
 
 
 class State(TypedDict):
@@ -33,6 +37,12 @@ class State(TypedDict):
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     senders = SenderRegistry.load(settings.senders_file)  # fail fast on a bad file
+    LogCipher.from_settings(settings)  # fail fast on a bad log encryption key
+    if uses_dev_key(settings):
+        log.warning(
+            "log_encryption_key_is_dev_default",
+            hint="set KOPPELPUNT_LOG_ENCRYPTION_KEY: the default key is public (dev/tests only)",
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -83,4 +93,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(berichten.router)
     app.include_router(health.router)
+    app.include_router(inzage.router)
+    app.include_router(beheer_page.router)
     return app

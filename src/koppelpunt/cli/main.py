@@ -7,6 +7,7 @@
     koppelpunt db upgrade       apply database migrations
     koppelpunt peildatum        run the peildatum checks of a date (--datum, --dry-run)
     koppelpunt parked list|retry  records parked while the lookup was unavailable
+    koppelpunt inzage --bsn N   AVG inzage: everything stored about one person
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -19,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import brp, parked, peildatum, topics
+from koppelpunt.cli import brp, inzage, parked, peildatum, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -38,6 +39,7 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(brp.app, name="brp")
 app.add_typer(parked.app, name="parked")
 app.command("peildatum")(peildatum.peildatum)
+app.command("inzage")(inzage.inzage)
 
 
 def settings() -> Settings:

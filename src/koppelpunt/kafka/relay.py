@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import OutboundMessage, Publisher
 from koppelpunt.metrics import Metrics
-from koppelpunt.store import outbox
+from koppelpunt.store import outbox, verwerkingenlog
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +96,9 @@ class OutboxRelay:
             failed = [r for r in results if not r.ok]
             if ok:
                 await outbox.mark_published(session, ok, self._clock())
+                await verwerkingenlog.log_published(
+                    session, self._settings, ok, started=now, ended=self._clock()
+                )
             if failed and not ok and not await self._publisher.ping(timeout=2.0):
                 # Broker outage: leave the rows untouched (no attempts counted); roll back.
                 self.last_error = failed[0].error

@@ -209,3 +209,27 @@ peildatum_runs = Table(
     Column("ran_at", UTCDateTime, nullable=False),
     Column("counts", JSON, nullable=False),
 )
+
+# The verwerkingenlog (Logius "Logboek dataverwerkingen"): one line per processing step per
+# person, append-only (store/verwerkingenlog.py has no update and deletes only past retention).
+# The BSN (dpl.core.data_subject_id) is stored AES-GCM encrypted; `bsn_index` is a keyed HMAC
+# of it (blind index) so a person's lines can be found without decrypting every row.
+verwerkingenlog = Table(
+    "verwerkingenlog",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("trace_id", String(32), nullable=False, index=True),
+    Column("operation_id", String(16), nullable=False),
+    Column("parent_operation_id", String(16), nullable=True),
+    Column("name", String(64), nullable=False),
+    Column("status_code", String(8), nullable=False),
+    Column("start_time", UTCDateTime, nullable=False),
+    Column("end_time", UTCDateTime, nullable=False, index=True),
+    Column("verwerkingsactiviteit", String(64), nullable=False),
+    Column("actor", String(128), nullable=True),
+    Column("gemeentecode", String(8), nullable=True),
+    Column("bsn_encrypted", LargeBinary, nullable=True),
+    Column("bsn_index", String(64), nullable=True, index=True),
+    Column("key_id", String(16), nullable=True),
+    Column("attributes", JSON, nullable=False),
+)

@@ -1,0 +1,35 @@
+"""Operator endpoint for an AVG inzage: POST, so the BSN travels in the body, never in a URL."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from koppelpunt.api.auth import Role, Sender, require_role
+from koppelpunt.api.deps import runtime_of, sender_of
+from koppelpunt.operations.inzage import run_inzage, to_json
+
+router = APIRouter(prefix="/v1/beheer", tags=["beheer"])
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+class InzageVerzoek(BaseModel):
+    bsn: str = Field(description="BSN of the person (9 digits, elfproef)", max_length=16)
+
+
+@router.post(
+    "/inzage",
+    responses={400: _PROBLEM, 401: _PROBLEM, 403: _PROBLEM},
+    summary="AVG-inzage: alles wat over één persoon is opgeslagen en verstrekt (rol operator)",
+)
+async def post_inzage(
+    request: Request, verzoek: InzageVerzoek, sender: Annotated[Sender, Depends(sender_of)]
+) -> JSONResponse:
+    runtime = runtime_of(request)
+    require_role(sender, Role.OPERATOR)
+    result = await run_inzage(runtime.sessions, runtime.settings, verzoek.bsn, sender.name)
+    return JSONResponse(to_json(result), headers={"Cache-Control": "no-store"})

@@ -1,0 +1,296 @@
+"""AVG art. 15 inzage: everything stored about one person, and every disclosure of it.
+
+Collects, for one BSN: the decisions on the records that carried it (with the message they came
+in), the signaleringen made about the person and whether and when each was published to which
+gemeente (the disclosures), the local woonregister rows, and the verwerkingenlog lines (found
+through the blind index). Each inzage is itself logged, with who asked.
+
+Not searched: the raw bytes of refused messages (afwijzingen) and of records refused on content
+(a BSN failing the elfproef is not a BSN of anyone); see docs/beheer.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from koppelpunt.config import Settings
+from koppelpunt.errors import KoppelpuntError
+from koppelpunt.pipeline.checks import is_valid_bsn
+from koppelpunt.store import verwerkingenlog
+from koppelpunt.store.tables import berichten, beslissingen, outbox, signaleringen, woonregister
+from koppelpunt.store.verwerkingenlog import LogCipher, StoredLine
+
+
+class InvalidBsnError(KoppelpuntError, ValueError):
+    """The BSN of an inzage request is not 9 digits passing the elfproef."""
+
+    status = 400
+    code = "invalid-bsn"
+    title = "Ongeldig BSN"
+
+
+@dataclass(frozen=True, slots=True)
+class Beslissing:
+    bericht_id: str
+    soort: str
+    afzender: str
+    ontvangen_op: datetime
+    record_index: int
+    uitkomst: str
+    reden: str | None
+    gemeentecode: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verstrekking:
+    """A signalering about the person and, once published, its disclosure to a gemeente."""
+
+    signalering_id: str
+    type: str
+    gemeentecode: str
+    topic: str
+    aangemaakt: datetime
+    gepubliceerd_op: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Woonadres:
+    gemeentecode: str
+    geldig_vanaf: date | None
+    bijgewerkt_op: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Inzage:
+    bsn: str
+    opgevraagd_op: datetime
+    opgevraagd_door: str
+    beslissingen: list[Beslissing]
+    signaleringen: list[Verstrekking]
+    woonregister: list[Woonadres]
+    verwerkingen: list[StoredLine]
+
+    @property
+    def verstrekkingen(self) -> list[Verstrekking]:
+        """Disclosures: the signaleringen Kafka acknowledged for a gemeente topic."""
+        return [s for s in self.signaleringen if s.gepubliceerd_op is not None]
+
+
+def check_bsn(bsn: str) -> str:
+    bsn = bsn.strip()
+    if not is_valid_bsn(bsn):
+        raise InvalidBsnError("het BSN moet uit 9 cijfers bestaan en de elfproef doorstaan")
+    return bsn
+
+
+async def _collect(session: AsyncSession, cipher: LogCipher, bsn: str) -> dict[str, Any]:
+    besl = await session.execute(
+        select(
+            berichten.c.bericht_id,
+            berichten.c.soort,
+            berichten.c.sender,
+            berichten.c.received_at,
+            beslissingen.c.record_index,
+            beslissingen.c.uitkomst,
+            beslissingen.c.reden,
+            beslissingen.c.gemeentecode,
+        )
+        .join(berichten, berichten.c.id == beslissingen.c.bericht_pk)
+        .where(beslissingen.c.bsn == bsn)
+        .order_by(berichten.c.received_at, beslissingen.c.id)
+    )
+    sigs = await session.execute(
+        select(
+            signaleringen.c.signalering_id,
+            signaleringen.c.type,
+            signaleringen.c.gemeentecode,
+            signaleringen.c.topic,
+            signaleringen.c.created_at,
+            outbox.c.published_at,
+        )
+        .outerjoin(outbox, outbox.c.signalering_id == signaleringen.c.signalering_id)
+        .where(signaleringen.c.bsn == bsn)
+        .order_by(signaleringen.c.created_at, signaleringen.c.signalering_id)
+    )
+    woon = await session.execute(
+        select(woonregister).where(woonregister.c.bsn == bsn).order_by(woonregister.c.geldig_vanaf)
+    )
+    return {
+        "beslissingen": [
+            Beslissing(
+                r.bericht_id,
+                r.soort,
+                r.sender,
+                r.received_at,
+                r.record_index,
+                r.uitkomst,
+                r.reden,
+                r.gemeentecode,
+            )
+            for r in besl
+        ],
+        "signaleringen": [
+            Verstrekking(
+                r.signalering_id, r.type, r.gemeentecode, r.topic, r.created_at, r.published_at
+            )
+            for r in sigs
+        ],
+        "woonregister": [
+            Woonadres(
+                r.gemeentecode,
+                None if r.geldig_vanaf == date(1, 1, 1) else r.geldig_vanaf,
+                r.updated_at,
+            )
+            for r in woon
+        ],
+        "verwerkingen": await verwerkingenlog.find_by_bsn(session, cipher, bsn),
+    }
+
+
+async def run_inzage(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, bsn: str, actor: str
+) -> Inzage:
+    """Collect everything about `bsn` and log the inzage (who, when), in one transaction."""
+    bsn = check_bsn(bsn)
+    cipher = LogCipher.from_settings(settings)
+    async with sessions.begin() as session:
+        found = await _collect(session, cipher, bsn)
+        await verwerkingenlog.log_operator_action(
+            session,
+            actor,
+            "inzage",
+            {
+                "beslissingen": len(found["beslissingen"]),
+                "signaleringen": len(found["signaleringen"]),
+                "verwerkingen": len(found["verwerkingen"]),
+            },
+            settings=settings,
+            bsn=bsn,
+        )
+    return Inzage(
+        bsn=bsn,
+        opgevraagd_op=datetime.now().astimezone(),
+        opgevraagd_door=actor,
+        **found,
+    )
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def to_json(inzage: Inzage) -> dict[str, Any]:
+    """The inzage as JSON (Dutch camelCase), as the CLI's --json and the endpoint return it."""
+    return {
+        "bsn": inzage.bsn,
+        "opgevraagdOp": _iso(inzage.opgevraagd_op),
+        "opgevraagdDoor": inzage.opgevraagd_door,
+        "beslissingen": [
+            {
+                "berichtId": b.bericht_id,
+                "soort": b.soort,
+                "afzender": b.afzender,
+                "ontvangenOp": _iso(b.ontvangen_op),
+                "recordIndex": b.record_index,
+                "uitkomst": b.uitkomst,
+                "reden": b.reden,
+                "gemeentecode": b.gemeentecode,
+            }
+            for b in inzage.beslissingen
+        ],
+        "signaleringen": [_verstrekking(s) for s in inzage.signaleringen],
+        "verstrekkingen": [
+            {
+                "gemeentecode": s.gemeentecode,
+                "type": s.type,
+                "signaleringId": s.signalering_id,
+                "topic": s.topic,
+                "verstrektOp": _iso(s.gepubliceerd_op),
+            }
+            for s in inzage.verstrekkingen
+        ],
+        "woonregister": [
+            {
+                "gemeentecode": w.gemeentecode,
+                "geldigVanaf": _iso(w.geldig_vanaf),
+                "bijgewerktOp": _iso(w.bijgewerkt_op),
+            }
+            for w in inzage.woonregister
+        ],
+        "verwerkingen": [
+            {
+                "traceId": v.trace_id,
+                "operationId": v.operation_id,
+                "parentOperationId": v.parent_operation_id,
+                "naam": v.name,
+                "status": v.status_code,
+                "start": _iso(v.start_time),
+                "eind": _iso(v.end_time),
+                "verwerkingsactiviteit": v.verwerkingsactiviteit,
+                "actor": v.actor,
+                "gemeentecode": v.gemeentecode,
+                "attributen": v.attributes,
+            }
+            for v in inzage.verwerkingen
+        ],
+    }
+
+
+def _verstrekking(s: Verstrekking) -> dict[str, Any]:
+    return {
+        "signaleringId": s.signalering_id,
+        "type": s.type,
+        "gemeentecode": s.gemeentecode,
+        "topic": s.topic,
+        "aangemaakt": _iso(s.aangemaakt),
+        "gepubliceerdOp": _iso(s.gepubliceerd_op),
+    }
+
+
+def to_text(inzage: Inzage) -> str:
+    """The inzage as plain text for an operator to read or attach to the answer."""
+    out = [
+        f"Inzage (AVG art. 15) voor BSN {inzage.bsn}",
+        f"opgevraagd op {_iso(inzage.opgevraagd_op)} door {inzage.opgevraagd_door}",
+        "",
+        f"Verstrekkingen aan gemeenten ({len(inzage.verstrekkingen)}):",
+    ]
+    out += [
+        f"  {_iso(s.gepubliceerd_op)}  {s.gemeentecode}  {s.type}  ({s.signalering_id})"
+        for s in inzage.verstrekkingen
+    ] or ["  geen"]
+    out += ["", f"Signaleringen ({len(inzage.signaleringen)}):"]
+    out += [
+        f"  {_iso(s.aangemaakt)}  {s.gemeentecode}  {s.type}  "
+        + (
+            f"gepubliceerd {_iso(s.gepubliceerd_op)}"
+            if s.gepubliceerd_op
+            else "nog niet gepubliceerd"
+        )
+        for s in inzage.signaleringen
+    ] or ["  geen"]
+    out += ["", f"Beslissingen over ontvangen records ({len(inzage.beslissingen)}):"]
+    out += [
+        f"  {_iso(b.ontvangen_op)}  {b.soort} {b.bericht_id} van {b.afzender} record "
+        f"{b.record_index}: {b.uitkomst}"
+        + (f" ({b.reden})" if b.reden else "")
+        + (f" → {b.gemeentecode}" if b.gemeentecode else "")
+        for b in inzage.beslissingen
+    ] or ["  geen"]
+    out += ["", f"Woonregister ({len(inzage.woonregister)}):"]
+    out += [
+        f"  {w.gemeentecode} geldig vanaf {_iso(w.geldig_vanaf) or 'onbekend'}"
+        for w in inzage.woonregister
+    ] or ["  geen"]
+    out += ["", f"Verwerkingenlog ({len(inzage.verwerkingen)}):"]
+    out += [
+        f"  {_iso(v.end_time)}  {v.name}  {v.status_code}  {v.verwerkingsactiviteit}  "
+        f"trace {v.trace_id}" + (f"  door {v.actor}" if v.actor else "")
+        for v in inzage.verwerkingen
+    ] or ["  geen"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,489 @@
+"""The verwerkingenlog: one line per processing step per person (Logius "Logboek dataverwerkingen").
+
+Each line follows the draft standard's fields: `trace_id` (W3C Trace Context, taken from the
+sender's traceparent or generated), `operation_id` (a span id), optional `parent_operation_id`,
+`name`, `status_code` (OK / ERROR), start and end time, the registered processing activity
+(`dpl.core.processing_activity_id` → `verwerkingsactiviteit`) and the data subject
+(`dpl.core.data_subject_id` → the BSN, stored AES-256-GCM encrypted with a keyed HMAC blind
+index for lookups). Other attributes (berichtId, topic, signalering id, foreign operation such
+as the BRP call) go in `attributes`; they never hold a BSN.
+
+Append-only: this module has no update, and the only delete is `purge_before` for retention.
+Lines are written in the caller's transaction, so a step and its log line commit together.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koppelpunt.config import DEV_LOG_ENCRYPTION_KEY, Settings
+from koppelpunt.errors import ConfigurationError
+from koppelpunt.model import Filtered, FilterReden, Forwarded
+from koppelpunt.pipeline.run import (
+    LookupKey,
+    LookupResult,
+    LookupUnavailable,
+    RecordOutcome,
+    Verwerking,
+)
+from koppelpunt.store.tables import berichten, outbox, signaleringen, verwerkingenlog
+
+# Registered processing activities (the verwerkingsregister's ids; our choice of names).
+ACTIVITY_SIGNALEREN = "vva-signaleren-gemeenten"  # WEB art. 8.0.x: receive, filter, forward
+ACTIVITY_BEHEER = "vva-beheer"  # operator actions: replay, offsets, purge, parked retry
+ACTIVITY_INZAGE = "avg-inzage"  # AVG art. 15: a data subject's access request
+
+# Operation names, one per processing step.
+OP_ONTVANGEN = "ontvangen"
+OP_WOONGEMEENTE = "woongemeente_opvragen"
+OP_BESLISSEN = "beslissen"
+OP_PUBLICEREN = "publiceren"
+OP_BEHEER_PREFIX = "beheer."
+
+STATUS_OK = "OK"
+STATUS_ERROR = "ERROR"
+
+_AAD = b"koppelpunt verwerkingenlog v1"
+
+
+def new_trace_id() -> str:
+    """A W3C trace id: 16 random bytes as 32 lowercase hex digits."""
+    return secrets.token_hex(16)
+
+
+def new_operation_id() -> str:
+    """A W3C span (operation) id: 8 random bytes as 16 lowercase hex digits."""
+    return secrets.token_hex(8)
+
+
+def _hkdf(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+
+def _decode_key(text: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigurationError("KOPPELPUNT_LOG_ENCRYPTION_KEY is not valid base64") from exc
+    if len(key) != 32:
+        raise ConfigurationError(
+            f"KOPPELPUNT_LOG_ENCRYPTION_KEY must be 32 bytes (base64), got {len(key)}"
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class _Keyset:
+    key_id: str
+    aes: AESGCM
+    index_key: bytes
+
+
+def _keyset(master: bytes) -> _Keyset:
+    return _Keyset(
+        key_id=_hkdf(master, b"koppelpunt key id")[:6].hex(),
+        aes=AESGCM(_hkdf(master, b"koppelpunt verwerkingenlog aes-256-gcm")),
+        index_key=_hkdf(master, b"koppelpunt verwerkingenlog blind index"),
+    )
+
+
+class LogCipher:
+    """Encrypts BSNs for the log and computes their blind index; keys derived with HKDF.
+
+    One master key writes; older master keys (after a rotation) still decrypt and find lines.
+    """
+
+    def __init__(self, master: bytes, old: Sequence[bytes] = ()) -> None:
+        self._current = _keyset(master)
+        self._all = {k.key_id: k for k in [self._current, *(_keyset(m) for m in old)]}
+        # Signs /beheer session cookies; derived, so no second secret to manage.
+        self.session_key = _hkdf(master, b"koppelpunt beheer session")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LogCipher:
+        return _cipher(
+            settings.log_encryption_key.get_secret_value(),
+            tuple(k.get_secret_value() for k in settings.log_encryption_old_keys),
+        )
+
+    @property
+    def key_id(self) -> str:
+        return self._current.key_id
+
+    def encrypt(self, bsn: str) -> bytes:
+        """nonce (12 bytes) + AES-GCM ciphertext and tag."""
+        nonce = os.urandom(12)
+        return nonce + self._current.aes.encrypt(nonce, bsn.encode("ascii"), _AAD)
+
+    def decrypt(self, blob: bytes, key_id: str) -> str:
+        keyset = self._all.get(key_id)
+        if keyset is None:
+            raise ConfigurationError(f"no log encryption key with id {key_id} is configured")
+        try:
+            return keyset.aes.decrypt(blob[:12], blob[12:], _AAD).decode("ascii")
+        except InvalidTag as exc:
+            raise ConfigurationError(f"log line does not decrypt with key {key_id}") from exc
+
+    def blind_index(self, bsn: str) -> str:
+        return hmac.new(self._current.index_key, bsn.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def blind_indexes(self, bsn: str) -> list[str]:
+        """The index under every configured key: finds lines written before a rotation."""
+        return [
+            hmac.new(k.index_key, bsn.encode("ascii"), hashlib.sha256).hexdigest()
+            for k in self._all.values()
+        ]
+
+
+@lru_cache(maxsize=8)
+def _cipher(master: str, old: tuple[str, ...]) -> LogCipher:
+    return LogCipher(_decode_key(master), [_decode_key(k) for k in old])
+
+
+def uses_dev_key(settings: Settings) -> bool:
+    """True while the public development key is configured (logged as a warning at start)."""
+    return settings.log_encryption_key.get_secret_value() == DEV_LOG_ENCRYPTION_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line to append. `bsn` is encrypted on write and never leaves this module in clear."""
+
+    trace_id: str
+    name: str
+    start_time: datetime
+    end_time: datetime
+    verwerkingsactiviteit: str
+    status_code: str = STATUS_OK
+    operation_id: str = field(default_factory=new_operation_id)
+    parent_operation_id: str | None = None
+    bsn: str | None = None
+    actor: str | None = None
+    gemeentecode: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLine:
+    """A line as read back (for inzage). The BSN is not returned: the caller searched by it."""
+
+    id: int
+    trace_id: str
+    operation_id: str
+    parent_operation_id: str | None
+    name: str
+    status_code: str
+    start_time: datetime
+    end_time: datetime
+    verwerkingsactiviteit: str
+    actor: str | None
+    gemeentecode: str | None
+    attributes: dict[str, Any]
+
+
+async def append(session: AsyncSession, cipher: LogCipher, lines: Sequence[LogLine]) -> None:
+    """Insert lines in one executemany; each distinct BSN is encrypted once per call."""
+    if not lines:
+        return
+    encrypted: dict[str, tuple[bytes, str]] = {}
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        blob: bytes | None = None
+        index: str | None = None
+        if line.bsn is not None:
+            if line.bsn not in encrypted:
+                encrypted[line.bsn] = (cipher.encrypt(line.bsn), cipher.blind_index(line.bsn))
+            blob, index = encrypted[line.bsn]
+        rows.append(
+            {
+                "trace_id": line.trace_id,
+                "operation_id": line.operation_id,
+                "parent_operation_id": line.parent_operation_id,
+                "name": line.name,
+                "status_code": line.status_code,
+                "start_time": line.start_time,
+                "end_time": line.end_time,
+                "verwerkingsactiviteit": line.verwerkingsactiviteit,
+                "actor": line.actor,
+                "gemeentecode": line.gemeentecode,
+                "bsn_encrypted": blob,
+                "bsn_index": index,
+                "key_id": cipher.key_id if blob is not None else None,
+                "attributes": dict(line.attributes),
+            }
+        )
+    await session.execute(insert(verwerkingenlog), rows)
+
+
+def receive_lines(
+    verwerking: Verwerking,
+    found: Mapping[LookupKey, LookupResult],
+    *,
+    trace_id: str,
+    bericht_id: str,
+    sender: str,
+    received_at: datetime,
+    lookup_started: datetime,
+    decided_at: datetime,
+) -> list[LogLine]:
+    """Per person in a message: received, woongemeente looked up (if it was), decided."""
+    lines: list[LogLine] = []
+    for outcome in verwerking.outcomes:
+        base = {"berichtId": bericht_id, "record": outcome.index}
+        received = LogLine(
+            trace_id=trace_id,
+            name=OP_ONTVANGEN,
+            start_time=received_at,
+            end_time=decided_at,
+            verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
+            bsn=outcome.bsn,
+            actor=sender,
+            attributes={**base, "soort": verwerking.bericht.soort.value},
+        )
+        lines.append(received)
+        key = (outcome.bsn, outcome.peildatum) if outcome.bsn is not None else None
+        if key is not None and key in found and _passed_pre_lookup(outcome):
+            result = found.get(key) if key is not None else None
+            unavailable = outcome.parked or isinstance(result, LookupUnavailable)
+            lines.append(
+                LogLine(
+                    trace_id=trace_id,
+                    name=OP_WOONGEMEENTE,
+                    start_time=lookup_started,
+                    end_time=decided_at,
+                    verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
+                    status_code=STATUS_ERROR if unavailable else STATUS_OK,
+                    parent_operation_id=received.operation_id,
+                    bsn=outcome.bsn,
+                    attributes={
+                        **base,
+                        "foreign_operation": "woongemeente_lookup",
+                        "peildatum": outcome.peildatum.isoformat(),
+                        "gevonden": (not unavailable) and result is not None,
+                    },
+                )
+            )
+        decision = outcome.decision
+        uitkomst = "geparkeerd"
+        extra: dict[str, Any] = {}
+        gemeentecode: str | None = None
+        if isinstance(decision, Forwarded):
+            uitkomst, gemeentecode = "doorgestuurd", decision.gemeentecode
+        elif isinstance(decision, Filtered):
+            uitkomst, extra = "gefilterd", {"reden": decision.reden.value}
+        lines.append(
+            LogLine(
+                trace_id=trace_id,
+                name=OP_BESLISSEN,
+                start_time=decided_at,
+                end_time=decided_at,
+                verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
+                parent_operation_id=received.operation_id,
+                bsn=outcome.bsn,
+                gemeentecode=gemeentecode,
+                attributes={**base, "uitkomst": uitkomst, **extra},
+            )
+        )
+    return lines
+
+
+async def log_receive(
+    session: AsyncSession,
+    settings: Settings,
+    verwerking: Verwerking,
+    found: Mapping[LookupKey, LookupResult],
+    *,
+    trace_id: str,
+    bericht_id: str,
+    sender: str,
+    received_at: datetime,
+    lookup_started: datetime,
+    decided_at: datetime,
+) -> None:
+    """The receive hook: every person's receive, lookup and decision lines, in one insert."""
+    await append(
+        session,
+        LogCipher.from_settings(settings),
+        receive_lines(
+            verwerking,
+            found,
+            trace_id=trace_id,
+            bericht_id=bericht_id,
+            sender=sender,
+            received_at=received_at,
+            lookup_started=lookup_started,
+            decided_at=decided_at,
+        ),
+    )
+
+
+async def log_published(
+    session: AsyncSession,
+    settings: Settings,
+    outbox_ids: Sequence[int],
+    *,
+    started: datetime,
+    ended: datetime,
+) -> None:
+    """The relay hook: one `publiceren` line per signalering Kafka acknowledged (a disclosure
+    to that gemeente), in the trace of the message that caused it."""
+    if not outbox_ids:
+        return
+    lines: list[LogLine] = []
+    for start in range(0, len(outbox_ids), 1000):
+        chunk = outbox_ids[start : start + 1000]
+        rows = await session.execute(
+            select(
+                signaleringen.c.signalering_id,
+                signaleringen.c.type,
+                signaleringen.c.gemeentecode,
+                signaleringen.c.bsn,
+                signaleringen.c.topic,
+                berichten.c.trace_id,
+                berichten.c.bericht_id,
+            )
+            .join(outbox, outbox.c.signalering_id == signaleringen.c.signalering_id)
+            .outerjoin(berichten, berichten.c.id == signaleringen.c.bericht_pk)
+            .where(outbox.c.id.in_(chunk))
+        )
+        for row in rows:
+            lines.append(
+                LogLine(
+                    trace_id=row.trace_id or new_trace_id(),
+                    name=OP_PUBLICEREN,
+                    start_time=started,
+                    end_time=ended,
+                    verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
+                    bsn=row.bsn,
+                    gemeentecode=row.gemeentecode,
+                    attributes={
+                        "signaleringId": row.signalering_id,
+                        "type": row.type,
+                        "topic": row.topic,
+                        **({"berichtId": row.bericht_id} if row.bericht_id else {}),
+                    },
+                )
+            )
+    await append(session, LogCipher.from_settings(settings), lines)
+
+
+async def log_operator_action(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    details: Mapping[str, Any],
+    *,
+    settings: Settings | None = None,
+    bsn: str | None = None,
+    status_code: str = STATUS_OK,
+    started: datetime | None = None,
+    trace_id: str | None = None,
+) -> str:
+    """Log an operator action (replay, offsets_reset, inzage, purge, parked_retry, …) with who
+    did it. `details` must not contain a BSN: pass it as `bsn` (then `settings` is needed to
+    encrypt it). Returns the trace id. The caller commits."""
+    if bsn is not None and settings is None:
+        raise ValueError("log_operator_action: settings are needed to encrypt a bsn")
+    now = datetime.now(UTC)
+    activity = ACTIVITY_INZAGE if action == "inzage" else ACTIVITY_BEHEER
+    trace = trace_id or new_trace_id()
+    line = LogLine(
+        trace_id=trace,
+        name=OP_BEHEER_PREFIX + action,
+        start_time=started or now,
+        end_time=now,
+        verwerkingsactiviteit=activity,
+        status_code=status_code,
+        bsn=bsn,
+        actor=actor,
+        attributes=dict(details),
+    )
+    cipher = LogCipher.from_settings(settings) if settings is not None else _NO_BSN_CIPHER
+    await append(session, cipher, [line])
+    return trace
+
+
+# Used only for lines without a BSN, where no key is touched.
+_NO_BSN_CIPHER = LogCipher(b"\0" * 32)
+
+
+def _stored(row: Any) -> StoredLine:
+    return StoredLine(
+        id=row.id,
+        trace_id=row.trace_id,
+        operation_id=row.operation_id,
+        parent_operation_id=row.parent_operation_id,
+        name=row.name,
+        status_code=row.status_code,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        verwerkingsactiviteit=row.verwerkingsactiviteit,
+        actor=row.actor,
+        gemeentecode=row.gemeentecode,
+        attributes=dict(row.attributes or {}),
+    )
+
+
+async def find_by_bsn(session: AsyncSession, cipher: LogCipher, bsn: str) -> list[StoredLine]:
+    """Every line about this person, oldest first (found through the blind index)."""
+    rows = await session.execute(
+        select(verwerkingenlog)
+        .where(verwerkingenlog.c.bsn_index.in_(cipher.blind_indexes(bsn)))
+        .order_by(verwerkingenlog.c.id)
+    )
+    return [_stored(row) for row in rows]
+
+
+async def list_lines(
+    session: AsyncSession, *, name_prefix: str | None = None, limit: int = 100
+) -> list[StoredLine]:
+    """The newest lines (optionally one kind, e.g. 'beheer.'), newest first."""
+    query = select(verwerkingenlog).order_by(verwerkingenlog.c.id.desc()).limit(limit)
+    if name_prefix is not None:
+        query = query.where(verwerkingenlog.c.name.startswith(name_prefix))
+    return [_stored(row) for row in await session.execute(query)]
+
+
+async def purge_before(session: AsyncSession, cutoff: datetime, *, batch_size: int = 5000) -> int:
+    """Retention, the only delete: remove up to `batch_size` lines that ended before `cutoff`.
+
+    Returns how many were deleted; call (and commit) until it returns 0.
+    """
+    ids = list(
+        await session.scalars(
+            select(verwerkingenlog.c.id)
+            .where(verwerkingenlog.c.end_time < cutoff)
+            .order_by(verwerkingenlog.c.id)
+            .limit(batch_size)
+        )
+    )
+    if not ids:
+        return 0
+    await session.execute(delete(verwerkingenlog).where(verwerkingenlog.c.id.in_(ids)))
+    return len(ids)
+
+
+def _passed_pre_lookup(outcome: RecordOutcome) -> bool:
+    """Whether this record itself needed the woongemeente (a message can carry one BSN twice,
+    once filtered before the lookup): only then does its trail show a lookup step."""
+    decision = outcome.decision
+    if outcome.parked or isinstance(decision, Forwarded):
+        return True
+    return isinstance(decision, Filtered) and decision.reden is FilterReden.GEEN_WOONGEMEENTE

@@ -1,0 +1,134 @@
+"""/beheer in a real browser: headless Chromium (Debian package) driven by Playwright, against
+the app served by uvicorn on a free port. Log in, see counts change after a post, go through
+the replay form and its confirmation, take a screenshot."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+
+from koppelpunt.api.app import create_app
+from koppelpunt.config import Settings
+from koppelpunt.store.db import create_engine, session_factory
+from koppelpunt.store.register import upsert_woonregister
+from tests.conftest import auth
+from tests.kafka_fixtures import free_port
+from tests.messages import BSN, L, prognose_xml
+
+CHROMIUM = os.environ.get("KOPPELPUNT_TEST_CHROMIUM", "/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)),
+        reason=f"no Chromium at {CHROMIUM}: install the Debian package `chromium` "
+        "(make system-deps does, as root)",
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None,
+        reason="Python package playwright is not installed (make install)",
+    ),
+]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def server(settings: Settings) -> AsyncIterator[str]:
+    """The app on a real HTTP server (uvicorn, free port) in this event loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+    )
+    srv = uvicorn.Server(config)
+    task = asyncio.create_task(srv.serve())
+    for _ in range(600):
+        if srv.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        await task
+
+
+async def _total(page: Any) -> int:
+    return int((await page.inner_text("#totaal-signaleringen")).strip())
+
+
+class TestBeheerInBrowser:
+    async def test_login_counts_replay_screenshot(
+        self, server: str, settings: Settings, tmp_path: Path
+    ) -> None:
+        """The whole operator flow in Chromium, ending in a screenshot of the overview."""
+        from playwright.async_api import async_playwright
+
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine).begin() as s:
+                await upsert_woonregister(s, [(BSN[0], "0363", None), (BSN[1], "0599", None)])
+        finally:
+            await engine.dispose()
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                context = await browser.new_context()
+                page = await context.new_page()
+                await page.goto(server + "/beheer")
+                assert page.url.endswith("/beheer/login")
+
+                await page.fill("#sleutel", "not-the-key")
+                await page.click("#inloggen")
+                assert "ongeldige beheersleutel" in await page.inner_text("#fout")
+
+                await page.fill("#sleutel", "test-operator-key")
+                await page.click("#inloggen")
+                await page.wait_for_selector("#totaal-signaleringen")
+                assert page.url.endswith("/beheer")
+                [cookie] = await context.cookies()
+                assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+                before = await _total(page)
+                assert before == 0
+
+                async with httpx.AsyncClient(base_url=server) as http:
+                    r = await http.post(
+                        "/v1/prognoses",
+                        content=prognose_xml("browser-1", [L(bsn=BSN[0]), L(bsn=BSN[1])]),
+                        headers={"Content-Type": "application/xml", **auth("koppelpunt-vo")},
+                    )
+                    assert r.status_code == 202, r.text
+
+                await page.reload()
+                assert await _total(page) == before + 2
+                assert await page.locator('tr[data-gemeente="GM0363"]').count() == 1
+                assert await page.locator("#signaleringen svg rect").count() >= 1
+                await page.screenshot(path=str(tmp_path / "beheer-overzicht.png"), full_page=True)
+
+                await page.fill("#replay-gemeente", "GM0363")
+                await page.click("#replay-verder")
+                await page.wait_for_selector("#bevestigen")
+                assert "GM0363" in await page.inner_text("#replay-parameters")
+                await page.screenshot(path=str(tmp_path / "beheer-replay.png"))
+                await page.click("#bevestigen")
+                melding = await page.inner_text("#melding")
+                if importlib.util.find_spec("koppelpunt.operations.replay") is None:
+                    assert "niet beschikbaar" in melding
+                else:
+                    assert "gestart" in melding, melding
+                await page.screenshot(path=str(tmp_path / "beheer-replay-gestart.png"))
+            finally:
+                await browser.close()
+        for name in ("beheer-overzicht.png", "beheer-replay.png", "beheer-replay-gestart.png"):
+            png = (tmp_path / name).read_bytes()
+            assert png.startswith(b"\x89PNG") and len(png) > 1000
