@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from koppelpunt.config import Settings
+from koppelpunt.errors import ConfigurationError
+from koppelpunt.lookup.haal_centraal import HaalCentraalLookup
 from koppelpunt.lookup.port import WoongemeenteLookup
 from koppelpunt.lookup.register import LocalRegisterLookup
 from koppelpunt.metrics import Metrics
@@ -20,6 +22,7 @@ from koppelpunt.pipeline.gemeenten import GemeenteTable
 from koppelpunt.pipeline.parse import SchemaRegistry
 from koppelpunt.pipeline.rules import RuleSet, load_rules
 from koppelpunt.store.db import create_engine, session_factory
+from koppelpunt.store.gemeenten import newest_gemeentetabel
 
 
 def utcnow() -> datetime:
@@ -35,6 +38,8 @@ class Runtime:
     rules: RuleSet
     gemeenten: GemeenteTable
     lookup: WoongemeenteLookup
+    # Where the gemeente table in use came from: the packaged file or an import in the database.
+    gemeenten_source: str = "packaged"
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
     # Called after a transaction that added outbox rows commits, to wake the in-process relay.
@@ -54,8 +59,42 @@ class Runtime:
             schemas=SchemaRegistry.load(settings.schemas_dir),
             rules=rules,
             gemeenten=gemeenten,
-            lookup=LocalRegisterLookup(sessions),
+            lookup=build_lookup(settings, sessions),
+            gemeenten_source=str(settings.gemeenten_file),
+        )
+
+    async def load_gemeenten(self) -> None:
+        """Use the newest gemeente table imported into the database, if there is one.
+
+        Runtime.build is synchronous and starts with the packaged file; the API lifespan and
+        the CLI commands await this once at start. A running service picks up a newly imported
+        table when it restarts.
+        """
+        async with self.sessions() as session:
+            stored = await newest_gemeentetabel(session)
+        if stored is None:
+            return
+        try:
+            table = GemeenteTable.from_csv_text(stored.csv)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"imported gemeente table {stored.id} is not valid: {exc.detail}"
+            ) from exc
+        self.gemeenten = GemeenteTable(table.gemeenten, self.rules.woongemeente.geen_gemeente)
+        self.gemeenten_source = (
+            f"import {stored.id} ({stored.source}, {stored.imported_at:%Y-%m-%d %H:%M} UTC)"
         )
 
     async def close(self) -> None:
+        if isinstance(self.lookup, HaalCentraalLookup):
+            await self.lookup.close()
         await self.engine.dispose()
+
+
+def build_lookup(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> WoongemeenteLookup:
+    """The woongemeente lookup chosen by KOPPELPUNT_BRP_LOOKUP."""
+    if settings.brp_lookup == "haal-centraal":
+        return HaalCentraalLookup.from_settings(settings)
+    return LocalRegisterLookup(sessions)
