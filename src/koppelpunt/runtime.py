@@ -6,9 +6,11 @@ stops the process with a clear message before it accepts a single message.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -40,6 +42,8 @@ class Runtime:
     lookup: WoongemeenteLookup
     # Where the gemeente table in use came from: the packaged file or an import in the database.
     gemeenten_source: str = "packaged"
+    # sha256 of the table's UTF-8 text, so re-importing the table in use is a no-op.
+    gemeenten_sha256: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
     # Called after a transaction that added outbox rows commits, to wake the in-process relay.
@@ -61,6 +65,7 @@ class Runtime:
             gemeenten=gemeenten,
             lookup=build_lookup(settings, sessions),
             gemeenten_source=str(settings.gemeenten_file),
+            gemeenten_sha256=_sha256_of(settings.gemeenten_file),
         )
 
     async def load_gemeenten(self) -> None:
@@ -81,6 +86,7 @@ class Runtime:
                 f"imported gemeente table {stored.id} is not valid: {exc.detail}"
             ) from exc
         self.gemeenten = GemeenteTable(table.gemeenten, self.rules.woongemeente.geen_gemeente)
+        self.gemeenten_sha256 = stored.sha256
         self.gemeenten_source = (
             f"import {stored.id} ({stored.source}, {stored.imported_at:%Y-%m-%d %H:%M} UTC)"
         )
@@ -89,6 +95,14 @@ class Runtime:
         if isinstance(self.lookup, HaalCentraalLookup):
             await self.lookup.close()
         await self.engine.dispose()
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def build_lookup(

@@ -5,6 +5,8 @@
     koppelpunt topics ensure    create one Kafka topic per gemeente
     koppelpunt brp import FILE  fill the local woongemeente register
     koppelpunt db upgrade       apply database migrations
+    koppelpunt gemeenten import FILE | list    the RvIG Tabel 33 gemeente table in use
+    koppelpunt rules check DIR | dry-run DIR   validate / try out a candidate rules directory
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -17,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import brp, topics
+from koppelpunt.cli import brp, gemeenten, rules, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -34,6 +36,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(topics.app, name="topics")
 app.add_typer(brp.app, name="brp")
+app.add_typer(gemeenten.app, name="gemeenten")
+app.add_typer(rules.app, name="rules")
 
 
 def settings() -> Settings:
