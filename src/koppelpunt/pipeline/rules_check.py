@@ -94,10 +94,22 @@ def _semantic_issues(rules: RuleSet, origin: dict[str, str]) -> list[RuleIssue]:
 
 def rules_json_schema() -> dict[str, Any]:
     """The JSON Schema of a rules directory's merged content (all files together)."""
-    schema = RuleSet.model_json_schema()
+    schema = _stable(RuleSet.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$comment"] = (
         "Generated from koppelpunt.pipeline.rules.RuleSet by `koppelpunt rules schema`; "
         "the *.yaml files of a rules directory together must match it. Do not edit by hand."
     )
     return schema
+
+
+def _stable(value: Any, in_default: bool = False) -> Any:
+    """Sort lists inside `default` values: a frozenset default has no order of its own."""
+    if isinstance(value, dict):
+        return {k: _stable(v, in_default or k == "default") for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_stable(v, in_default) for v in value]
+        if in_default and all(isinstance(v, str) for v in items):
+            return sorted(items)
+        return items
+    return value
