@@ -94,7 +94,7 @@ def _semantic_issues(rules: RuleSet, origin: dict[str, str]) -> list[RuleIssue]:
 
 def rules_json_schema() -> dict[str, Any]:
     """The JSON Schema of a rules directory's merged content (all files together)."""
-    schema = _stable(RuleSet.model_json_schema())
+    schema: dict[str, Any] = _stable(RuleSet.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$comment"] = (
         "Generated from koppelpunt.pipeline.rules.RuleSet by `koppelpunt rules schema`; "
