@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from koppelpunt.config import Settings
 from koppelpunt.pipeline.gemeenten import COL_CODE, COL_EINDE, COL_INGANG, COL_NAAM, COL_NIEUW
 from koppelpunt.runtime import Runtime
-from koppelpunt.store.db import upgrade_sync
 
 PACKAGED = Path(__file__).resolve().parents[2] / "data" / "rvig-tabel33-gemeenten.csv"
 HEADER = f"{COL_CODE},{COL_NAAM},{COL_NIEUW},{COL_INGANG},{COL_EINDE}\n"
@@ -28,11 +27,10 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'k.db'}"
-    monkeypatch.setenv("KOPPELPUNT_DATABASE_URL", url)
-    upgrade_sync(url)
-    return url
+def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test's own migrated database (SQLite or PostgreSQL), for the CLI too."""
+    monkeypatch.setenv("KOPPELPUNT_DATABASE_URL", database_url)
+    return database_url
 
 
 def newer_table(tmp_path: Path) -> Path:
