@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # exponential back-off from brp_retry_backoff_seconds.
     brp_retries: int = Field(default=2, ge=0, le=10)
     brp_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    # Requests of one lookup in flight at once (20 BSNs each): bursts of 10-50k records.
+    brp_max_concurrent_requests: int = Field(default=4, ge=1, le=32)
     # Circuit breaker: after this many consecutive failed calls the BRP is not called at all
     # (records are parked at once) until brp_circuit_reset_seconds have passed; then one trial
     # call decides whether it closes again.

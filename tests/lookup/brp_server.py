@@ -27,6 +27,7 @@ class FakeBrp:
     personen: dict[str, dict[str, Any]] = field(default_factory=dict)
     fail_next: list[int | str] = field(default_factory=list)
     down: int | None = None  # every request answers this status while set
+    failing_bsns: set[str] = field(default_factory=set)  # a request naming one of these: 500
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     slow_seconds: float = 2.0
@@ -75,6 +76,10 @@ def _handler(brp: FakeBrp) -> type[BaseHTTPRequestHandler]:
                 return
             if brp.down is not None:
                 self._problem(brp.down, "down")
+                return
+            named = body.get("burgerservicenummer") if isinstance(body, dict) else None
+            if isinstance(named, list) and brp.failing_bsns & set(named):
+                self._problem(500, "scripted failure for this batch")
                 return
             if self.path != "/haalcentraal/api/brp/personen":
                 self._problem(404, "Not Found")

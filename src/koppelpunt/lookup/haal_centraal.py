@@ -71,6 +71,7 @@ class HaalCentraalLookup:
         timeout_seconds: float = 5.0,
         retries: int = 2,
         retry_backoff_seconds: float = 0.2,
+        max_concurrent_requests: int = 4,
         breaker: CircuitBreaker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -85,6 +86,8 @@ class HaalCentraalLookup:
         )
         self._retries = retries
         self._backoff = retry_backoff_seconds
+        # A message of 10,000 records needs 500 requests: a few at a time, never unbounded.
+        self._concurrency = asyncio.Semaphore(max_concurrent_requests)
         self.breaker = breaker or CircuitBreaker(5, 30.0)
 
     @classmethod
@@ -96,6 +99,7 @@ class HaalCentraalLookup:
             timeout_seconds=settings.brp_timeout_seconds,
             retries=settings.brp_retries,
             retry_backoff_seconds=settings.brp_retry_backoff_seconds,
+            max_concurrent_requests=settings.brp_max_concurrent_requests,
             breaker=CircuitBreaker(
                 settings.brp_circuit_failures, settings.brp_circuit_reset_seconds
             ),
@@ -106,11 +110,18 @@ class HaalCentraalLookup:
 
     async def lookup(self, keys: Sequence[LookupKey]) -> dict[LookupKey, LookupResult]:
         bsns = sorted({bsn for bsn, _ in keys})
+        batches = [
+            bsns[start : start + MAX_BSNS_PER_REQUEST]
+            for start in range(0, len(bsns), MAX_BSNS_PER_REQUEST)
+        ]
         found: dict[str, LookupResult] = {}
-        for start in range(0, len(bsns), MAX_BSNS_PER_REQUEST):
-            batch = bsns[start : start + MAX_BSNS_PER_REQUEST]
-            found.update(await self._lookup_batch(batch))
+        for answer in await asyncio.gather(*(self._bounded(batch) for batch in batches)):
+            found.update(answer)
         return {(bsn, day): found.get(bsn, UNAVAILABLE) for bsn, day in keys}
+
+    async def _bounded(self, bsns: list[str]) -> dict[str, LookupResult]:
+        async with self._concurrency:
+            return await self._lookup_batch(bsns)
 
     async def _lookup_batch(self, bsns: list[str]) -> dict[str, LookupResult]:
         if not self.breaker.allow():
