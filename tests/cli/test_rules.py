@@ -88,8 +88,10 @@ async def snapshot(running: Running, settings: Settings) -> tuple[dict[str, int]
 
 
 class TestDryRun:
+    @pytest.mark.parametrize("lookup", [True, False], ids=["lookup", "no-lookup"])
     async def test_adds_and_withdraws_per_gemeente_and_type_and_changes_nothing(
         self,
+        lookup: bool,
         client: httpx.AsyncClient,
         running: Running,
         settings: Settings,
@@ -99,7 +101,8 @@ class TestDryRun:
         """Age limit 27 adds a prognose in GM0363, AANMELDSTATUS off withdraws one in GM0599.
 
         The pupil aged 24 was filtered before the lookup, so the dry run looks them up in the
-        register; the others reuse the stored woongemeenten. Database and topics are unchanged.
+        register; the others reuse the stored woongemeenten. With --no-lookup that pupil is
+        counted as geparkeerd instead. Database and topics are unchanged.
         """
         async with running.runtime.sessions.begin() as session:
             await upsert_woonregister(
@@ -129,17 +132,26 @@ class TestDryRun:
         monkeypatch.setenv("KOPPELPUNT_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
         monkeypatch.setenv("KOPPELPUNT_TOPIC_PREFIX", settings.topic_prefix)
         since = date.today().isoformat()
+        args = ["rules", "dry-run", str(candidate), "--since", since, "--details"]
         code, out, err = await asyncio.to_thread(
-            invoke, "rules", "dry-run", str(candidate), "--since", since, "--details"
+            invoke, *args, *([] if lookup else ["--no-lookup"])
         )
         assert code == 0, err
         lines = out.splitlines()
         assert "2026.1" in lines[0] and "2027.1-concept" in lines[0]
         assert f"berichten since {since}: 2 (4 records)" in out
         rows = [line.split() for line in lines if line.startswith("GM")]
-        assert rows == [["GM0363", "PROGNOSE", "+1", "-0"], ["GM0599", "AANMELDSTATUS", "+0", "-1"]]
-        assert "total: +1 -1 (unchanged 1)" in out
-        assert sum(1 for line in lines if line.startswith(("  + ", "  - "))) == 2
+        withdrawn = ["GM0599", "AANMELDSTATUS", "+0", "-1"]
+        geparkeerd = next(line.split() for line in lines if line.startswith("  geparkeerd"))
+        if lookup:
+            assert rows == [["GM0363", "PROGNOSE", "+1", "-0"], withdrawn]
+            assert "total: +1 -1 (unchanged 1)" in out
+            assert geparkeerd == ["geparkeerd", "0", "→", "0"]
+        else:
+            assert rows == [withdrawn]
+            assert "total: +0 -1 (unchanged 1)" in out
+            assert geparkeerd == ["geparkeerd", "0", "→", "1"]
+        assert sum(1 for line in lines if line.startswith(("  + ", "  - "))) == len(rows)
         assert await snapshot(running, settings) == before
 
     async def test_no_messages_since(
