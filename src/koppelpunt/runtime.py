@@ -68,6 +68,17 @@ class Runtime:
             gemeenten_sha256=_sha256_of(settings.gemeenten_file),
         )
 
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        """build() plus the async start-up steps (the gemeente table in use): for CLI commands."""
+        runtime = cls.build(settings)
+        try:
+            await runtime.load_gemeenten()
+        except BaseException:
+            await runtime.close()
+            raise
+        return runtime
+
     async def load_gemeenten(self) -> None:
         """Use the newest gemeente table imported into the database, if there is one.
 

@@ -7,6 +7,8 @@ from datetime import date
 
 import pytest
 import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from koppelpunt.lookup.circuit_breaker import CircuitBreaker, CircuitState
@@ -282,3 +284,36 @@ class TestGemeenteOf:
     def test_odd_code_is_none(self) -> None:
         """A code that is not 4 digits is no gemeente."""
         assert gemeente_of({"gemeenteVanInschrijving": {"code": "GM0014"}}) is None
+
+
+class TestCircuitBreakerProperties:
+    @given(
+        st.integers(1, 4),
+        st.lists(st.sampled_from(["ok", "fail", "tick", "allow"]), max_size=40),
+    )
+    def test_never_lets_a_call_through_while_open(self, threshold: int, events: list[str]) -> None:
+        """Against a reference model: a call is allowed iff closed, or half-open without trial."""
+        clock = Clock()
+        breaker = CircuitBreaker(threshold, 10.0, clock=clock)
+        failures, opened_at, trial = 0, None, False
+        for event in events:
+            if event == "tick":
+                clock.now += 5.0
+            elif event == "ok":
+                breaker.record_success()
+                failures, opened_at, trial = 0, None, False
+            elif event == "fail":
+                breaker.record_failure()
+                trial = False
+                if opened_at is not None:
+                    opened_at = clock.now
+                else:
+                    failures += 1
+                    if failures >= threshold:
+                        opened_at = clock.now
+            else:
+                half_open = opened_at is not None and clock.now - opened_at >= 10.0
+                expected = opened_at is None or (half_open and not trial)
+                if half_open and not trial:
+                    trial = True
+                assert breaker.allow() is expected

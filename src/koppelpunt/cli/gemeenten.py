@@ -61,9 +61,8 @@ def import_table(
     upgrade_sync(s.database_url)
 
     async def run() -> str:
-        rt = Runtime.build(s)
+        rt = await Runtime.start(s)
         try:
-            await rt.load_gemeenten()
             previous = rt.gemeenten
             if hashlib.sha256(text.encode("utf-8")).hexdigest() == rt.gemeenten_sha256:
                 return "this table is already the one in use; nothing imported"
@@ -126,9 +125,8 @@ def list_table(
     upgrade_sync(s.database_url)
 
     async def run() -> tuple[GemeenteTable, str]:
-        rt = Runtime.build(s)
+        rt = await Runtime.start(s)
         try:
-            await rt.load_gemeenten()
             return rt.gemeenten, rt.gemeenten_source
         finally:
             await rt.close()

@@ -101,9 +101,8 @@ def dry_run(
     s = Settings()
 
     async def run() -> tuple[DryRunReport, RuleSet, int]:
-        rt = Runtime.build(s)
+        rt = await Runtime.start(s)
         try:
-            await rt.load_gemeenten()
             dry = DryRun(rt.rules, candidate, rt.gemeenten, rt.clock())
             unreadable = 0
             after = 0
