@@ -7,6 +7,7 @@ imported as a global, so tests can run several differently configured instances 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,28 @@ class Settings(BaseSettings):
     rules_dir: Path = PROJECT_ROOT / "routing_rules"
     gemeenten_file: Path = PROJECT_ROOT / "data" / "rvig-tabel33-gemeenten.csv"
     schemas_dir: Path = PROJECT_ROOT / "schemas"
+
+    # --- woongemeente lookup (BRP) -------------------------------------------------------
+    # "register": the local woonregister table (`koppelpunt brp import`), the embedded default.
+    # "haal-centraal": the VNG Haal Centraal BRP Personen bevragen API (POST {base}/personen).
+    brp_lookup: Literal["register", "haal-centraal"] = "register"
+    # Base URL without /personen, e.g. https://proefomgeving.haalcentraal.nl/haalcentraal/api/brp
+    brp_base_url: str = "http://127.0.0.1:5010/haalcentraal/api/brp"
+    # Sent as X-API-KEY; unset sends no key (e.g. behind a gateway that adds OAuth/mTLS).
+    brp_api_key: SecretStr | None = None
+    # Per HTTP request; a slow BRP must not hold a sender's request for long.
+    brp_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Extra attempts after a 5xx, timeout or connection error (never after a 4xx), with
+    # exponential back-off from brp_retry_backoff_seconds.
+    brp_retries: int = Field(default=2, ge=0, le=10)
+    brp_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    # Requests of one lookup in flight at once (20 BSNs each): bursts of 10-50k records.
+    brp_max_concurrent_requests: int = Field(default=4, ge=1, le=32)
+    # Circuit breaker: after this many consecutive failed calls the BRP is not called at all
+    # (records are parked at once) until brp_circuit_reset_seconds have passed; then one trial
+    # call decides whether it closes again.
+    brp_circuit_failures: int = Field(default=5, ge=1)
+    brp_circuit_reset_seconds: float = Field(default=30.0, gt=0)
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -6,13 +6,17 @@ stops the process with a clear message before it accepts a single message.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from koppelpunt.config import Settings
+from koppelpunt.errors import ConfigurationError
+from koppelpunt.lookup.haal_centraal import HaalCentraalLookup
 from koppelpunt.lookup.port import WoongemeenteLookup
 from koppelpunt.lookup.register import LocalRegisterLookup
 from koppelpunt.metrics import Metrics
@@ -20,6 +24,7 @@ from koppelpunt.pipeline.gemeenten import GemeenteTable
 from koppelpunt.pipeline.parse import SchemaRegistry
 from koppelpunt.pipeline.rules import RuleSet, load_rules
 from koppelpunt.store.db import create_engine, session_factory
+from koppelpunt.store.gemeenten import newest_gemeentetabel
 
 
 def utcnow() -> datetime:
@@ -35,6 +40,10 @@ class Runtime:
     rules: RuleSet
     gemeenten: GemeenteTable
     lookup: WoongemeenteLookup
+    # Where the gemeente table in use came from: the packaged file or an import in the database.
+    gemeenten_source: str = "packaged"
+    # sha256 of the table's UTF-8 text, so re-importing the table in use is a no-op.
+    gemeenten_sha256: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
     # Called after a transaction that added outbox rows commits, to wake the in-process relay.
@@ -54,8 +63,63 @@ class Runtime:
             schemas=SchemaRegistry.load(settings.schemas_dir),
             rules=rules,
             gemeenten=gemeenten,
-            lookup=LocalRegisterLookup(sessions),
+            lookup=build_lookup(settings, sessions),
+            gemeenten_source=str(settings.gemeenten_file),
+            gemeenten_sha256=_sha256_of(settings.gemeenten_file),
+        )
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        """build() plus the async start-up steps (the gemeente table in use): for CLI commands."""
+        runtime = cls.build(settings)
+        try:
+            await runtime.load_gemeenten()
+        except BaseException:
+            await runtime.close()
+            raise
+        return runtime
+
+    async def load_gemeenten(self) -> None:
+        """Use the newest gemeente table imported into the database, if there is one.
+
+        Runtime.build is synchronous and starts with the packaged file; the API lifespan and
+        the CLI commands await this once at start. A running service picks up a newly imported
+        table when it restarts.
+        """
+        async with self.sessions() as session:
+            stored = await newest_gemeentetabel(session)
+        if stored is None:
+            return
+        try:
+            table = GemeenteTable.from_csv_text(stored.csv)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"imported gemeente table {stored.id} is not valid: {exc.detail}"
+            ) from exc
+        self.gemeenten = GemeenteTable(table.gemeenten, self.rules.woongemeente.geen_gemeente)
+        self.gemeenten_sha256 = stored.sha256
+        self.gemeenten_source = (
+            f"import {stored.id} ({stored.source}, {stored.imported_at:%Y-%m-%d %H:%M} UTC)"
         )
 
     async def close(self) -> None:
+        if isinstance(self.lookup, HaalCentraalLookup):
+            await self.lookup.close()
         await self.engine.dispose()
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def build_lookup(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> WoongemeenteLookup:
+    """The woongemeente lookup chosen by KOPPELPUNT_BRP_LOOKUP."""
+    if settings.brp_lookup == "haal-centraal":
+        return HaalCentraalLookup.from_settings(settings)
+    return LocalRegisterLookup(sessions)

@@ -11,26 +11,33 @@ from sqlalchemy import Connection, inspect, text
 from koppelpunt.store.db import create_engine, upgrade, upgrade_sync
 from koppelpunt.store.tables import metadata
 
-TABLES = {"berichten", "beslissingen", "afwijzingen", "signaleringen", "outbox", "woonregister"}
-TABLES |= {
+TABLES = {
+    "berichten",
+    "beslissingen",
+    "afwijzingen",
+    "signaleringen",
+    "outbox",
+    "woonregister",
+    "gemeentetabellen",
+    # pupil state (0002), verwerkingenlog (0005)
     "leerling_prognoses",
     "aanmeldingen",
     "aanmelding_statussen",
     "leerling_gemeenten",
     "peildatum_runs",
+    "verwerkingenlog",
 }
-TABLES |= {"verwerkingenlog"}
 
 
-def head() -> str:
-    """The newest revision, so this test does not change with every new migration."""
+def head_revision() -> str:
+    """The single head of the migration chain (a second head would be a merge mistake)."""
     from alembic.script import ScriptDirectory
 
     from koppelpunt.store.db import alembic_config
 
-    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert revision is not None
-    return revision
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert len(heads) == 1, heads
+    return heads[0]
 
 
 async def _state(url: str) -> tuple[set[str], str | None, list[object]]:
@@ -59,7 +66,7 @@ class TestUpgrade:
         await upgrade(empty_database_url)
         names, version, _ = await _state(empty_database_url)
         assert names >= TABLES
-        assert version == head()
+        assert version == head_revision()
 
     async def test_idempotent(self, empty_database_url: str) -> None:
         """A second upgrade on a migrated database changes nothing and does not fail."""
@@ -67,7 +74,7 @@ class TestUpgrade:
         await upgrade(empty_database_url)
         names, version, _ = await _state(empty_database_url)
         assert names >= TABLES
-        assert version == head()
+        assert version == head_revision()
 
     async def test_schema_matches_tables_module(self, empty_database_url: str) -> None:
         """The migrated schema equals tables.py, so the two cannot drift apart unnoticed."""
@@ -95,7 +102,7 @@ class TestUpgrade:
         await asyncio.to_thread(upgrade_sync, empty_database_url)
         names, version, _ = await _state(empty_database_url)
         assert names >= TABLES
-        assert version == head()
+        assert version == head_revision()
 
 
 def _downgrade_base(connection: Connection, url: str) -> None:

@@ -47,6 +47,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         rt = runtime or Runtime.build(settings)
+        await rt.load_gemeenten()  # the newest imported gemeente table, if any
         publisher = KafkaPublisher(settings)
         relay: OutboxRelay | None = None
         task: asyncio.Task[None] | None = None

@@ -34,16 +34,22 @@ def import_register(
     number and skipped; the exit code is 1 when there were any.
     """
     from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
+    from koppelpunt.store.gemeenten import newest_gemeentetabel
     from koppelpunt.store.register import upsert_woonregister
 
     s = Settings()
     upgrade_sync(s.database_url)
-    gemeenten = GemeenteTable.load(s.gemeenten_file)
     total_bytes = file.stat().st_size
 
     async def run() -> tuple[int, int]:
         engine = create_engine(s.database_url)
         sessions = session_factory(engine)
+        # The gemeente table in use: the newest `gemeenten import`, else the packaged file.
+        gemeenten = GemeenteTable.load(s.gemeenten_file)
+        async with sessions() as session:
+            stored = await newest_gemeentetabel(session)
+        if stored is not None:
+            gemeenten = GemeenteTable.from_csv_text(stored.csv)
         imported = errors = 0
         batch: list[tuple[str, str, date | None]] = []
 

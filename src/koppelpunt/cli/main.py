@@ -8,6 +8,8 @@
     koppelpunt peildatum        run the peildatum checks of a date (--datum, --dry-run)
     koppelpunt parked list|retry  records parked while the lookup was unavailable
     koppelpunt inzage --bsn N   AVG inzage: everything stored about one person
+    koppelpunt gemeenten import FILE | list    the RvIG Tabel 33 gemeente table in use
+    koppelpunt rules check DIR | dry-run DIR   validate / try out a candidate rules directory
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -20,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import brp, inzage, parked, peildatum, topics
+from koppelpunt.cli import brp, gemeenten, inzage, parked, peildatum, rules, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -40,6 +42,8 @@ app.add_typer(brp.app, name="brp")
 app.add_typer(parked.app, name="parked")
 app.command("peildatum")(peildatum.peildatum)
 app.command("inzage")(inzage.inzage)
+app.add_typer(gemeenten.app, name="gemeenten")
+app.add_typer(rules.app, name="rules")
 
 
 def settings() -> Settings:

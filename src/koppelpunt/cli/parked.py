@@ -70,7 +70,7 @@ def retry(
     upgrade_sync(s.database_url)
 
     async def main() -> int:
-        rt = Runtime.build(s)
+        rt = await Runtime.start(s)
         try:
             result = await retry_parked(rt, limit=limit)
             typer.echo(

@@ -55,7 +55,7 @@ def peildatum(
         upgrade_sync(s.database_url)
 
     async def main() -> int:
-        rt = Runtime.build(s)
+        rt = await Runtime.start(s)
         try:
             result = await run_peildatum(rt, day, dry_run=dry_run)
             if not result.checks:

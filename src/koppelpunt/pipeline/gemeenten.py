@@ -54,7 +54,80 @@ def _parse_yyyymmdd(value: str) -> date | None:
     value = value.strip()
     if not value:
         return None
-    return date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+    if len(value) != 8 or not value.isdigit():
+        raise ValueError(f"{value!r} is not a date YYYYMMDD")
+    try:
+        return date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date YYYYMMDD") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TableIssue:
+    """One problem in a gemeente table file: 1-based line number (1 = header) and reason."""
+
+    line: int
+    reason: str
+
+
+def decode_table_file(data: bytes) -> str:
+    """The text of a gemeente table file: UTF-16 with BOM (as RvIG publishes it) or UTF-8."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
+
+
+def parse_gemeente_csv(text: str) -> tuple[GemeenteTable | None, list[TableIssue]]:
+    """Parse and check an RvIG Tabel 33 CSV, reporting every problem, not the first.
+
+    Checks: the columns are there; each code is 4 digits and appears once; a name is given;
+    dates are YYYYMMDD; a `Nieuwe code` is 4 digits, has an end date, and is itself in the
+    table. Returns the table only when there is no issue.
+    """
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = {COL_CODE, COL_NAAM, COL_NIEUW, COL_EINDE} - set(reader.fieldnames or [])
+    if missing:
+        return None, [TableIssue(1, f"missing columns: {sorted(missing)}")]
+    issues: list[TableIssue] = []
+    gemeenten: dict[str, Gemeente] = {}
+    lines: dict[str, int] = {}
+    for row in reader:
+        lineno = reader.line_num
+        code = (row.get(COL_CODE) or "").strip()
+        nieuw = (row.get(COL_NIEUW) or "").strip() or None
+        naam = (row.get(COL_NAAM) or "").strip()
+        problems: list[str] = []
+        if len(code) != 4 or not code.isdigit():
+            problems.append(f"gemeentecode {code!r} is not 4 digits")
+        elif code in gemeenten:
+            problems.append(f"gemeentecode {code} also on line {lines[code]}")
+        if not naam:
+            problems.append("omschrijving is empty")
+        if nieuw is not None and (len(nieuw) != 4 or not nieuw.isdigit()):
+            problems.append(f"nieuwe code {nieuw!r} is not 4 digits")
+        dates: dict[str, date | None] = {}
+        for column in (COL_INGANG, COL_EINDE):
+            try:
+                dates[column] = _parse_yyyymmdd(row.get(column) or "")
+            except ValueError as exc:
+                problems.append(f"{column}: {exc}")
+        if nieuw is not None and COL_EINDE in dates and dates[COL_EINDE] is None:
+            problems.append("nieuwe code without datum einde")
+        if problems:
+            issues.extend(TableIssue(lineno, p) for p in problems)
+            continue
+        lines[code] = lineno
+        gemeenten[code] = Gemeente(code, naam, nieuw, dates[COL_INGANG], dates[COL_EINDE])
+    for code, gemeente in gemeenten.items():
+        if gemeente.nieuwe_code is not None and gemeente.nieuwe_code not in gemeenten:
+            issues.append(
+                TableIssue(lines[code], f"nieuwe code {gemeente.nieuwe_code} is not in the table")
+            )
+    if not issues and len(gemeenten) < 2:
+        issues.append(TableIssue(1, "gemeente table is empty"))
+    if issues:
+        return None, sorted(issues, key=lambda i: i.line)
+    return GemeenteTable(gemeenten), []
 
 
 @dataclass(frozen=True)
@@ -65,29 +138,13 @@ class GemeenteTable:
 
     @classmethod
     def from_csv_text(cls, text: str) -> GemeenteTable:
-        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-        missing = {COL_CODE, COL_NAAM, COL_NIEUW, COL_EINDE} - set(reader.fieldnames or [])
-        if missing:
-            raise ConfigurationError(f"gemeente table lacks columns: {sorted(missing)}")
-        gemeenten: dict[str, Gemeente] = {}
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                code = row[COL_CODE].strip()
-                if len(code) != 4 or not code.isdigit():
-                    raise ValueError(f"gemeentecode {code!r}")
-                nieuw = row[COL_NIEUW].strip() or None
-                gemeenten[code] = Gemeente(
-                    code=code,
-                    naam=row[COL_NAAM].strip(),
-                    nieuwe_code=nieuw,
-                    ingang=_parse_yyyymmdd(row.get(COL_INGANG) or ""),
-                    einde=_parse_yyyymmdd(row[COL_EINDE]),
-                )
-            except (ValueError, KeyError) as exc:
-                raise ConfigurationError(f"gemeente table line {lineno}: {exc}") from exc
-        if len(gemeenten) < 2:
-            raise ConfigurationError("gemeente table is empty")
-        return cls(gemeenten)
+        """Parse an RvIG Tabel 33 CSV; raises ConfigurationError listing every problem."""
+        table, issues = parse_gemeente_csv(text)
+        if table is None:
+            raise ConfigurationError(
+                "gemeente table: " + "; ".join(f"line {i.line}: {i.reason}" for i in issues)
+            )
+        return table
 
     @classmethod
     def load(cls, path: Path) -> GemeenteTable:
@@ -129,3 +186,24 @@ class GemeenteTable:
             ),
             key=lambda g: g.code,
         )
+
+    def status(self, code: str, on: date) -> str:
+        """A line for humans: 'actief', 'opgeheven per D → CODE NAAM', 'per D', …"""
+        gemeente = self.gemeenten[code]
+        if code in self.geen_gemeente:
+            return "geen gemeente (niet routeerbaar)"
+        if gemeente.ingang is not None and on < gemeente.ingang:
+            return f"nieuw per {gemeente.ingang.isoformat()}"
+        if gemeente.einde is None or on < gemeente.einde:
+            if gemeente.einde is not None:
+                return f"actief tot {gemeente.einde.isoformat()}"
+            return "actief"
+        text = f"opgeheven per {gemeente.einde.isoformat()}"
+        successor = self.resolve(code, on)
+        if successor is not None:
+            text += f" → {successor} {self.gemeenten[successor].naam}"
+        return text
+
+    def opgeheven(self, code: str, on: date) -> bool:
+        gemeente = self.gemeenten[code]
+        return gemeente.einde is not None and gemeente.einde <= on

@@ -233,3 +233,17 @@ verwerkingenlog = Table(
     Column("key_id", String(16), nullable=True),
     Column("attributes", JSON, nullable=False),
 )
+
+# Imported RvIG Tabel 33 files (`koppelpunt gemeenten import`): the newest row is the gemeente
+# table in use; without any row the packaged data/rvig-tabel33-gemeenten.csv applies. The CSV
+# is kept as imported, so the table is replaceable by a newer RvIG file without code changes.
+gemeentetabellen = Table(
+    "gemeentetabellen",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("imported_at", UTCDateTime, nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("aantal", Integer, nullable=False),
+    Column("csv", Text, nullable=False),
+)
