@@ -40,7 +40,9 @@ class TestClientKwargs:
         """Without a mechanism no SASL arguments are passed to aiokafka."""
         kwargs = client_kwargs(
             Settings(
-                kafka_bootstrap="h:1", kafka_security_protocol="PLAINTEXT", kafka_sasl_mechanism=None
+                kafka_bootstrap="h:1",
+                kafka_security_protocol="PLAINTEXT",
+                kafka_sasl_mechanism=None,
             )
         )
         assert kwargs == {"bootstrap_servers": "h:1", "security_protocol": "PLAINTEXT"}

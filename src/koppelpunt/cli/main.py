@@ -5,6 +5,7 @@
     koppelpunt topics ensure    create one Kafka topic per gemeente
     koppelpunt brp import FILE  fill the local woongemeente register
     koppelpunt db upgrade       apply database migrations
+    koppelpunt access grant NAME --gemeente GM0363   vendor read access (also revoke, list)
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -17,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import brp, topics
+from koppelpunt.cli import access, brp, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -34,6 +35,7 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(topics.app, name="topics")
 app.add_typer(brp.app, name="brp")
+app.add_typer(access.app, name="access")
 
 
 def settings() -> Settings:
