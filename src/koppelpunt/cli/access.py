@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from koppelpunt.config import Settings
-from koppelpunt.errors import KoppelpuntError
+from koppelpunt.errors import ConfigurationError, KoppelpuntError
 from koppelpunt.kafka import access
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ class ConfigFormat(StrEnum):
 
 def _fail(exc: KoppelpuntError) -> typer.Exit:
     typer.echo(f"koppelpunt: {exc.detail}", err=True)
-    return typer.Exit(2 if isinstance(exc, access.ConfigurationError) else 1)
+    return typer.Exit(2 if isinstance(exc, ConfigurationError) else 1)
 
 
 def _write_private(path: Path, text: str) -> None:
