@@ -49,12 +49,14 @@ run: install kafka
 	@echo "   vo       : dev-vo-key-NOT-FOR-PRODUCTION"
 	@echo "   mbo      : dev-mbo-key-NOT-FOR-PRODUCTION"
 	@echo "   operator : dev-operator-key-NOT-FOR-PRODUCTION"
-	@echo " API  http://127.0.0.1:8000/docs   Kafka 127.0.0.1:9092"
+	@echo " API  http://127.0.0.1:8000/docs   Kafka 127.0.0.1:9092 (SASL/SCRAM-SHA-512)"
+	@echo " Kafka passwords: $(KAFKA_DIR)/credentials. Vendor access:"
+	@echo '   eval "$$(make -s kafka-env)"; .venv/bin/koppelpunt access grant NAME --gemeente GM0363'
 	@echo "=================================================================="
 	@mkdir -p var
-	$(RUN_ENV) $(BIN)/koppelpunt db upgrade
-	$(RUN_ENV) $(BIN)/koppelpunt brp import schemas/examples/woonregister.csv
-	$(RUN_ENV) $(BIN)/koppelpunt serve
+	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt db upgrade
+	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt brp import schemas/examples/woonregister.csv
+	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt serve
 
 test: install kafka-jars
 	$(BIN)/pytest
