@@ -41,7 +41,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-install: $(VENV)/.installed
+# The official AsyncAPI parser (Node 20+, pinned in tools/asyncapi/package-lock.json) validates
+# asyncapi.yaml in the tests. --ignore-scripts: no install-time code (e.g. telemetry) runs.
+ASYNCAPI_TOOLS := tools/asyncapi/node_modules/.installed
+$(ASYNCAPI_TOOLS): tools/asyncapi/package-lock.json
+	@command -v npm >/dev/null || { echo "koppelpunt's tests need Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed $(ASYNCAPI_TOOLS)
 
 run: install kafka
 	@echo "=================================================================="

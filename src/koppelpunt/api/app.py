@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
-from koppelpunt.api.routes import berichten, health
+from koppelpunt.api.routes import berichten, contract, health
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
@@ -67,9 +67,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "berichten", "description": "Voor de koppelpunten VO en MBO"},
             {"name": "beheer", "description": "Health, readiness en metrics"},
+            {"name": "leveranciers", "description": "Het AsyncAPI-contract voor afnemers"},
         ],
     )
     problems.install(app)
     app.include_router(berichten.router)
     app.include_router(health.router)
+    app.include_router(contract.router)
     return app
