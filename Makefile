@@ -45,7 +45,10 @@ $(VENV)/.installed: pyproject.toml
 # asyncapi.yaml in the tests. --ignore-scripts: no install-time code (e.g. telemetry) runs.
 ASYNCAPI_TOOLS := tools/asyncapi/node_modules/.installed
 $(ASYNCAPI_TOOLS): tools/asyncapi/package-lock.json
-	@command -v npm >/dev/null || { echo "koppelpunt's tests need Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	  else echo "koppelpunt's tests need Node.js 18+ and npm (e.g. apt-get install nodejs npm)"; exit 1; fi; }
 	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
