@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -177,6 +178,23 @@ class TestGrant:
         assert second.password is None
         assert await read_one(first, topics["GM0599"], None) == b"<GM0599/>"
 
+    async def test_grant_is_logged_without_the_password(self, settings: Settings) -> None:
+        """An audit line names the principal and gemeenten; the password appears nowhere."""
+        name = unique_name()
+        with structlog.testing.capture_logs() as logs:
+            config = await access.grant(settings, name, ["GM0363"])
+        granted = [e for e in logs if e["event"] == "access_granted"]
+        assert granted == [
+            {
+                "event": "access_granted",
+                "log_level": "info",
+                "principal": name,
+                "gemeenten": ["GM0363"],
+                "new_password": True,
+            }
+        ]
+        assert config.password is not None and config.password not in repr(logs)
+
     @pytest.mark.parametrize("code", ["GM9999", "GM0000", "1999", "363", "amsterdam"])
     async def test_unknown_gemeente_is_refused_before_kafka(
         self, settings: Settings, code: str
@@ -190,7 +208,9 @@ class TestGrant:
         with pytest.raises(access.AccessError, match="ended"):
             await access.grant(settings, unique_name(), ["GM0003"], today=date(2026, 1, 1))
 
-    @pytest.mark.parametrize("name", ["A", "Rmc", "x", "with space", "a.b", "koppelpunt"])
+    @pytest.mark.parametrize(
+        "name", ["A", "Rmc", "x", "with space", "a.b", "koppelpunt", "koppelpunt-admin"]
+    )
     async def test_bad_names_are_refused(self, settings: Settings, name: str) -> None:
         """Names must be lowercase principal names and never one of our own principals."""
         with pytest.raises(ConfigurationError):

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import (
@@ -82,6 +83,10 @@ _OPERATION_NAMES = {
 }
 # A principal name: it becomes a SCRAM user and the group prefix `NAME.`.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{1,62}")
+# The principals of the local broker (kafka/broker.py): never handed out to a vendor.
+_OWN_PRINCIPALS = frozenset({"koppelpunt", "koppelpunt-admin"})
+
+log = structlog.get_logger(__name__)
 
 
 class AccessError(ConfigurationError):
@@ -394,7 +399,7 @@ def check_name(name: str, settings: Settings) -> str:
             f"invalid name {name!r}: use 2-63 lowercase letters, digits, '-' or '_' "
             "(it becomes the Kafka user and the consumer group prefix NAME.)"
         )
-    if name in {settings.kafka_username, settings.kafka_admin_username}:
+    if name in {settings.kafka_username, settings.kafka_admin_username, *_OWN_PRINCIPALS}:
         raise AccessError(f"{name!r} is one of koppelpunt's own principals")
     return name
 
@@ -563,6 +568,8 @@ async def grant(
         if password is not None:
             await admin.set_password(name, password)
         await admin.create_acls(_read_bindings(name, topics))
+    # An audit line for the operator's log; the password is never logged.
+    log.info("access_granted", principal=name, gemeenten=codes, new_password=password is not None)
     return ConnectionConfig(
         name=name,
         bootstrap=settings.kafka_public_bootstrap or settings.kafka_bootstrap,
@@ -607,9 +614,12 @@ async def revoke(
                 )
                 for code in codes
             ]
-            return await admin.delete_acls(filters)
+            removed = await admin.delete_acls(filters)
+            log.info("access_revoked", principal=name, gemeenten=codes, acls=len(removed))
+            return removed
         removed = await admin.delete_acls([AclFilter(principal=name)])
-        await admin.delete_user(name)
+        user_deleted = await admin.delete_user(name)
+        log.info("access_revoked", principal=name, acls=len(removed), user_deleted=user_deleted)
         return removed
 
 
