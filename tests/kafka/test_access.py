@@ -184,6 +184,26 @@ class TestGrant:
         assert await read_one(config, topics["GM0363"], f"{name}.a") == b"<GM0363/>"
         assert await read_one(config, topics["GM0599"], f"{name}.b") == b"<GM0599/>"
 
+    async def test_vendor_can_rewind_its_own_group(
+        self, settings: Settings, topics: dict[str, str]
+    ) -> None:
+        """Replay within retention needs no operator: the vendor commits an older offset."""
+        name = unique_name()
+        config = await access.grant(settings, name, ["GM0363"])
+        group = f"{name}.leerplicht"
+        assert await read_one(config, topics["GM0363"], group) == b"<GM0363/>"  # commits 1
+        consumer = AIOKafkaConsumer(**vendor_kwargs(config), group_id=group)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topics["GM0363"], 0)
+            consumer.assign([tp])
+            assert await consumer.committed(tp) == 1
+            await consumer.commit({tp: 0})  # what kafka-consumer-groups --reset-offsets does
+            assert await consumer.committed(tp) == 0
+        finally:
+            await consumer.stop()
+        assert await read_one(config, topics["GM0363"], group) == b"<GM0363/>"
+
     async def test_keep_password_leaves_running_credentials_valid(
         self, settings: Settings, topics: dict[str, str]
     ) -> None:
