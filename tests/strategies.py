@@ -319,3 +319,39 @@ signaleringen = st.builds(
     bron_bericht_id=st.none() | tokens,
     schooljaar=st.none() | schooljaren,
 )
+
+
+# --- pupil state: status deliveries ----------------------------------------------------------
+
+_STATUS_DAYS = st.dates(min_value=date(2027, 2, 1), max_value=date(2027, 2, 10))
+
+
+@st.composite
+def status_deliveries(draw: st.DrawFn, bsn: str = "999990007") -> list[AanmeldstatusRecord]:
+    """Statuses of 1-3 aanmeldingen of one pupil, each (status, statusdatum) once, in the order
+    they were produced; a narrow date range makes equal statusdata (ties) common."""
+    records: list[AanmeldstatusRecord] = []
+    for n in range(draw(st.integers(1, 3))):
+        facts = draw(
+            st.lists(
+                st.tuples(st.sampled_from(list(Status)), _STATUS_DAYS),
+                min_size=1,
+                max_size=5,
+                unique=True,
+            )
+        )
+        for status, day in facts:
+            records.append(
+                AanmeldstatusRecord(
+                    index=len(records),
+                    aanmelding_id=f"A-{n}",
+                    leerling=Leerling(bsn, None, date(2010, 5, 13)),
+                    instelling_brin="30RT",
+                    opleiding=Opleiding("25180", 2, "BOL"),
+                    status=status,
+                    statusdatum=day,
+                    hoogste_diploma=None,
+                    latende_school_brin=None,
+                )
+            )
+    return records

@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     relay_backoff_base_seconds: float = Field(default=1.0, gt=0)
     relay_backoff_max_seconds: float = Field(default=300.0, gt=0)
 
+    # --- scheduler (peildatum checks, parked retry) ---------------------------------------
+    # Run the scheduler inside `serve`: peildatum checks once their date has passed (recorded,
+    # so a restart does not rerun them) and the periodic retry of parked records.
+    scheduler_enabled: bool = True
+    scheduler_poll_seconds: float = Field(default=60.0, gt=0)
+    # A peildatum missed while the service was down is still run if at most this many days ago.
+    peildatum_catch_up_days: int = Field(default=7, ge=1)
+    # How often parked records (lookup was unavailable) are decided again.
+    parked_retry_seconds: float = Field(default=300.0, gt=0)
+
     # --- HTTP ----------------------------------------------------------------------------
     http_host: str = "127.0.0.1"
     http_port: int = 8000

@@ -10,12 +10,14 @@ Refused messages are stored too (afwijzingen), with their raw bytes and every re
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 
+from koppelpunt.derived import on_receipt
 from koppelpunt.errors import ConflictError, InvalidMessageError
 from koppelpunt.kafka.admin import topic_for
 from koppelpunt.kafka.publisher import cloudevent_headers
@@ -239,8 +241,10 @@ async def receive(
                 await berichten.add_beslissingen(
                     session, pk, beslissing_rows(verwerking, runtime.rules.version)
                 )
+                derived = await on_receipt(session, runtime, verwerking, now, bericht_pk=pk)
+                signaleringen = (*verwerking.signaleringen, *derived.signaleringen)
                 inserted = await outbox.add_signaleringen(
-                    session, [to_outbox(runtime, s, pk) for s in verwerking.signaleringen]
+                    session, [to_outbox(runtime, s, pk) for s in signaleringen]
                 )
                 receipt = run.receipt(verwerking, len(inserted))
                 await berichten.set_receipt(session, pk, receipt)
@@ -251,7 +255,7 @@ async def receive(
             if existing is None:
                 raise
             return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
-        _count(runtime, verwerking, inserted, soort)
+        _count(runtime, verwerking, signaleringen, inserted, soort)
         if inserted:
             runtime.on_outbox()
         log.info(
@@ -294,7 +298,13 @@ async def _resend(
     return received
 
 
-def _count(runtime: Runtime, verwerking: run.Verwerking, inserted: list[str], soort: Soort) -> None:
+def _count(
+    runtime: Runtime,
+    verwerking: run.Verwerking,
+    signaleringen: Sequence[Signalering],
+    inserted: list[str],
+    soort: Soort,
+) -> None:
     m = runtime.metrics
     m.berichten.labels(soort.value, "accepted").inc()
     for o in verwerking.outcomes:
@@ -308,7 +318,7 @@ def _count(runtime: Runtime, verwerking: run.Verwerking, inserted: list[str], so
         m.records.labels(soort.value, "afgewezen").inc(len(verwerking.afgewezen))
     by_type: dict[str, int] = {}
     ids = set(inserted)
-    for s in verwerking.signaleringen:
+    for s in signaleringen:
         if s.signalering_id in ids:
             by_type[s.type.value] = by_type.get(s.type.value, 0) + 1
     for t, n in by_type.items():

@@ -118,3 +118,71 @@ class TestRenderSignalering:
         """A non-Dutch offset is written as given, not converted."""
         moment = datetime(2027, 4, 2, 6, 0, tzinfo=timezone(timedelta(hours=-5)))
         assert b"2027-04-02T06:00:00-05:00" in render_signalering(minimal(aangemaakt=moment))
+
+
+class TestDerivedTypesRender:
+    def test_every_derived_type_is_schema_valid(self) -> None:
+        """Each derived type, as derive.py builds it, renders to XSD-valid XML."""
+        from datetime import UTC, date, datetime
+        from pathlib import Path
+
+        from lxml import etree
+
+        from koppelpunt.model import AanmeldstatusRecord as Rec
+        from koppelpunt.model import Leerling, Opleiding, School, Status
+        from koppelpunt.pipeline import derive
+        from koppelpunt.pipeline.gemeenten import GemeenteTable
+        from koppelpunt.pipeline.leerlingen import PrognoseFact, PupilState, add_status
+        from koppelpunt.pipeline.render import render_signalering
+        from koppelpunt.pipeline.rules import load_rules
+
+        root = Path(__file__).resolve().parents[2]
+        xsd = etree.XMLSchema(etree.parse(str(root / "schemas" / "signalering.xsd")))
+        rules = load_rules(root / "routing_rules")
+        gemeenten = GemeenteTable.load(root / "data" / "rvig-tabel33-gemeenten.csv")
+        now = datetime(2027, 10, 2, tzinfo=UTC)
+        bsn = "999990007"
+        state = PupilState(
+            bsn,
+            date(2010, 5, 13),
+            None,
+            (PrognoseFact("2026-2027", School("25LX", "01"), "vmbo-tl", now),),
+        )
+        state, applied = add_status(
+            state,
+            Rec(
+                0,
+                "A-1",
+                Leerling(bsn, None, date(2010, 5, 13)),
+                "30RT",
+                Opleiding("25180", 2, "BOL"),
+                Status.INGETROKKEN,
+                date(2027, 3, 1),
+                None,
+                None,
+            ),
+            1,
+        )
+        made = [derive.geen_plaatsing(state, applied, rules, "GM0363", now)]
+        for day in (date(2027, 4, 1), date(2027, 10, 1)):
+            for c in derive.candidates([state], rules, day):
+                made.append(derive.peildatum_signalering(c, state, "GM0363", rules, now))
+        moved, _ = derive.moves(
+            state,
+            bsn,
+            state.geboortedatum,
+            derive.LastGemeente("GM0363", date(2027, 3, 1)),
+            "GM0599",
+            date(2027, 10, 1),
+            gemeenten,
+            rules,
+            now,
+            now.date(),
+        )
+        made.extend(moved)
+        types = set()
+        for s in made:
+            assert s is not None
+            xsd.assertValid(etree.fromstring(render_signalering(s)))
+            types.add(s.type.value)
+        assert types == {"GEEN_PLAATSING", "NIET_INGESCHREVEN", "OVERDRACHT", "VERHUISD"}

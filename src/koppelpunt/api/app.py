@@ -21,6 +21,7 @@ from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
 from koppelpunt.runtime import Runtime
+from koppelpunt.scheduler import Scheduler
 
 
 class State(TypedDict):
@@ -44,9 +45,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             rt.on_outbox = relay.wake
             task = asyncio.create_task(relay.run(), name="outbox-relay")
         app.state.relay = relay
+        scheduler: Scheduler | None = None
+        scheduler_task: asyncio.Task[None] | None = None
+        if settings.scheduler_enabled:
+            scheduler = Scheduler(rt)
+            scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+        app.state.scheduler = scheduler
         try:
             yield {"runtime": rt, "senders": senders, "publisher": publisher, "relay": relay}
         finally:
+            if scheduler is not None and scheduler_task is not None:
+                scheduler.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduler_task
             if relay is not None and task is not None:
                 await relay.stop()
                 task.cancel()

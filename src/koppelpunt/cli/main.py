@@ -5,6 +5,8 @@
     koppelpunt topics ensure    create one Kafka topic per gemeente
     koppelpunt brp import FILE  fill the local woongemeente register
     koppelpunt db upgrade       apply database migrations
+    koppelpunt peildatum        run the peildatum checks of a date (--datum, --dry-run)
+    koppelpunt parked list|retry  records parked while the lookup was unavailable
     koppelpunt access grant NAME --gemeente GM0363   vendor read access (also revoke, list)
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
@@ -18,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import access, brp, topics
+from koppelpunt.cli import access, brp, parked, peildatum, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -35,6 +37,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(topics.app, name="topics")
 app.add_typer(brp.app, name="brp")
+app.add_typer(parked.app, name="parked")
+app.command("peildatum")(peildatum.peildatum)
 app.add_typer(access.app, name="access")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     ForeignKey,
@@ -18,6 +19,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    false,
 )
 
 from koppelpunt.store.types import BigIntId, UTCDateTime
@@ -127,4 +130,82 @@ woonregister = Table(
     Column("geldig_vanaf", Date, primary_key=True),
     Column("gemeentecode", String(4), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# --- pupil state (migration 0002) ------------------------------------------------------------
+
+# The latest prognose per leerling and schooljaar (a later `verzonden` replaces it).
+leerling_prognoses = Table(
+    "leerling_prognoses",
+    metadata,
+    Column("bsn", String(16), primary_key=True),
+    Column("schooljaar", String(9), primary_key=True),
+    Column("geboortedatum", Date, nullable=False),
+    Column("hoogste_diploma", String(32), nullable=True),
+    Column("brin", String(4), nullable=False),
+    Column("vestiging", String(2), nullable=True),
+    Column("onderwijssoort", String(32), nullable=False),
+    Column("verzonden", UTCDateTime, nullable=False),
+    Column("bericht_pk", BigIntId, ForeignKey("berichten.id"), nullable=True),
+)
+
+# One row per aanmelding (key: instelling BRIN + aanmeldingId) with the pupil's details as of
+# its newest status; the current status is derived from aanmelding_statussen.
+aanmeldingen = Table(
+    "aanmeldingen",
+    metadata,
+    Column("instelling_brin", String(4), primary_key=True),
+    Column("aanmelding_id", String(64), primary_key=True),
+    Column("bsn", String(16), nullable=False, index=True),
+    Column("geboortedatum", Date, nullable=False),
+    Column("hoogste_diploma", String(32), nullable=True),
+    Column("crebo", String(5), nullable=False),
+    Column("niveau", Integer, nullable=False),
+    Column("leerweg", String(8), nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("statusdatum", Date, nullable=False),
+    Column("eerste_statusdatum", Date, nullable=False),
+    # Some transition in its history lies outside the legal flow (for operators).
+    Column("buiten_flow", Boolean, nullable=False, server_default=false()),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The full status history: every distinct (status, statusdatum) received, in receipt order (id).
+aanmelding_statussen = Table(
+    "aanmelding_statussen",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("instelling_brin", String(4), nullable=False),
+    Column("aanmelding_id", String(64), nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("statusdatum", Date, nullable=False),
+    Column("buiten_flow", Boolean, nullable=False, server_default=false()),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("bericht_pk", BigIntId, ForeignKey("berichten.id"), nullable=True),
+    UniqueConstraint(
+        "instelling_brin",
+        "aanmelding_id",
+        "status",
+        "statusdatum",
+        name="uq_aanmelding_statussen_feit",
+    ),
+)
+
+# Per leerling the gemeente that received the latest signalering (to notice moves).
+leerling_gemeenten = Table(
+    "leerling_gemeenten",
+    metadata,
+    Column("bsn", String(16), primary_key=True),
+    Column("gemeentecode", String(8), nullable=False),
+    Column("peildatum", Date, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Peildatum checks that ran (not dry runs), so the in-service scheduler does not rerun them.
+peildatum_runs = Table(
+    "peildatum_runs",
+    metadata,
+    Column("peildatum", Date, primary_key=True),
+    Column("ran_at", UTCDateTime, nullable=False),
+    Column("counts", JSON, nullable=False),
 )

@@ -1,0 +1,90 @@
+"""`koppelpunt parked list|retry`: records parked because the woongemeente lookup was down."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from koppelpunt.config import Settings
+
+app = typer.Typer(
+    help="Records parked because the woongemeente lookup was unavailable.", no_args_is_help=True
+)
+
+
+@app.command("list")
+def list_parked(
+    limit: Annotated[int, typer.Option(help="At most this many records.", min=1)] = 100,
+) -> None:
+    """List parked records (berichtId, record index, soort, received), oldest first; no BSNs."""
+    from koppelpunt.store import parked
+    from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
+
+    s = Settings()
+    upgrade_sync(s.database_url)
+
+    async def main() -> tuple[int, list[parked.ParkedRecord]]:
+        engine = create_engine(s.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return await parked.count_parked(session), await parked.list_parked(
+                    session, limit=limit
+                )
+        finally:
+            await engine.dispose()
+
+    total, rows = asyncio.run(main())
+    for row in rows:
+        typer.echo(
+            f"{row.bericht_id}\t{row.record_index}\t{row.soort}\t{row.received_at.isoformat()}"
+        )
+    typer.echo(f"{total} parked records")
+
+
+@app.command("retry")
+def retry(
+    limit: Annotated[int, typer.Option(help="At most this many records.", min=1)] = 10_000,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="Also publish the outbox before exiting (when no service/relay is running).",
+        ),
+    ] = False,
+) -> None:
+    """Decide parked records again now (the outbox relay publishes what they yield).
+
+    Exit code 1 when records stay parked because the lookup is still unavailable.
+    """
+    from koppelpunt.kafka.publisher import KafkaPublisher
+    from koppelpunt.kafka.relay import OutboxRelay
+    from koppelpunt.logging import configure_logging
+    from koppelpunt.parked import retry_parked
+    from koppelpunt.runtime import Runtime
+    from koppelpunt.store.db import upgrade_sync
+
+    s = Settings()
+    configure_logging(s.log_level, s.log_json)
+    upgrade_sync(s.database_url)
+
+    async def main() -> int:
+        rt = Runtime.build(s)
+        try:
+            result = await retry_parked(rt, limit=limit)
+            typer.echo(
+                f"decided {result.decided}, still parked {result.still_parked}, "
+                f"{result.signaleringen} new signaleringen"
+            )
+            if result.signaleringen and publish:
+                relay = OutboxRelay(s, rt.sessions, KafkaPublisher(s), rt.clock, rt.metrics)
+                try:
+                    typer.echo(f"published {await relay.drain()} signaleringen")
+                finally:
+                    await relay.stop()
+            return 1 if result.still_parked else 0
+        finally:
+            await rt.close()
+
+    raise typer.Exit(asyncio.run(main()))

@@ -1,0 +1,179 @@
+"""The adapter for pupil state and derived signaleringen: loads state, calls the pure
+pipeline/derive.py, stores state + signaleringen + outbox rows.
+
+    on_receipt     inside receive()'s transaction: state, moves, GEEN_PLAATSING
+    run_peildatum  NIET_AANGEMELD / NIET_INGESCHREVEN (and moves) for one date, in batches
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koppelpunt.model import Signalering
+from koppelpunt.pipeline import derive
+from koppelpunt.pipeline.run import AMSTERDAM, LookupUnavailable, Verwerking, route
+from koppelpunt.runtime import Runtime
+from koppelpunt.store import leerlingen, outbox
+
+log = structlog.get_logger(__name__)
+
+# Pupils per batch of a peildatum run: one state query, one lookup call, one transaction.
+PEILDATUM_BATCH = 500
+
+
+async def on_receipt(
+    session: AsyncSession,
+    runtime: Runtime,
+    verwerking: Verwerking,
+    now: datetime,
+    *,
+    bericht_pk: int | None = None,
+    apply_state: bool = True,
+) -> derive.Derived:
+    """Update pupil state for a decided message and derive; all in the caller's transaction."""
+    bsns = {r.leerling.bsn for r in verwerking.bericht.records if r.leerling.bsn}
+    await leerlingen.lock_pupils(session, bsns)
+    states = await leerlingen.load_states(session, bsns)
+    before = dict(states)
+    last = await leerlingen.load_last_gemeenten(session, bsns)
+    result = derive.on_receipt(
+        states,
+        verwerking,
+        runtime.rules,
+        runtime.gemeenten,
+        last,
+        now,
+        leerlingen.max_seq(states) + 1,
+        apply_state=apply_state,
+    )
+    if apply_state:
+        await leerlingen.save_states(session, before, states, bericht_pk=bericht_pk, now=now)
+    await leerlingen.save_last_gemeenten(session, result.last, now)
+    for applied in result.applied:
+        if applied.new and applied.buiten_flow:
+            # The aanmelding is named by its key, never by the pupil's BSN.
+            log.warning(
+                "aanmeldstatus_buiten_flow",
+                instelling=applied.key[0],
+                aanmeldingId=applied.key[1],
+            )
+    return result
+
+
+@dataclass
+class PeildatumResult:
+    """What a peildatum run found: `new` are the signaleringen not stored before."""
+
+    peildatum: date
+    checks: list[tuple[str, str]]
+    new: list[Signalering] = field(default_factory=list)
+    already: int = 0
+    unavailable: int = 0
+    dry_run: bool = False
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return derive.count(self.new)
+
+
+async def run_peildatum(runtime: Runtime, day: date, *, dry_run: bool = False) -> PeildatumResult:
+    """Run the checks whose date is `day`; store and queue what is new (unless `dry_run`).
+
+    Ids are deterministic, so a second run finds everything already stored and adds nothing.
+    Pupils whose lookup is unavailable are counted and skipped; a later run picks them up.
+    """
+    rules = runtime.rules
+    due = derive.checks_due(rules, day)
+    result = PeildatumResult(day, [(s.value, j) for s, j in due], dry_run=dry_run)
+    if not due:
+        return result
+    now = runtime.clock()
+    today = now.astimezone(AMSTERDAM).date()
+    bsns: set[str] = set()
+    async with runtime.sessions() as session:
+        for _, schooljaar in due:
+            after, until = derive.window(rules, schooljaar)
+            bsns.update(await leerlingen.bsns_for_transition(session, schooljaar, after, until))
+    ordered = sorted(bsns)
+    for start in range(0, len(ordered), PEILDATUM_BATCH):
+        await _batch(runtime, ordered[start : start + PEILDATUM_BATCH], day, today, now, result)
+    if not dry_run and result.unavailable == 0:
+        # Recorded only when complete: with pupils skipped (lookup down) the scheduler runs the
+        # date again on its next pass, and ids keep what was already stored from repeating.
+        async with runtime.sessions.begin() as session:
+            await leerlingen.record_peildatum_run(
+                session,
+                day,
+                {f"{g}:{t}": n for (g, t), n in result.counts().items()},
+                now,
+            )
+    if not dry_run and result.new:
+        runtime.on_outbox()
+    log.info(
+        "peildatum_checked",
+        peildatum=day.isoformat(),
+        nieuw=len(result.new),
+        bekend=result.already,
+        onbeschikbaar=result.unavailable,
+        dryRun=dry_run,
+    )
+    return result
+
+
+async def _batch(
+    runtime: Runtime,
+    bsns: list[str],
+    day: date,
+    today: date,
+    now: datetime,
+    result: PeildatumResult,
+) -> None:
+    from koppelpunt.receive import to_outbox
+
+    rules = runtime.rules
+    async with runtime.sessions.begin() as session:
+        if not result.dry_run:
+            await leerlingen.lock_pupils(session, bsns)
+        states = await leerlingen.load_states(session, bsns)
+        found = derive.candidates(states.values(), rules, day)
+        looked_up = await runtime.lookup.lookup(sorted({(c.bsn, c.peildatum) for c in found}))
+        last = await leerlingen.load_last_gemeenten(session, {c.bsn for c in found})
+        made: dict[str, Signalering] = {}
+        changed: dict[str, derive.LastGemeente] = {}
+        for c in found:
+            code = looked_up.get((c.bsn, c.peildatum))
+            if isinstance(code, LookupUnavailable):
+                result.unavailable += 1
+                continue
+            state = states[c.bsn]
+            gemeente = route(runtime.gemeenten, code, c.peildatum, today)
+            s = derive.peildatum_signalering(c, state, gemeente, rules, now)
+            if s is None:
+                continue
+            moved, new_last = derive.moves(
+                state,
+                c.bsn,
+                state.geboortedatum,
+                changed.get(c.bsn) or last.get(c.bsn),
+                s.gemeentecode,
+                c.peildatum,
+                runtime.gemeenten,
+                rules,
+                now,
+                today,
+            )
+            if new_last is not None:
+                changed[c.bsn] = new_last
+            for item in (*moved, s):
+                made.setdefault(item.signalering_id, item)
+        existing = await leerlingen.existing_signalering_ids(session, list(made))
+        result.already += len(existing)
+        new = [s for sid, s in made.items() if sid not in existing]
+        result.new.extend(new)
+        if result.dry_run:
+            return  # read only: the transaction commits nothing
+        await outbox.add_signaleringen(session, [to_outbox(runtime, s, None) for s in new])
+        await leerlingen.save_last_gemeenten(session, changed, now)

@@ -1,0 +1,335 @@
+"""Repository for pupil state: prognoses, aanmeldingen with history, last gemeente, peildatum runs.
+
+Loads and saves the pure values of pipeline/leerlingen.py; always inside the caller's
+transaction, so pupil state changes together with the message that caused it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Table, select, text, union, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koppelpunt.model import Opleiding, School, Status
+from koppelpunt.pipeline.derive import LastGemeente
+from koppelpunt.pipeline.leerlingen import (
+    Aanmelding,
+    PrognoseFact,
+    PupilState,
+    StatusFact,
+)
+from koppelpunt.store._dialect import chunks, dialect_name
+from koppelpunt.store.tables import (
+    aanmelding_statussen,
+    aanmeldingen,
+    leerling_gemeenten,
+    leerling_prognoses,
+    peildatum_runs,
+    signaleringen,
+)
+
+BATCH = 500
+
+
+async def _upsert(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    if not rows:
+        return
+    insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    statement = insert_(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={c: statement.excluded[c] for c in rows[0] if c not in keys},
+    )
+    await session.execute(statement, list(rows))
+
+
+async def lock_pupils(session: AsyncSession, bsns: Iterable[str]) -> None:
+    """PostgreSQL: serialise concurrent transactions that change the same pupils.
+
+    Transaction-scoped advisory locks, taken in BSN order (so two messages cannot deadlock on
+    each other), held until commit: the second message reads the state the first one wrote.
+    Covers pupils without rows yet, which row locks could not. SQLite has a single writer.
+    """
+    wanted = sorted(set(bsns))
+    if not wanted or dialect_name(session) != "postgresql":
+        return
+    for chunk in chunks(wanted, 5000):
+        await session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(hashtext(b))) "
+                "FROM (SELECT unnest(CAST(:bsns AS text[])) AS b ORDER BY 1) AS ordered"
+            ),
+            {"bsns": list(chunk)},
+        )
+
+
+async def load_states(session: AsyncSession, bsns: Iterable[str]) -> dict[str, PupilState]:
+    """The state of each pupil in `bsns` that has any (unknown pupils are absent)."""
+    wanted = sorted(set(bsns))
+    prognoses: dict[str, list[Any]] = defaultdict(list)
+    current: dict[str, list[Any]] = defaultdict(list)
+    history: dict[tuple[str, str], list[StatusFact]] = defaultdict(list)
+    for chunk in chunks(wanted, BATCH):
+        for row in await session.execute(
+            select(leerling_prognoses).where(leerling_prognoses.c.bsn.in_(chunk))
+        ):
+            prognoses[row.bsn].append(row)
+        for row in await session.execute(select(aanmeldingen).where(aanmeldingen.c.bsn.in_(chunk))):
+            current[row.bsn].append(row)
+        for row in await session.execute(
+            select(aanmelding_statussen)
+            .join(
+                aanmeldingen,
+                (aanmeldingen.c.instelling_brin == aanmelding_statussen.c.instelling_brin)
+                & (aanmeldingen.c.aanmelding_id == aanmelding_statussen.c.aanmelding_id),
+            )
+            .where(aanmeldingen.c.bsn.in_(chunk))
+        ):
+            history[(row.instelling_brin, row.aanmelding_id)].append(
+                StatusFact(Status(row.status), row.statusdatum, row.id, row.buiten_flow)
+            )
+    states: dict[str, PupilState] = {}
+    for bsn in wanted:
+        p_rows, a_rows = prognoses.get(bsn, []), current.get(bsn, [])
+        if not p_rows and not a_rows:
+            continue
+        facts = tuple(
+            PrognoseFact(r.schooljaar, School(r.brin, r.vestiging), r.onderwijssoort, r.verzonden)
+            for r in sorted(p_rows, key=lambda r: r.schooljaar)
+        )
+        ams = tuple(
+            Aanmelding(
+                r.instelling_brin,
+                r.aanmelding_id,
+                Opleiding(r.crebo, r.niveau, r.leerweg),
+                tuple(
+                    sorted(
+                        history[(r.instelling_brin, r.aanmelding_id)],
+                        key=lambda f: (f.statusdatum, f.seq),
+                    )
+                ),
+            )
+            for r in a_rows
+        )
+        # Personal details from the newest fact: the newest aanmelding, else the newest prognose.
+        if a_rows:
+            newest = max(a_rows, key=lambda r: r.statusdatum)
+        else:
+            newest = max(p_rows, key=lambda r: r.verzonden)
+        states[bsn] = PupilState(bsn, newest.geboortedatum, newest.hoogste_diploma, facts, ams)
+    return states
+
+
+def max_seq(states: Mapping[str, PupilState]) -> int:
+    """Above every loaded status' seq: new statuses are numbered after it (receipt order)."""
+    return max(
+        (f.seq for s in states.values() for a in s.aanmeldingen for f in a.history), default=0
+    )
+
+
+async def save_states(
+    session: AsyncSession,
+    before: Mapping[str, PupilState],
+    after: Mapping[str, PupilState],
+    *,
+    bericht_pk: int | None,
+    now: datetime,
+) -> None:
+    """Write what changed between `before` and `after` (new history rows in receipt order)."""
+    prognose_rows: list[dict[str, Any]] = []
+    aanmelding_rows: list[dict[str, Any]] = []
+    new_facts: list[tuple[int, dict[str, Any]]] = []
+    flag_changes: list[tuple[int, bool]] = []
+    for bsn, state in after.items():
+        old = before.get(bsn)
+        old_prognoses = set(old.prognoses) if old else set()
+        for p in state.prognoses:
+            if p not in old_prognoses:
+                prognose_rows.append(
+                    {
+                        "bsn": bsn,
+                        "schooljaar": p.schooljaar,
+                        "geboortedatum": state.geboortedatum,
+                        "hoogste_diploma": state.hoogste_diploma,
+                        "brin": p.school.brin,
+                        "vestiging": p.school.vestiging,
+                        "onderwijssoort": p.onderwijssoort,
+                        "verzonden": p.verzonden,
+                        "bericht_pk": bericht_pk,
+                    }
+                )
+        for a in state.aanmeldingen:
+            previous = old.aanmelding(a.key) if old else None
+            if previous == a:
+                continue
+            old_flags = {f.seq: f.buiten_flow for f in previous.history} if previous else {}
+            for f in a.history:
+                if f.seq not in old_flags:
+                    new_facts.append(
+                        (
+                            f.seq,
+                            {
+                                "instelling_brin": a.instelling_brin,
+                                "aanmelding_id": a.aanmelding_id,
+                                "status": f.status.value,
+                                "statusdatum": f.statusdatum,
+                                "buiten_flow": f.buiten_flow,
+                                "received_at": now,
+                                "bericht_pk": bericht_pk,
+                            },
+                        )
+                    )
+                elif old_flags[f.seq] != f.buiten_flow:
+                    flag_changes.append((f.seq, f.buiten_flow))
+            aanmelding_rows.append(
+                {
+                    "instelling_brin": a.instelling_brin,
+                    "aanmelding_id": a.aanmelding_id,
+                    "bsn": bsn,
+                    "geboortedatum": state.geboortedatum,
+                    "hoogste_diploma": state.hoogste_diploma,
+                    "crebo": a.opleiding.crebo,
+                    "niveau": a.opleiding.niveau,
+                    "leerweg": a.opleiding.leerweg,
+                    "status": a.current.status.value,
+                    "statusdatum": a.current.statusdatum,
+                    "eerste_statusdatum": a.eerste_statusdatum,
+                    "buiten_flow": a.buiten_flow,
+                    "updated_at": now,
+                }
+            )
+    await _upsert(session, leerling_prognoses, prognose_rows, ("bsn", "schooljaar"))
+    await _upsert(session, aanmeldingen, aanmelding_rows, ("instelling_brin", "aanmelding_id"))
+    if new_facts:
+        # executemany runs in list order, so row ids follow the receipt order (seq).
+        new_facts.sort(key=lambda item: item[0])
+        # ON CONFLICT DO NOTHING: the same status may arrive in two messages at the same time.
+        insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+        await session.execute(
+            insert_(aanmelding_statussen).on_conflict_do_nothing(
+                index_elements=[
+                    aanmelding_statussen.c.instelling_brin,
+                    aanmelding_statussen.c.aanmelding_id,
+                    aanmelding_statussen.c.status,
+                    aanmelding_statussen.c.statusdatum,
+                ]
+            ),
+            [row for _, row in new_facts],
+        )
+    for seq, flag in flag_changes:
+        await session.execute(
+            update(aanmelding_statussen)
+            .where(aanmelding_statussen.c.id == seq)
+            .values(buiten_flow=flag)
+        )
+
+
+# --- last gemeente per pupil -----------------------------------------------------------------
+
+
+async def load_last_gemeenten(
+    session: AsyncSession, bsns: Iterable[str]
+) -> dict[str, LastGemeente]:
+    found: dict[str, LastGemeente] = {}
+    for chunk in chunks(sorted(set(bsns)), BATCH):
+        for row in await session.execute(
+            select(leerling_gemeenten).where(leerling_gemeenten.c.bsn.in_(chunk))
+        ):
+            found[row.bsn] = LastGemeente(row.gemeentecode, row.peildatum)
+    return found
+
+
+async def save_last_gemeenten(
+    session: AsyncSession, changed: Mapping[str, LastGemeente], now: datetime
+) -> None:
+    rows = [
+        {"bsn": bsn, "gemeentecode": g.gemeentecode, "peildatum": g.peildatum, "updated_at": now}
+        for bsn, g in sorted(changed.items())
+    ]
+    await _upsert(session, leerling_gemeenten, rows, ("bsn",))
+
+
+# --- peildatum checks ------------------------------------------------------------------------
+
+
+async def bsns_for_transition(
+    session: AsyncSession, schooljaar: str, first_after: date, first_until: date
+) -> list[str]:
+    """Pupils with a prognose for `schooljaar` or an aanmelding first seen in its window."""
+    query = union(
+        select(leerling_prognoses.c.bsn).where(leerling_prognoses.c.schooljaar == schooljaar),
+        select(aanmeldingen.c.bsn).where(
+            aanmeldingen.c.eerste_statusdatum > first_after,
+            aanmeldingen.c.eerste_statusdatum <= first_until,
+        ),
+    )
+    return sorted({row[0] for row in await session.execute(query)})
+
+
+async def peildatum_ran(session: AsyncSession, day: date) -> bool:
+    found = await session.scalar(
+        select(peildatum_runs.c.peildatum).where(peildatum_runs.c.peildatum == day)
+    )
+    return found is not None
+
+
+async def record_peildatum_run(
+    session: AsyncSession, day: date, counts: Mapping[str, int], now: datetime
+) -> None:
+    """Record the first complete run of a date (a rerun keeps the first record)."""
+    insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    await session.execute(
+        insert_(peildatum_runs)
+        .values(peildatum=day, ran_at=now, counts=dict(counts))
+        .on_conflict_do_nothing(index_elements=[peildatum_runs.c.peildatum])
+    )
+
+
+# --- operator views --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuitenFlow:
+    """An aanmelding with a status transition outside the legal flow (no BSN: for logs/CLI)."""
+
+    instelling_brin: str
+    aanmelding_id: str
+    status: str
+    statusdatum: date
+    updated_at: datetime
+
+
+async def list_buiten_flow(session: AsyncSession, *, limit: int = 100) -> list[BuitenFlow]:
+    """Aanmeldingen flagged for operators, most recently changed first."""
+    result = await session.execute(
+        select(
+            aanmeldingen.c.instelling_brin,
+            aanmeldingen.c.aanmelding_id,
+            aanmeldingen.c.status,
+            aanmeldingen.c.statusdatum,
+            aanmeldingen.c.updated_at,
+        )
+        .where(aanmeldingen.c.buiten_flow.is_(True))
+        .order_by(aanmeldingen.c.updated_at.desc(), aanmeldingen.c.aanmelding_id)
+        .limit(limit)
+    )
+    return [BuitenFlow(**row._mapping) for row in result]
+
+
+async def existing_signalering_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
+    """Which of these signalering ids are already stored (dry runs count only the new ones)."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(set(ids)), BATCH):
+        result = await session.execute(
+            select(signaleringen.c.signalering_id).where(signaleringen.c.signalering_id.in_(chunk))
+        )
+        found.update(result.scalars())
+    return found
