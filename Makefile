@@ -46,7 +46,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-install: $(VENV)/.installed
+# The official AsyncAPI parser (Node 20+, pinned in tools/asyncapi/package-lock.json) validates
+# asyncapi.yaml in the tests. --ignore-scripts: no install-time code (e.g. telemetry) runs.
+ASYNCAPI_TOOLS := tools/asyncapi/node_modules/.installed
+$(ASYNCAPI_TOOLS): tools/asyncapi/package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	  else echo "koppelpunt's tests need Node.js 18+ and npm (e.g. apt-get install nodejs npm)"; exit 1; fi; }
+	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed $(ASYNCAPI_TOOLS)
 
 run: install kafka
 	@echo "=================================================================="
@@ -54,12 +65,14 @@ run: install kafka
 	@echo "   vo       : dev-vo-key-NOT-FOR-PRODUCTION"
 	@echo "   mbo      : dev-mbo-key-NOT-FOR-PRODUCTION"
 	@echo "   operator : dev-operator-key-NOT-FOR-PRODUCTION"
-	@echo " API  http://127.0.0.1:8000/docs   Kafka 127.0.0.1:9092"
+	@echo " API  http://127.0.0.1:8000/docs   Kafka 127.0.0.1:9092 (SASL/SCRAM-SHA-512)"
+	@echo " Kafka passwords: $(KAFKA_DIR)/credentials. Vendor access:"
+	@echo '   eval "$$(make -s kafka-env)"; .venv/bin/koppelpunt access grant NAME --gemeente GM0363'
 	@echo "=================================================================="
 	@mkdir -p var
-	$(RUN_ENV) $(BIN)/koppelpunt db upgrade
-	$(RUN_ENV) $(BIN)/koppelpunt brp import schemas/examples/woonregister.csv
-	$(RUN_ENV) $(BIN)/koppelpunt serve
+	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt db upgrade
+	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt brp import schemas/examples/woonregister.csv
+	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt serve
 
 test: install kafka-jars
 	$(BIN)/pytest

@@ -9,8 +9,20 @@ standard library and Java 17, so it runs before the venv exists.
     python kafka/broker.py start [--dir var/kafka] [--port 9092] [--controller-port 9093]
     python kafka/broker.py status [--dir var/kafka]
     python kafka/broker.py stop [--dir var/kafka]
+    python kafka/broker.py env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
 
 Importable too: `LocalBroker(data_dir, port=..., controller_port=...).start()`.
+
+Security (as in production, so tests prove the ACLs): the only client listener is
+SASL_PLAINTEXT with SCRAM-SHA-512 on loopback, the KRaft StandardAuthorizer runs with
+`allow.everyone.if.no.acl.found=false`. There is no plaintext client listener at all. The
+controller listener (loopback, broker-to-controller only) uses SASL/PLAIN with the admin
+principal, because SCRAM credentials live in the metadata log the controller itself serves.
+Two principals are created at format time (`--add-scram`) with random passwords kept in
+`<dir>/credentials` (JSON, mode 0600, generated on the first start):
+  - the admin (`koppelpunt-admin`, super user): broker internals and `koppelpunt access`;
+  - the service (`koppelpunt`): WRITE/DESCRIBE/CREATE on topics with the prefix
+    `vva.signalering.` and nothing else (ACLs added once after the first start).
 """
 
 from __future__ import annotations
@@ -18,7 +30,9 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -33,25 +47,55 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LIBS = REPO_ROOT / ".cache" / "kafka" / "libs"
 NODE_ID = 1
+ADMIN_USER = "koppelpunt-admin"
+SERVICE_USER = "koppelpunt"
+SERVICE_TOPIC_PREFIX = "vva.signalering."
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
 class BrokerError(RuntimeError):
     """The broker could not be started or stopped; the message says what to do."""
 
 
-def _base_properties(data_dir: Path, port: int, controller_port: int) -> dict[str, str]:
+def _base_properties(
+    data_dir: Path, port: int, controller_port: int, admin_password: str
+) -> dict[str, str]:
     """Properties of a combined node on loopback, tuned for a fast start and one replica."""
+    scram_login = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{ADMIN_USER}" password="{admin_password}";'
+    )
+    plain_login = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN_USER}" password="{admin_password}" '
+        f'user_{ADMIN_USER}="{admin_password}";'
+    )
     return {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         # Static voters (not `--standalone`): the voter endpoint is read from this file at
         # every start, so the same data dir survives a change of controller port.
         "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "listeners": (
+            f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
+        ),
+        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        # Clients and the broker itself: SCRAM-SHA-512 (users live in the metadata log).
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram_login,
+        # Broker -> controller: PLAIN with a static admin entry (SCRAM cannot bootstrap the
+        # quorum that stores the SCRAM users).
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": plain_login,
+        # Deny by default; the admin principal is the only super user.
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{ADMIN_USER}",
         "log.dirs": str(data_dir / "logs"),
         # One node: every internal topic has one replica and needs one in-sync replica.
         "offsets.topic.replication.factor": "1",
@@ -103,28 +147,28 @@ def _random_cluster_id() -> str:
             return cid
 
 
-def metadata_roundtrip(host: str, port: int, timeout: float = 2.0) -> bool:
-    """True when a Kafka Metadata (v4) request is answered with at least one live broker.
+def api_versions_roundtrip(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True when a Kafka ApiVersions (v0) request is answered without error.
 
-    A TCP connect alone is not enough: the port may belong to something else, or the broker
-    may accept before it serves requests. v4 is the oldest version Kafka 4 still supports.
+    ApiVersions is the one request a SASL listener serves before authentication, and a KRaft
+    broker only accepts connections once its metadata and authorizer are loaded. A TCP
+    connect alone is not enough: the port may belong to something else.
     """
     client_id = b"koppelpunt-broker-check"
     correlation_id = 0x4B50
-    request = struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
-    request += struct.pack(">ib", 0, 0)  # topics: [] (none), allow_auto_topic_creation: false
+    request = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             sock.sendall(struct.pack(">i", len(request)) + request)
             size: int = struct.unpack(">i", _recv_exact(sock, 4))[0]
-            if not 12 <= size <= 1 << 20:  # not a Kafka metadata response
+            if not 10 <= size <= 1 << 20:  # not a Kafka ApiVersions response
                 return False
             body = _recv_exact(sock, size)
     except (OSError, struct.error, ConnectionError):
         return False
-    corr, _throttle, n_brokers = struct.unpack(">iii", body[:12])
-    return bool(corr == correlation_id and n_brokers > 0)
+    corr, error_code, n_apis = struct.unpack(">ihi", body[:10])
+    return bool(corr == correlation_id and error_code == 0 and n_apis > 0)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -203,8 +247,55 @@ class LocalBroker:
     def log4j_file(self) -> Path:
         return self.data_dir / "log4j2.properties"
 
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials"
+
+    @property
+    def admin_client_file(self) -> Path:
+        """Java client properties of the admin (for the broker's own CLI tools)."""
+        return self.data_dir / "admin-client.properties"
+
+    def credentials(self) -> dict[str, str]:
+        """Passwords of the admin and service principals; generated once, kept 0600."""
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(self.credentials_file.read_text())
+            if isinstance(data, dict) and {"admin_password", "service_password"} <= set(data):
+                return {str(k): str(v) for k, v in data.items()}
+        if (self.data_dir / "logs" / "meta.properties").exists():
+            raise BrokerError(
+                f"{self.data_dir} holds a broker formatted without SCRAM users (or its "
+                f"credentials file is gone): remove that directory (make clean) and start again"
+            )
+        data = {
+            "admin_username": ADMIN_USER,
+            "admin_password": secrets.token_hex(24),
+            "service_username": SERVICE_USER,
+            "service_password": secrets.token_hex(24),
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.credentials_file, json.dumps(data, indent=2) + "\n")
+        return data
+
+    def client_env(self, *, admin: bool = False) -> dict[str, str]:
+        """KOPPELPUNT_* settings for the service (and with `admin`, for `koppelpunt access`)."""
+        creds = self.credentials()
+        env = {
+            "KOPPELPUNT_KAFKA_BOOTSTRAP": self.bootstrap,
+            "KOPPELPUNT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KOPPELPUNT_KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
+            "KOPPELPUNT_KAFKA_USERNAME": creds["service_username"],
+            "KOPPELPUNT_KAFKA_PASSWORD": creds["service_password"],
+        }
+        if admin:
+            env["KOPPELPUNT_KAFKA_ADMIN_USERNAME"] = creds["admin_username"]
+            env["KOPPELPUNT_KAFKA_ADMIN_PASSWORD"] = creds["admin_password"]
+        return env
+
     def properties(self) -> dict[str, str]:
-        props = _base_properties(self.data_dir, self.port, self.controller_port)
+        props = _base_properties(
+            self.data_dir, self.port, self.controller_port, self.credentials()["admin_password"]
+        )
         for key, value in self.extra_properties.items():
             if value == "":
                 props.pop(key, None)
@@ -224,7 +315,7 @@ class LocalBroker:
         return pid if _pid_alive(pid) and _is_kafka_process(pid) else None
 
     def answers(self, timeout: float = 2.0) -> bool:
-        return metadata_roundtrip("127.0.0.1", self.port, timeout)
+        return api_versions_roundtrip("127.0.0.1", self.port, timeout)
 
     def is_running(self) -> bool:
         return self.pid() is not None and self.answers()
@@ -244,12 +335,22 @@ class LocalBroker:
         java = self._java()
         self._check_libs()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        creds = self.credentials()  # before logs/ exists: a fresh dir gets new credentials
         (self.data_dir / "logs").mkdir(exist_ok=True)
-        self.properties_file.write_text(
-            "".join(f"{k}={v}\n" for k, v in sorted(self.properties().items()))
+        # The properties hold the admin password (JAAS): owner-only, like the credentials.
+        _write_private(
+            self.properties_file,
+            "".join(f"{k}={v}\n" for k, v in sorted(self.properties().items())),
+        )
+        _write_private(
+            self.admin_client_file,
+            "security.protocol=SASL_PLAINTEXT\n"
+            f"sasl.mechanism={SCRAM_MECHANISM}\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{creds["admin_username"]}" password="{creds["admin_password"]}";\n',
         )
         self.log4j_file.write_text(_log4j2_config(self.log_file))
-        self._format(java)
+        self._format(java, creds)
 
         cmd = [
             java,
@@ -277,6 +378,7 @@ class LocalBroker:
         self.pid_file.write_text(f"{self._proc.pid}\n")
         try:
             self._wait_ready(self._proc.pid, timeout)
+            self._grant_service(java)
         except BrokerError:
             self.stop(timeout=10)
             raise
@@ -365,8 +467,54 @@ class LocalBroker:
                     return line.split("=", 1)[1].strip()
         return _random_cluster_id()
 
-    def _format(self, java: str) -> None:
-        """Format the storage once; `--ignore-formatted` keeps an existing cluster's data."""
+    def _grant_service(self, java: str) -> None:
+        """Once per data dir: the service may write to, describe and create its topics only.
+
+        Done with the broker's own AclCommand as the admin (idempotent; a stamp file skips
+        the JVM start on later starts). Topic creation by the service needs CREATE on the
+        prefix, since the publisher creates a gemeente's topic before its first signalering.
+        """
+        stamp = self.data_dir / "service-acls.done"
+        if stamp.exists():
+            return
+        cmd = [
+            java,
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp",
+            str(self.libs_dir / "*"),
+            "org.apache.kafka.tools.AclCommand",
+            "--bootstrap-server",
+            self.bootstrap,
+            "--command-config",
+            str(self.admin_client_file),
+            "--add",
+            "--allow-principal",
+            f"User:{SERVICE_USER}",
+            "--operation",
+            "Write",
+            "--operation",
+            "Describe",
+            "--operation",
+            "Create",
+            "--topic",
+            SERVICE_TOPIC_PREFIX,
+            "--resource-pattern-type",
+            "prefixed",
+        ]
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"granting the service ACLs failed:\n{result.stdout}{result.stderr}")
+        stamp.write_text("")
+
+    def _format(self, java: str, creds: Mapping[str, str]) -> None:
+        """Format the storage once; `--ignore-formatted` keeps an existing cluster's data.
+
+        The SCRAM users are part of the bootstrap metadata, so the broker can authenticate
+        itself (inter-broker) from its very first start.
+        """
         cmd = [
             java,
             "-Xmx256m",
@@ -380,6 +528,12 @@ class LocalBroker:
             "-c",
             str(self.properties_file),
             "--ignore-formatted",
+            "--add-scram",
+            f"{SCRAM_MECHANISM}=[name={creds['admin_username']},"
+            f"password={creds['admin_password']}]",
+            "--add-scram",
+            f"{SCRAM_MECHANISM}=[name={creds['service_username']},"
+            f"password={creds['service_password']}]",
         ]
         result = subprocess.run(  # noqa: S603 - fixed argv, no shell
             cmd, capture_output=True, text=True, check=False
@@ -388,6 +542,14 @@ class LocalBroker:
             raise BrokerError(
                 f"formatting {self.data_dir / 'logs'} failed:\n{result.stdout}{result.stderr}"
             )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
 
 
 def _recorded_port(data_dir: Path, default: int) -> int:
@@ -402,13 +564,16 @@ def _recorded_port(data_dir: Path, default: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local single-node Kafka broker (KRaft).")
-    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("command", choices=["start", "stop", "status", "env"])
     parser.add_argument("--dir", type=Path, default=REPO_ROOT / "var" / "kafka")
     parser.add_argument("--port", type=int, default=None, help="broker port (default 9092)")
     parser.add_argument("--controller-port", type=int, default=9093)
     parser.add_argument("--libs", type=Path, default=DEFAULT_LIBS)
     parser.add_argument("--heap", default="512m")
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument(
+        "--admin", action="store_true", help="env: also the admin principal (koppelpunt access)"
+    )
     args = parser.parse_args(argv)
 
     data_dir = args.dir.resolve()
@@ -425,6 +590,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         how = "already running" if already else f"started in {time.monotonic() - started:.1f}s"
         print(f"kafka {how}: bootstrap {broker.bootstrap} (pid {broker.pid()}, dir {data_dir})")
+        return 0
+    if args.command == "env":
+        # For `eval "$(python kafka/broker.py env)"`: the service's KOPPELPUNT_KAFKA_* settings.
+        if not broker.credentials_file.exists():
+            print(f"no credentials in {data_dir}: start the broker first", file=sys.stderr)
+            return 1
+        for key, value in broker.client_env(admin=args.admin).items():
+            print(f"export {key}={value}")
         return 0
     if args.command == "stop":
         if broker.stop(timeout=args.timeout):

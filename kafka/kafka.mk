@@ -2,13 +2,18 @@
 #   make kafka-jars   resolve the Kafka 4.x broker jars from Maven Central (once per pom change)
 #   make kafka        start a single-node KRaft broker on 127.0.0.1:9092 (data in var/kafka)
 #   make kafka-stop   stop it (SIGTERM, then SIGKILL after 30 s)
+#   make -s kafka-env export lines with the service and admin credentials (SASL/SCRAM), for
+#                     eval "$(make -s kafka-env)"; passwords live in $(KAFKA_DIR)/credentials (0600)
 # kafka/broker.py is stdlib-only, so PY may be any python3 (e.g. before the venv exists).
 
 PY ?= .venv/bin/python
 KAFKA_LIBS ?= .cache/kafka/libs
 KAFKA_DIR ?= var/kafka
 
-.PHONY: kafka-jars kafka kafka-stop kafka-status
+# Prefix for commands of `make run`: the service principal's KOPPELPUNT_KAFKA_* settings.
+KAFKA_ENV = kenv="$$($(PY) kafka/broker.py env --dir $(KAFKA_DIR))" && eval "$$kenv" &&
+
+.PHONY: kafka-jars kafka kafka-stop kafka-status kafka-env
 
 kafka-jars: $(KAFKA_LIBS)/.complete
 
@@ -28,3 +33,6 @@ kafka-stop:
 
 kafka-status:
 	$(PY) kafka/broker.py status --dir $(KAFKA_DIR)
+
+kafka-env:
+	@$(PY) kafka/broker.py env --admin --dir $(KAFKA_DIR)

@@ -57,7 +57,8 @@ def settings(database_url: str, kafka_bootstrap: str, senders_file: Path) -> Set
         database_url=database_url,
         kafka_bootstrap=kafka_bootstrap,
         senders_file=senders_file,
-        topic_prefix=f"t{uuid.uuid4().hex[:8]}.vva.signalering",
+        # Under `vva.signalering.`: the only topics the service principal may create/write.
+        topic_prefix=f"vva.signalering.t{uuid.uuid4().hex[:8]}",
         topic_partitions=1,
         relay_poll_seconds=0.2,
         relay_backoff_base_seconds=0.2,

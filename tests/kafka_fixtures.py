@@ -3,6 +3,12 @@
 One broker per test session, started from kafka/broker.py on free ports in a temporary
 directory; or an external one when KOPPELPUNT_KAFKA_BOOTSTRAP is set (CI service, a running
 `make kafka`). Tests that stop the broker need the session's own broker and skip otherwise.
+
+The broker runs as in production: SASL/SCRAM-SHA-512 and ACLs, deny by default. The session
+fixture exports the service principal's KOPPELPUNT_KAFKA_* settings (and the admin's
+KOPPELPUNT_KAFKA_ADMIN_*) into the environment, so every `Settings(...)` a test builds, and
+every CLI subprocess, authenticates as the service. Test helpers that read topics use the
+admin (super user): `admin_kwargs()`. With an external broker, set those variables yourself.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from koppelpunt.config import Settings
 
 __all__ = [
+    "admin_kwargs",
     "consume_all",
     "free_port",
     "kafka_bootstrap",
@@ -67,6 +74,24 @@ def free_port() -> int:
         return port
 
 
+def admin_kwargs(bootstrap: str | None = None) -> dict[str, Any]:
+    """aiokafka connection arguments of the admin (super user) principal, for test helpers."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": bootstrap or os.environ[EXTERNAL_BOOTSTRAP_ENV],
+        "security_protocol": os.environ.get("KOPPELPUNT_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+    }
+    mechanism = os.environ.get("KOPPELPUNT_KAFKA_SASL_MECHANISM")
+    if mechanism:
+        kwargs["sasl_mechanism"] = mechanism
+        kwargs["sasl_plain_username"] = os.environ.get(
+            "KOPPELPUNT_KAFKA_ADMIN_USERNAME", os.environ.get("KOPPELPUNT_KAFKA_USERNAME")
+        )
+        kwargs["sasl_plain_password"] = os.environ.get(
+            "KOPPELPUNT_KAFKA_ADMIN_PASSWORD", os.environ.get("KOPPELPUNT_KAFKA_PASSWORD")
+        )
+    return kwargs
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The session's own LocalBroker, or None when an external broker is configured."""
@@ -79,10 +104,15 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     started = time.monotonic()
     broker.start(timeout=120)
     print(f"\nkafka broker {broker.bootstrap} up in {time.monotonic() - started:.1f}s")
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    env = broker.client_env(admin=True)
+    env.pop("KOPPELPUNT_KAFKA_BOOTSTRAP")  # tests pass it explicitly (free port per session)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        try:
+            yield broker
+        finally:
+            broker.stop()
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +158,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 async def topic_partitions(bootstrap: str, topic: str) -> set[int]:
     """The partition ids of `topic` as the broker knows them now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**admin_kwargs(bootstrap))
     await consumer.start()
     try:
         return await _partitions(consumer, topic)
@@ -150,7 +180,7 @@ async def consume_all(
     exist, then still reads to the end, so a duplicate shows up as an extra record.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **admin_kwargs(bootstrap),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

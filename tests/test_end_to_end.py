@@ -17,7 +17,7 @@ from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import topic_for
 from koppelpunt.store.register import upsert_woonregister
 from tests.conftest import Running, auth
-from tests.kafka_fixtures import consume_all
+from tests.kafka_fixtures import admin_kwargs, consume_all
 from tests.messages import BSN, A, L, aanmeldstatus_xml, prognose_xml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ async def records_on(bootstrap: str, topic: str, expect: int, timeout: float = 3
 
 
 async def topics_with_prefix(bootstrap: str, prefix: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_kwargs(bootstrap))
     await admin.start()
     try:
         return {t for t in await admin.list_topics() if t.startswith(prefix + ".")}

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_username: str | None = None
     kafka_password: str | None = None
+    # The admin principal `koppelpunt access` uses to manage SCRAM users and ACLs (needs
+    # ALTER on the cluster); falls back to kafka_username/kafka_password when unset.
+    kafka_admin_username: str | None = None
+    kafka_admin_password: str | None = None
+    # Bootstrap written into a vendor's connection config by `koppelpunt access grant`
+    # (the address vendors reach; default kafka_bootstrap).
+    kafka_public_bootstrap: str | None = None
     # Run the outbox relay inside the API process (default) or as `koppelpunt relay`.
     relay_enabled: bool = True
     # Idle poll interval of the relay; new signaleringen also wake it at once.

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}.vva.signalering"
+    return f"vva.signalering.t{uuid.uuid4().hex[:10]}"
 
 
 class TestTopicFor:
@@ -38,7 +38,13 @@ class TestTopicFor:
 class TestClientKwargs:
     def test_plaintext_has_no_sasl(self) -> None:
         """Without a mechanism no SASL arguments are passed to aiokafka."""
-        kwargs = client_kwargs(Settings(kafka_bootstrap="h:1"))
+        kwargs = client_kwargs(
+            Settings(
+                kafka_bootstrap="h:1",
+                kafka_security_protocol="PLAINTEXT",
+                kafka_sasl_mechanism=None,
+            )
+        )
         assert kwargs == {"bootstrap_servers": "h:1", "security_protocol": "PLAINTEXT"}
 
     def test_scram_credentials_are_passed(self) -> None:
@@ -90,7 +96,7 @@ class TestEnsureTopics:
     ) -> None:
         """A name Kafka refuses is reported with the broker's reason, not swallowed."""
         with pytest.raises(ConfigurationError, match="invalid"):
-            await ensure_topics(kafka_settings, ["bad topic!"])
+            await ensure_topics(kafka_settings, ["vva.signalering.bad topic!"])
 
     async def test_unreachable_broker_is_service_unavailable(self) -> None:
         """No broker: a ServiceUnavailableError within the timeout, not a hang."""

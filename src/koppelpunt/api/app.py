@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
-from koppelpunt.api.routes import beheer_page, berichten, health, inzage
+from koppelpunt.api.routes import beheer_page, berichten, contract, health, inzage
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
@@ -89,6 +89,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "berichten", "description": "Voor de koppelpunten VO en MBO"},
             {"name": "beheer", "description": "Health, readiness en metrics"},
+            {"name": "leveranciers", "description": "Het AsyncAPI-contract voor afnemers"},
         ],
     )
     problems.install(app)
@@ -96,4 +97,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(inzage.router)
     app.include_router(beheer_page.router)
+    app.include_router(contract.router)
     return app

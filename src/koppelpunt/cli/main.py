@@ -10,6 +10,7 @@
     koppelpunt inzage --bsn N   AVG inzage: everything stored about one person
     koppelpunt gemeenten import FILE | list    the RvIG Tabel 33 gemeente table in use
     koppelpunt rules check DIR | dry-run DIR   validate / try out a candidate rules directory
+    koppelpunt access grant NAME --gemeente GM0363   vendor read access (also revoke, list)
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -22,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import brp, gemeenten, inzage, parked, peildatum, rules, topics
+from koppelpunt.cli import access, brp, gemeenten, inzage, parked, peildatum, rules, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -44,6 +45,7 @@ app.command("peildatum")(peildatum.peildatum)
 app.command("inzage")(inzage.inzage)
 app.add_typer(gemeenten.app, name="gemeenten")
 app.add_typer(rules.app, name="rules")
+app.add_typer(access.app, name="access")
 
 
 def settings() -> Settings:

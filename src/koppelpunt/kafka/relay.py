@@ -47,6 +47,7 @@ class OutboxRelay:
         self._clock = clock
         self._metrics = metrics or Metrics()
         self._wake = asyncio.Event()
+        self._drain_lock = asyncio.Lock()
         self._stopping = False
         self._started = False
         self.last_error: str | None = None
@@ -69,7 +70,15 @@ class OutboxRelay:
         return True
 
     async def drain_once(self) -> tuple[int, bool]:
-        """Publish one batch. Returns (published count, broker reachable)."""
+        """Publish one batch. Returns (published count, broker reachable).
+
+        Serialised per relay: an operator's or a test's drain() next to the running loop must
+        not claim the same rows twice (SQLite has no SKIP LOCKED to keep them apart).
+        """
+        async with self._drain_lock:
+            return await self._drain_once()
+
+    async def _drain_once(self) -> tuple[int, bool]:
         if not await self._ensure_started():
             return 0, False
         now = self._clock()

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Voorbeeld-consumer voor leveranciers: signaleringen van koppelpunt gemeenten lezen.
+
+A small, complete vendor consumer (aiokafka + lxml, nothing from koppelpunt itself):
+
+    pip install aiokafka lxml
+    python examples/consumer.py verbinding.json --xsd signalering.xsd [--state state.sqlite]
+
+`verbinding.json` is the file the operator gives you (`koppelpunt access grant NAME
+--gemeente GM0363 --output verbinding.json`). What this program shows, in order:
+
+1. connect with SASL/SCRAM-SHA-512 using that file, in a consumer group that starts with your
+   user name and a dot (`NAME.`): the broker refuses any other group name;
+2. validate each value against the signalering XSD (refused records are kept aside, not lost,
+   and do not block the rest of the partition);
+3. de-duplicate on the CloudEvents header `ce_id` (= signaleringId): koppelpunt delivers at
+   least once, so the same signalering can (rarely) arrive twice;
+4. store the result and the `ce_id` in ONE local database transaction, and only then commit
+   the Kafka offset. A crash in between means the record is read again, and step 3 skips it.
+
+Replace `handle()` with your own processing (your case system); keep the order of the steps.
+Stop with Ctrl-C; `--once` reads up to the end offsets seen at start and then stops (for a
+scheduled job, and for the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from lxml import etree
+
+NS = {"s": "urn:vva:signalering:1"}
+DEFAULT_XSD = Path(__file__).resolve().parents[1] / "schemas" / "signalering.xsd"
+
+
+# --- the local state: handled signaleringen and refused records --------------------------------
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS signalering (
+    ce_id        TEXT PRIMARY KEY,      -- de-duplication key (= signaleringId)
+    type         TEXT NOT NULL,
+    gemeentecode TEXT NOT NULL,
+    xml          TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    partition    INTEGER NOT NULL,
+    "offset"     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS geweigerd (  -- records that failed validation: ask the operator
+    topic        TEXT NOT NULL,
+    partition    INTEGER NOT NULL,
+    "offset"     INTEGER NOT NULL,
+    reden        TEXT NOT NULL,
+    PRIMARY KEY (topic, partition, "offset")
+);
+"""
+
+
+def open_state(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    return db
+
+
+# --- validation -------------------------------------------------------------------------------
+def load_xsd(path: Path) -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(path)))
+
+
+def safe_parser() -> etree.XMLParser:  # noqa: TID251 - stand-alone example
+    # Never expand entities or fetch anything: the value is data from the network.
+    return etree.XMLParser(  # noqa: TID251 - stand-alone example, no koppelpunt import
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+
+
+@dataclass
+class Counters:
+    handled: int = 0
+    duplicates: int = 0
+    refused: int = 0
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in record.headers:
+        if key == name:
+            return str(value.decode("utf-8"))
+    return None
+
+
+def handle(db: sqlite3.Connection, record: ConsumerRecord[bytes, bytes], doc: Any) -> None:
+    """YOUR processing goes here. It runs inside the transaction that also marks the ce_id."""
+    db.execute(
+        'INSERT INTO signalering (ce_id, type, gemeentecode, xml, topic, partition, "offset")'
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            header(record, "ce_id"),
+            doc.findtext("s:type", namespaces=NS),
+            doc.findtext("s:gemeentecode", namespaces=NS),
+            (record.value or b"").decode("utf-8"),
+            record.topic,
+            record.partition,
+            record.offset,
+        ),
+    )
+
+
+def process(
+    db: sqlite3.Connection,
+    xsd: etree.XMLSchema,
+    record: ConsumerRecord[bytes, bytes],
+    counters: Counters,
+) -> None:
+    """Validate, de-duplicate and handle one record; commits the local transaction."""
+    ce_id = header(record, "ce_id")
+    with db:  # one transaction: the handling and the de-duplication mark, or neither
+        try:
+            doc = etree.fromstring(record.value or b"", safe_parser())
+            xsd.assertValid(doc)
+            if ce_id is None or ce_id != doc.findtext("s:signaleringId", namespaces=NS):
+                raise ValueError("header ce_id is missing or differs from signaleringId")
+        except (etree.XMLSyntaxError, etree.DocumentInvalid, ValueError) as exc:
+            db.execute(
+                'INSERT OR IGNORE INTO geweigerd (topic, partition, "offset", reden)'
+                " VALUES (?, ?, ?, ?)",
+                (record.topic, record.partition, record.offset, str(exc)[:500]),
+            )
+            counters.refused += 1
+            return
+        if db.execute("SELECT 1 FROM signalering WHERE ce_id = ?", (ce_id,)).fetchone():
+            counters.duplicates += 1  # seen before: already handled, only move the offset
+            return
+        handle(db, record, doc)
+        counters.handled += 1
+
+
+# --- the Kafka side ---------------------------------------------------------------------------
+def consumer_from(config: dict[str, Any], group_suffix: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *config["topics"],
+        bootstrap_servers=config["bootstrapServers"],
+        security_protocol=config["securityProtocol"],  # SASL_SSL in production
+        sasl_mechanism=config["saslMechanism"],  # SCRAM-SHA-512
+        sasl_plain_username=config["username"],  # aiokafka uses these names for SCRAM too
+        sasl_plain_password=config["password"],
+        group_id=config["groupPrefix"] + group_suffix,  # must start with "NAME."
+        enable_auto_commit=False,  # we commit ourselves, after handling
+        auto_offset_reset="earliest",  # a new group starts at the oldest retained record
+        isolation_level="read_committed",
+    )
+
+
+async def run(args: argparse.Namespace, config: dict[str, Any]) -> Counters:
+    xsd = load_xsd(args.xsd)
+    db = open_state(args.state)
+    counters = Counters()
+    consumer = consumer_from(config, args.group)
+    await consumer.start()
+    ends: dict[TopicPartition, int] | None = None
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    process(db, xsd, record, counters)
+                # Only now, with the results safely in the local database, move the offset.
+                await consumer.commit({tp: records[-1].offset + 1})
+            if args.once:
+                assigned = consumer.assignment()
+                if assigned and ends is None:
+                    ends = await consumer.end_offsets(list(assigned))
+                if ends is not None:
+                    positions = {tp: await consumer.position(tp) for tp in ends}
+                    if all(positions[tp] >= end for tp, end in ends.items()):
+                        break
+    finally:
+        await consumer.stop()
+        db.close()
+    return counters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("config", help="verbinding.json from `koppelpunt access grant`")
+    parser.add_argument("--xsd", type=Path, default=DEFAULT_XSD, help="signalering.xsd")
+    parser.add_argument("--state", type=Path, default=Path("consumer-state.sqlite"))
+    parser.add_argument("--group", default="leerplicht", help="group id after NAME. prefix")
+    parser.add_argument("--once", action="store_true", help="stop at the end offsets")
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    try:
+        counters = asyncio.run(run(args, config))
+    except KeyboardInterrupt:
+        return 130
+    print(
+        f"handled {counters.handled}, duplicates {counters.duplicates}, refused {counters.refused}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

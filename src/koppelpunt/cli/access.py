@@ -1,0 +1,150 @@
+"""`koppelpunt access grant|revoke|list`: vendors' read access to gemeente topics.
+
+The logic is in koppelpunt.kafka.access; the broker enforces it (SCRAM users + ACLs). These
+commands need the admin principal: KOPPELPUNT_KAFKA_ADMIN_USERNAME/_PASSWORD (for the local
+broker: `eval "$(python kafka/broker.py env --admin)"`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from koppelpunt.config import Settings
+from koppelpunt.errors import ConfigurationError, KoppelpuntError
+from koppelpunt.kafka import access
+
+app = typer.Typer(
+    help="Vendors' read access to gemeente topics (Kafka SCRAM users and ACLs).",
+    no_args_is_help=True,
+)
+
+
+class ConfigFormat(StrEnum):
+    properties = "properties"
+    librdkafka = "librdkafka"
+    json = "json"
+
+
+def _fail(exc: KoppelpuntError) -> typer.Exit:
+    typer.echo(f"koppelpunt: {exc.detail}", err=True)
+    return typer.Exit(2 if isinstance(exc, ConfigurationError) else 1)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+@app.command("grant")
+def grant(
+    name: Annotated[str, typer.Argument(help="Kafka user, e.g. rmc-amsterdam (lowercase).")],
+    gemeente: Annotated[
+        list[str],
+        typer.Option("--gemeente", help="Gemeentecode (GM0363, gm0363 or 0363); repeatable."),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the connection config to FILE (mode 0600) instead of stdout."),
+    ] = None,
+    fmt: Annotated[
+        ConfigFormat | None,
+        typer.Option(
+            "--format",
+            help="properties (Java clients), librdkafka (kcat -F) or json (examples/consumer.py)."
+            " Default: json for a FILE ending in .json, else properties.",
+        ),
+    ] = None,
+    keep_password: Annotated[
+        bool,
+        typer.Option(help="For an existing NAME: add gemeenten without a new password."),
+    ] = False,
+) -> None:
+    """Let NAME read the topics of these gemeenten; print a ready connection config.
+
+    Creates the SCRAM user NAME with a new one-time password (shown only here), READ/DESCRIBE
+    on exactly these gemeenten's topics and on consumer groups starting with `NAME.`.
+    Granting again adds gemeenten (and gives a new password unless --keep-password).
+    """
+    s = Settings()
+    try:
+        config = asyncio.run(access.grant(s, name, gemeente, keep_password=keep_password))
+    except KoppelpuntError as exc:
+        raise _fail(exc) from exc
+    chosen = fmt or (
+        ConfigFormat.json
+        if output is not None and output.suffix == ".json"
+        else ConfigFormat.properties
+    )
+    text = config.render(chosen.value)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_private(output, text)
+        typer.echo(f"connection config for {name} written to {output}", err=True)
+    typer.echo(
+        f"granted {name}: {', '.join(config.gemeenten)}; consumer groups {config.group_prefix}*"
+        + ("" if config.password else " (password unchanged)"),
+        err=True,
+    )
+
+
+@app.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="The Kafka user.")],
+    gemeente: Annotated[
+        list[str] | None,
+        typer.Option("--gemeente", help="Revoke only these gemeenten; repeatable."),
+    ] = None,
+) -> None:
+    """Take NAME's access to some gemeenten, or (without --gemeente) all of it and its user."""
+    s = Settings()
+    try:
+        removed = asyncio.run(access.revoke(s, name, gemeente or []))
+    except KoppelpuntError as exc:
+        raise _fail(exc) from exc
+    what = f"{', '.join(gemeente)}" if gemeente else "all access and the user"
+    typer.echo(f"revoked {name}: {what} ({len(removed)} ACL entries removed)")
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Who has access to what: every Kafka user and ACL the broker knows."""
+    s = Settings()
+    try:
+        entries = asyncio.run(access.list_access(s))
+    except KoppelpuntError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        rows = [
+            {
+                "naam": e.name,
+                "scramGebruiker": e.has_credentials,
+                "gemeenten": e.gemeenten,
+                "groepPrefixen": e.group_prefixes,
+                "overig": e.other,
+            }
+            for e in entries
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not entries:
+        typer.echo("no Kafka users or ACLs")
+        return
+    for e in entries:
+        user = "" if e.has_credentials else " (no SCRAM user)"
+        typer.echo(f"{e.name}{user}")
+        typer.echo(f"  gemeenten: {', '.join(e.gemeenten) or '-'}")
+        typer.echo(f"  groups:    {', '.join(p + '*' for p in e.group_prefixes) or '-'}")
+        for line in e.other:
+            typer.echo(f"  also:      {line}")

@@ -1,0 +1,1 @@
+"""Contracts for consumers, generated from the code (AsyncAPI)."""

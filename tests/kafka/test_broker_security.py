@@ -1,0 +1,55 @@
+"""The local/test broker (kafka/broker.py) runs with SASL/SCRAM and deny-by-default ACLs."""
+
+from __future__ import annotations
+
+import stat
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaConnectionError
+
+from tests.kafka_fixtures import broker_module
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def own_broker(kafka_broker: Any) -> Any:
+    if kafka_broker is None:
+        pytest.skip("KOPPELPUNT_KAFKA_BOOTSTRAP points at an external broker")
+    return kafka_broker
+
+
+class TestBrokerSecurity:
+    def test_no_plaintext_client_listener_and_deny_by_default(self, own_broker: Any) -> None:
+        """Only SASL listeners; StandardAuthorizer; no ACL means no access; one super user."""
+        props = own_broker.properties()
+        assert props["listeners"].startswith("SASL_PLAINTEXT://127.0.0.1:")
+        assert "PLAINTEXT://" not in props["listeners"].replace("SASL_PLAINTEXT://", "")
+        assert all(
+            v.startswith("SASL_")
+            for v in (p.split(":")[1] for p in props["listener.security.protocol.map"].split(","))
+        )
+        assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+        assert props["authorizer.class.name"] == (
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        )
+        assert props["allow.everyone.if.no.acl.found"] == "false"
+        assert props["super.users"] == f"User:{broker_module.ADMIN_USER}"
+
+    def test_secrets_are_owner_only(self, own_broker: Any) -> None:
+        """The credentials and the properties holding the admin password are mode 0600."""
+        for path in (
+            own_broker.credentials_file,
+            own_broker.properties_file,
+            own_broker.admin_client_file,
+        ):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+    async def test_unauthenticated_client_cannot_connect(self, own_broker: Any) -> None:
+        """A PLAINTEXT client gets no metadata from the SASL listener."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=own_broker.bootstrap, request_timeout_ms=3000)
+        with pytest.raises(KafkaConnectionError):
+            await consumer.start()
+        await consumer.stop()
