@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     ForeignKey,
@@ -126,5 +127,29 @@ woonregister = Table(
     # 0001-01-01 when the source gives no date: a primary key column cannot be NULL.
     Column("geldig_vanaf", Date, primary_key=True),
     Column("gemeentecode", String(4), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per replay (`koppelpunt replay`, POST /v1/beheer/replays): its parameters, its state
+# and the outbox id of the last signalering re-published, so an interrupted replay resumes
+# after that signalering instead of starting over.
+replays = Table(
+    "replays",
+    metadata,
+    Column("replay_id", String(36), primary_key=True),
+    Column("gemeentecode", String(8), nullable=False, index=True),
+    Column("since", UTCDateTime, nullable=True),
+    Column("until", UTCDateTime, nullable=True),
+    Column("type", String(32), nullable=True),
+    Column("to_topic", String(255), nullable=True),
+    Column("dry_run", Boolean, nullable=False),
+    # running | done | failed | interrupted
+    Column("status", String(16), nullable=False),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("published", Integer, nullable=False, server_default="0"),
+    Column("last_outbox_id", BigIntId, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("requested_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
