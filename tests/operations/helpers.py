@@ -47,7 +47,9 @@ async def store(runtime: Runtime, items: list[NewSignalering]) -> None:
 
 async def relay_all(runtime: Runtime) -> int:
     """Publish everything due through the real relay and broker."""
-    relay = OutboxRelay(runtime.settings, runtime.sessions, KafkaPublisher(runtime.settings), runtime.clock)
+    relay = OutboxRelay(
+        runtime.settings, runtime.sessions, KafkaPublisher(runtime.settings), runtime.clock
+    )
     try:
         return await relay.drain()
     finally:

@@ -74,10 +74,10 @@ def group() -> str:
 
 class TestParseTarget:
     def test_keywords_and_datetimes(self) -> None:
-        """earliest/latest in any case; a date or a naive time means UTC."""
+        """earliest/latest in any case; a date or a time without offset is Amsterdam time."""
         assert parse_target("EARLIEST") == "earliest"
         assert parse_target("latest") == "latest"
-        assert parse_target("2027-01-15") == datetime(2027, 1, 15, tzinfo=UTC)
+        assert parse_target("2027-01-15") == datetime(2027, 1, 14, 23, tzinfo=UTC)
         assert parse_target("2027-01-15T10:00:00Z") == datetime(2027, 1, 15, 10, tzinfo=UTC)
 
     def test_rejects_anything_else(self) -> None:

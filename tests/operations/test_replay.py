@@ -136,7 +136,9 @@ class TestReplay:
                 if published >= 2 and task is not None:
                     task.cancel()
 
-            task = asyncio.create_task(run_replay(runtime, replay_id, publisher, on_progress=interrupt))
+            task = asyncio.create_task(
+                run_replay(runtime, replay_id, publisher, on_progress=interrupt)
+            )
             with pytest.raises(asyncio.CancelledError):
                 await task
             state = await get_replay(runtime, replay_id)

@@ -11,7 +11,15 @@ from sqlalchemy import Connection, inspect, text
 from koppelpunt.store.db import create_engine, upgrade, upgrade_sync
 from koppelpunt.store.tables import metadata
 
-TABLES = {"berichten", "beslissingen", "afwijzingen", "signaleringen", "outbox", "woonregister", "replays"}
+TABLES = {
+    "berichten",
+    "beslissingen",
+    "afwijzingen",
+    "signaleringen",
+    "outbox",
+    "woonregister",
+    "replays",
+}
 HEAD = "0004"  # the newest revision; re-chained at merge
 
 

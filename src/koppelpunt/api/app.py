@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
-from koppelpunt.api.routes import berichten, health
+from koppelpunt.api.routes import beheer, berichten, health
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
@@ -44,9 +44,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             rt.on_outbox = relay.wake
             task = asyncio.create_task(relay.run(), name="outbox-relay")
         app.state.relay = relay
+        purger = _start_purge(rt, settings)
         try:
             yield {"runtime": rt, "senders": senders, "publisher": publisher, "relay": relay}
         finally:
+            await _stop_operations(purger)
             if relay is not None and task is not None:
                 await relay.stop()
                 task.cancel()
@@ -72,4 +74,26 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(berichten.router)
     app.include_router(health.router)
+    app.include_router(beheer.router)
     return app
+
+
+def _start_purge(runtime: Runtime, settings: Settings) -> asyncio.Task[None] | None:
+    """The daily retention purge (KOPPELPUNT_RETENTION_PURGE_INTERVAL_HOURS; 0 = off)."""
+    from koppelpunt.operations.retention import purge_periodically
+
+    interval = settings.retention_purge_interval_hours
+    if interval <= 0:
+        return None
+    return asyncio.create_task(purge_periodically(runtime, interval), name="retention-purge")
+
+
+async def _stop_operations(purger: asyncio.Task[None] | None) -> None:
+    """Stop the purge and background replays (these resume with `koppelpunt replay`)."""
+    from koppelpunt.operations.replay import cancel_background_replays
+
+    if purger is not None:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+    await cancel_background_replays()

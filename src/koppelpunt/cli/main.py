@@ -5,6 +5,7 @@
     koppelpunt topics ensure    create one Kafka topic per gemeente
     koppelpunt brp import FILE  fill the local woongemeente register
     koppelpunt db upgrade       apply database migrations
+    koppelpunt replay | offsets | lag | rejected | outbox | purge   operators' tasks
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -17,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import brp, topics
+from koppelpunt.cli import brp, offsets, outbox, purge, rejected, replay, topics
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -34,6 +35,12 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(topics.app, name="topics")
 app.add_typer(brp.app, name="brp")
+app.command("replay")(replay.replay)
+app.command("offsets")(offsets.offsets)
+app.command("lag")(offsets.lag)
+app.add_typer(rejected.app, name="rejected")
+app.add_typer(outbox.app, name="outbox")
+app.command("purge")(purge.purge_command)
 
 
 def settings() -> Settings:

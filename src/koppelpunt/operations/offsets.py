@@ -24,6 +24,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, NotFoundError, ServiceUnavailableError
 from koppelpunt.kafka.admin import _admin, client_kwargs, list_topics, topic_for
+from koppelpunt.operations.moments import parse_moment
 
 
 class GroupActiveError(KoppelpuntError):
@@ -38,17 +39,16 @@ Target = Literal["earliest", "latest"] | datetime
 
 
 def parse_target(value: str) -> Target:
-    """`earliest`, `latest` or an ISO 8601 date/time (a date means midnight UTC)."""
+    """`earliest`, `latest` or an ISO 8601 date/time (without offset: Amsterdam time)."""
     lowered = value.strip().lower()
     if lowered == "earliest":
         return "earliest"
     if lowered == "latest":
         return "latest"
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parse_moment(value)
     except ValueError as exc:
         raise ValueError(f"--to must be earliest, latest or an ISO date/time: {value!r}") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +224,8 @@ async def consumer_lag(
                     tps = [tp for tp in all_tps if tp.topic == topic]
                     # No commit on a partition yet: the group would start at the beginning.
                     positions = {
-                        tp: max(offsets.get(tp, -1), starts[tp]) if offsets.get(tp, -1) >= 0
+                        tp: max(offsets.get(tp, -1), starts[tp])
+                        if offsets.get(tp, -1) >= 0
                         else starts[tp]
                         for tp in tps
                     }

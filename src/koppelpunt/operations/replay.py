@@ -141,7 +141,9 @@ async def run_replay(
     async with runtime.sessions.begin() as session:
         # The total as it is now: signaleringen may have been added since the replay began.
         total = published + await replays.count_matching(session, f, after_outbox_id=position)
-        await replays.set_status(session, replay_id, replays.RUNNING, now=runtime.clock(), total=total)
+        await replays.set_status(
+            session, replay_id, replays.RUNNING, now=runtime.clock(), total=total
+        )
     if on_progress is not None:
         on_progress(published, total)
     try:

@@ -77,9 +77,7 @@ def _where(f: ReplayFilter) -> Any:
 
 
 def _joined(columns: Any) -> Select[Any]:
-    return select(*columns).join(
-        outbox, outbox.c.signalering_id == signaleringen.c.signalering_id
-    )
+    return select(*columns).join(outbox, outbox.c.signalering_id == signaleringen.c.signalering_id)
 
 
 async def count_matching(
