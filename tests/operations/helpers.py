@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from aiokafka.structs import ConsumerRecord
+from click.testing import Result
+from typer.testing import CliRunner
 
 from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import topic_for
@@ -70,3 +73,10 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if key == name:
             return value.decode()
     return None
+
+
+async def invoke_cli(args: list[str]) -> Result:
+    """Run `koppelpunt ARGS`: the CLI runs its own event loop, so in a thread beside ours."""
+    from koppelpunt.cli.main import app
+
+    return await asyncio.to_thread(CliRunner().invoke, app, args)

@@ -1,0 +1,159 @@
+"""Failing signaleringen on the real broker: a topic whose max.message.bytes refuses them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from koppelpunt.config import Settings
+from koppelpunt.kafka.admin import topic_for
+from koppelpunt.operations.failing import list_failing, retry_failing
+from koppelpunt.runtime import Runtime
+from tests.conftest import auth
+from tests.kafka_fixtures import consume_all
+
+from .helpers import built, header, invoke_cli, new_signalering, relay_all, store
+
+pytestmark = pytest.mark.kafka
+
+SMALL = 512  # bytes: below the signalering we store, above the broker's record overhead
+
+
+@pytest.fixture
+def slow_settings(settings: Settings) -> Settings:
+    """An hour of back-off: only an operator's retry makes a failed signalering due again."""
+    return settings.model_copy(
+        update={"relay_backoff_base_seconds": 3600.0, "relay_backoff_max_seconds": 3600.0}
+    )
+
+
+@pytest.fixture
+async def runtime(slow_settings: Settings) -> AsyncIterator[Runtime]:
+    async with built(slow_settings) as rt:
+        yield rt
+
+
+async def _topic_with_limit(bootstrap: str, topic: str, max_bytes: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": str(max_bytes)})]
+        )
+    finally:
+        await admin.close()
+    # Until the leader answers for the new partition (ListOffsets goes to the leader): a
+    # produce before that fails with NotLeaderForPartition, not the error under test.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await consumer.end_offsets([TopicPartition(topic, 0)])
+                    break
+                except KafkaError:
+                    await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+
+
+async def _raise_limit(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": "1048576"})]
+        )
+    finally:
+        await admin.close()
+
+
+async def _store_large(runtime: Runtime) -> str:
+    item = new_signalering(runtime.settings, 1)
+    big = item.__class__(
+        **{**{f: getattr(item, f) for f in item.__slots__}, "payload": b"x" * 2000}
+    )
+    await store(runtime, [big, new_signalering(runtime.settings, 2, gemeente="GM0599")])
+    return item.signalering_id
+
+
+class TestFailing:
+    async def test_refused_signalering_is_visible_and_retried_after_the_fix(
+        self, runtime: Runtime, kafka_bootstrap: str
+    ) -> None:
+        """The broker refuses a too-large signalering: it stays in the outbox with its error
+        (others still go out); after the topic is fixed, a retry publishes it."""
+        topic = topic_for(runtime.settings.topic_prefix, "GM0363")
+        await _topic_with_limit(kafka_bootstrap, topic, SMALL)
+        sid = await _store_large(runtime)
+
+        assert await relay_all(runtime) == 1  # the GM0599 one
+        failing = await list_failing(runtime)
+        assert [f.signalering_id for f in failing] == [sid]
+        assert failing[0].attempts == 1
+        assert "MessageSizeTooLarge" in (failing[0].last_error or "")
+        assert await relay_all(runtime) == 0  # backing off: not due yet
+
+        await _raise_limit(kafka_bootstrap, topic)
+        assert await retry_failing(runtime, requested_by="test") == 1
+        assert await relay_all(runtime) == 1
+        assert await list_failing(runtime) == []
+        records = await consume_all(kafka_bootstrap, topic, expect=1)
+        assert [header(r, "ce_id") for r in records] == [sid]
+
+    async def test_cli_lists_and_retries(
+        self, runtime: Runtime, kafka_bootstrap: str, cli_env: None
+    ) -> None:
+        """`outbox list --failing --json` shows it (exit 1); `outbox retry ID` makes it due."""
+        topic = topic_for(runtime.settings.topic_prefix, "GM0363")
+        await _topic_with_limit(kafka_bootstrap, topic, SMALL)
+        sid = await _store_large(runtime)
+        await relay_all(runtime)
+        listed = await invoke_cli(["outbox", "list", "--failing", "--json"])
+        assert listed.exit_code == 1
+        rows = json.loads(listed.output)
+        assert [(r["signaleringId"], r["pogingen"]) for r in rows] == [(sid, 1)]
+        assert "MessageSizeTooLarge" in rows[0]["laatsteFout"]
+        retried = await invoke_cli(["outbox", "retry", sid])
+        assert retried.exit_code == 0 and "1 signaleringen" in retried.output
+        assert (await list_failing(runtime))[0].next_attempt_at is not None
+        assert await relay_all(runtime) == 0  # still refused: the topic was not fixed
+        assert (await list_failing(runtime))[0].attempts == 2
+
+
+class TestEndpoints:
+    async def test_failing_and_retry(self, slow_settings: Settings, kafka_bootstrap: str) -> None:
+        """GET /v1/beheer/outbox/failing and POST /v1/beheer/outbox/retry for an operator."""
+        from asgi_lifespan import LifespanManager
+
+        from koppelpunt.api.app import create_app
+
+        settings = slow_settings.model_copy(update={"relay_enabled": False})
+        async with built(settings) as runtime:
+            topic = topic_for(settings.topic_prefix, "GM0363")
+            await _topic_with_limit(kafka_bootstrap, topic, SMALL)
+            sid = await _store_large(runtime)
+            await relay_all(runtime)
+            application = create_app(settings, runtime)
+            async with LifespanManager(application) as manager:
+                transport = httpx.ASGITransport(app=manager.app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    listed = await client.get("/v1/beheer/outbox/failing", headers=auth("beheer"))
+                    assert listed.status_code == 200
+                    assert [s["signaleringId"] for s in listed.json()["signaleringen"]] == [sid]
+                    retried = await client.post("/v1/beheer/outbox/retry", headers=auth("beheer"))
+                    assert retried.json() == {"aantal": 1}
+                    forbidden = await client.post(
+                        "/v1/beheer/outbox/retry", headers=auth("koppelpunt-mbo")
+                    )
+                    assert forbidden.status_code == 403
