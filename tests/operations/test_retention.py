@@ -43,7 +43,9 @@ async def _fill(runtime: Runtime) -> None:
         for n, when in enumerate([OLD, OLD, OLD, RECENT]):
             pk = await add_test_bericht(session, f"B-{n}", received_at=when)
             await add_beslissingen(
-                session, pk, [BeslissingRow(0, "doorgestuurd", None, None, "GM0363", "v1", "999993653")]
+                session,
+                pk,
+                [BeslissingRow(0, "doorgestuurd", None, None, "GM0363", "v1", "999993653")],
             )
         for when in (OLD, RECENT):
             await add_afwijzing(
@@ -59,9 +61,16 @@ async def _fill(runtime: Runtime) -> None:
             )
     settings = runtime.settings
     old = [new_signalering(settings, n) for n in range(3)]
-    old = [s.__class__(**{**{f: getattr(s, f) for f in s.__slots__}, "created_at": OLD, "bericht_pk": 1}) for s in old]
+    old = [
+        s.__class__(
+            **{**{f: getattr(s, f) for f in s.__slots__}, "created_at": OLD, "bericht_pk": 1}
+        )
+        for s in old
+    ]
     recent = new_signalering(settings, 9)
-    recent = recent.__class__(**{**{f: getattr(recent, f) for f in recent.__slots__}, "created_at": RECENT})
+    recent = recent.__class__(
+        **{**{f: getattr(recent, f) for f in recent.__slots__}, "created_at": RECENT}
+    )
     await store(runtime, [*old, recent])
     async with runtime.sessions.begin() as session:
         ids = list(await session.scalars(select(outbox.c.id).order_by(outbox.c.id)))

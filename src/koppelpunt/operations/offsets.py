@@ -12,10 +12,10 @@ between makes the reset fail instead of being silently overruled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -25,6 +25,8 @@ from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, NotFoundError, ServiceUnavailableError
 from koppelpunt.kafka.admin import _admin, client_kwargs, list_topics, topic_for
 from koppelpunt.operations.moments import parse_moment
+
+T = TypeVar("T")
 
 
 class GroupActiveError(KoppelpuntError):
@@ -51,6 +53,19 @@ def parse_target(value: str) -> Target:
         raise ValueError(f"--to must be earliest, latest or an ISO date/time: {value!r}") from exc
 
 
+async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """Retry a call while Kafka answers with a retriable error, e.g. the group coordinator
+    not available yet (the first group on a fresh cluster creates __consumer_offsets). The
+    caller's timeout bounds the retries."""
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False):
+                raise
+            await asyncio.sleep(0.25)
+
+
 @dataclass(frozen=True, slots=True)
 class GroupState:
     group: str
@@ -62,7 +77,7 @@ async def describe_group(settings: Settings, group: str, *, timeout: float = 10.
     admin = await _admin(settings, timeout)
     try:
         async with asyncio.timeout(timeout):
-            responses = await admin.describe_consumer_groups([group])
+            responses = await _retrying(lambda: admin.describe_consumer_groups([group]))
     except (KafkaError, OSError, TimeoutError) as exc:
         raise ServiceUnavailableError(f"describing consumer group {group} failed: {exc!r}") from exc
     finally:
@@ -199,7 +214,9 @@ async def consumer_lag(
         async with asyncio.timeout(timeout):
             groups = sorted({g[0] for g in await admin.list_consumer_groups()})
             for group in groups:
-                offsets = await admin.list_consumer_group_offsets(group)
+                offsets = await _retrying(
+                    lambda g=group: admin.list_consumer_group_offsets(g)  # type: ignore[misc]
+                )
                 mine = {tp: o.offset for tp, o in offsets.items() if tp.topic in wanted}
                 if mine:
                     committed[group] = mine
