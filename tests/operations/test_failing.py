@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -80,9 +81,7 @@ async def _raise_limit(bootstrap: str, topic: str) -> None:
 
 async def _store_large(runtime: Runtime) -> str:
     item = new_signalering(runtime.settings, 1)
-    big = item.__class__(
-        **{**{f: getattr(item, f) for f in item.__slots__}, "payload": b"x" * 2000}
-    )
+    big = dataclasses.replace(item, payload=b"x" * 2000)
     await store(runtime, [big, new_signalering(runtime.settings, 2, gemeente="GM0599")])
     return item.signalering_id
 
@@ -157,3 +156,42 @@ class TestEndpoints:
                         "/v1/beheer/outbox/retry", headers=auth("koppelpunt-mbo")
                     )
                     assert forbidden.status_code == 403
+
+
+class TestReplayFailure:
+    async def test_failed_replay_stops_and_resumes_after_the_fix(
+        self, runtime: Runtime, kafka_bootstrap: str
+    ) -> None:
+        """A replay whose target refuses a signalering stops as `failed` with the error, after
+        what Kafka acknowledged; once the topic is fixed the same request resumes it."""
+        from koppelpunt.kafka.publisher import KafkaPublisher
+        from koppelpunt.operations.replay import ReplayRequest, prepare_replay, run_replay
+
+        # One per publish call: a record batch is refused as a whole.
+        runtime.settings = runtime.settings.model_copy(update={"replay_batch_size": 1})
+        settings = runtime.settings
+        small = new_signalering(settings, 1)
+        large = dataclasses.replace(new_signalering(settings, 2), payload=b"x" * 2000)
+        await store(runtime, [small, large, new_signalering(settings, 3)])
+        target = f"{settings.topic_prefix}.replay-small"
+        await _topic_with_limit(kafka_bootstrap, target, SMALL)
+        request = ReplayRequest(gemeente="GM0363", to_topic=target)
+        replay_id = await prepare_replay(runtime, request)
+        publisher = KafkaPublisher(settings)
+        await publisher.start()
+        try:
+            failed = await run_replay(runtime, replay_id, publisher)
+            assert (failed.status, failed.published) == ("failed", 1)
+            assert "MessageSizeTooLarge" in (failed.error or "")
+            await _raise_limit(kafka_bootstrap, target)
+            assert await prepare_replay(runtime, request) == replay_id
+            done = await run_replay(runtime, replay_id, publisher)
+        finally:
+            await publisher.stop()
+        assert (done.status, done.published, done.error) == ("done", 3, None)
+        records = await consume_all(kafka_bootstrap, target, expect=3)
+        assert [header(r, "ce_id") for r in records] == [
+            small.signalering_id,
+            large.signalering_id,
+            "sig-GM0363-0003",
+        ]

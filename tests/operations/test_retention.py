@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -61,16 +62,9 @@ async def _fill(runtime: Runtime) -> None:
             )
     settings = runtime.settings
     old = [new_signalering(settings, n) for n in range(3)]
-    old = [
-        s.__class__(
-            **{**{f: getattr(s, f) for f in s.__slots__}, "created_at": OLD, "bericht_pk": 1}
-        )
-        for s in old
-    ]
+    old = [dataclasses.replace(s, created_at=OLD, bericht_pk=1) for s in old]
     recent = new_signalering(settings, 9)
-    recent = recent.__class__(
-        **{**{f: getattr(recent, f) for f in recent.__slots__}, "created_at": RECENT}
-    )
+    recent = dataclasses.replace(recent, created_at=RECENT)
     await store(runtime, [*old, recent])
     async with runtime.sessions.begin() as session:
         ids = list(await session.scalars(select(outbox.c.id).order_by(outbox.c.id)))

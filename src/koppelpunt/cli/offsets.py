@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli._common import echo_json, iso
+from koppelpunt.cli._common import echo_json, iso, operator_name
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations.offsets import Lag, consumer_lag, parse_target, reset_offsets
@@ -31,7 +31,11 @@ def offsets(
         raise typer.BadParameter(str(exc), param_hint="--to") from exc
     s = Settings()
     try:
-        new = asyncio.run(reset_offsets(s, gemeente=gemeente, group=group, to=target))
+        new = asyncio.run(
+            reset_offsets(
+                s, gemeente=gemeente, group=group, to=target, requested_by=operator_name()
+            )
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--gemeente") from exc
     except KoppelpuntError as exc:

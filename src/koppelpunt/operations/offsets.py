@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
+import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
@@ -27,6 +28,7 @@ from koppelpunt.kafka.admin import _admin, client_kwargs, list_topics, topic_for
 from koppelpunt.operations.moments import parse_moment
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 class GroupActiveError(KoppelpuntError):
@@ -115,6 +117,7 @@ async def reset_offsets(
     group: str,
     to: Target,
     topic: str | None = None,
+    requested_by: str = "operator",
     timeout: float = 30.0,  # noqa: ASYNC109
 ) -> dict[int, int]:
     """Set `group`'s offsets on the gemeente topic; returns the new offset per partition.
@@ -149,7 +152,16 @@ async def reset_offsets(
         raise ServiceUnavailableError(f"resetting offsets of {group} failed: {exc!r}") from exc
     finally:
         await consumer.stop()
-    return {tp.partition: o for tp, o in offsets.items()}
+    new = {tp.partition: o for tp, o in offsets.items()}
+    log.info(
+        "consumer_offsets_reset",
+        group=group,
+        topic=name,
+        to=to if isinstance(to, str) else to.isoformat(),
+        offsets=new,
+        requested_by=requested_by,
+    )
+    return new
 
 
 async def _target_offsets(
