@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -125,3 +126,24 @@ class TestCli:
         assert done.exit_code == 0, done.output
         assert "deleted 2 signaleringen, deleted 3 berichten, deleted 1 afwijzingen" in done.output
         assert await _count(runtime, berichten) == 1
+
+
+class TestDailyPurge:
+    async def test_the_service_purges_on_its_own(self, settings: Settings) -> None:
+        """`serve` runs the purge in the background every RETENTION_PURGE_INTERVAL_HOURS."""
+        from asgi_lifespan import LifespanManager
+
+        from koppelpunt.api.app import create_app
+
+        fast = settings.model_copy(
+            update={"retention_purge_interval_hours": 0.0002, "relay_enabled": False}
+        )
+        async with built(fast) as runtime:
+            await _fill(runtime)
+            async with LifespanManager(create_app(fast, runtime)):
+                async with asyncio.timeout(30):
+                    while True:  # until the background purge has run
+                        if await _count(runtime, afwijzingen) == 1:
+                            break
+                        await asyncio.sleep(0.2)
+            assert await _count(runtime, berichten) == 1

@@ -17,32 +17,37 @@ app = typer.Typer(help="The outbox: signaleringen on their way to Kafka.", no_ar
 @app.command("list")
 def list_(
     failing: Annotated[
-        bool, typer.Option("--failing", help="Signaleringen with failed attempts (the default).")
-    ] = True,
+        bool,
+        typer.Option(
+            "--failing", help="Only those with failed attempts (default: every unpublished one)."
+        ),
+    ] = False,
     gemeente: Annotated[str | None, typer.Option(help="Only this gemeente (GM0363).")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
-    """Unpublished signaleringen whose publication failed, with attempts and the last error.
+    """Unpublished signaleringen (with --failing: those whose publication failed), with
+    attempts, next attempt and the last error.
 
-    The relay retries them with back-off; none is dropped. Exit code 1 when any are listed.
+    The relay retries failures with back-off; none is dropped. With --failing the exit code
+    is 1 when any are listed (for monitoring).
     """
 
     async def work(runtime: Runtime) -> list[FailingSignalering]:
-        return await list_failing(runtime, gemeente=gemeente, limit=limit)
+        return await list_failing(runtime, gemeente=gemeente, limit=limit, failing_only=failing)
 
     rows = run_with_runtime(work)
     if json_:
         echo_json([as_json(r) for r in rows])
     elif not rows:
-        typer.echo("no failing signaleringen")
+        typer.echo("no failing signaleringen" if failing else "no unpublished signaleringen")
     else:
         for r in rows:
             typer.echo(
                 f"{r.signalering_id}  {r.gemeentecode}  {r.type:<15} attempts {r.attempts:<3} "
                 f"next {iso(r.next_attempt_at)}  {r.last_error or ''}"
             )
-    if rows:
+    if rows and failing:
         raise typer.Exit(1)
 
 

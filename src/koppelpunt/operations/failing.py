@@ -32,11 +32,15 @@ def as_json(item: FailingSignalering) -> dict[str, Any]:
 
 
 async def list_failing(
-    runtime: Runtime, *, gemeente: str | None = None, limit: int = 100
+    runtime: Runtime, *, gemeente: str | None = None, limit: int = 100, failing_only: bool = True
 ) -> list[FailingSignalering]:
+    """Failing signaleringen (or, not `failing_only`, the whole unpublished backlog)."""
     async with runtime.sessions() as session:
         return await failing.list_failing(
-            session, gemeentecode=gemeente.upper() if gemeente else None, limit=limit
+            session,
+            gemeentecode=gemeente.upper() if gemeente else None,
+            limit=limit,
+            failing_only=failing_only,
         )
 
 

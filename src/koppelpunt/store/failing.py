@@ -31,17 +31,24 @@ class FailingSignalering:
     next_attempt_at: datetime | None
 
 
-def _failing(gemeentecode: str | None) -> object:
-    condition = and_(outbox.c.published_at.is_(None), outbox.c.attempts > 0)
+def _failing(gemeentecode: str | None, failing_only: bool = True) -> object:
+    condition = and_(
+        outbox.c.published_at.is_(None), outbox.c.attempts > (0 if failing_only else -1)
+    )
     if gemeentecode is not None:
         condition = and_(condition, signaleringen.c.gemeentecode == gemeentecode)
     return condition
 
 
 async def list_failing(
-    session: AsyncSession, *, gemeentecode: str | None = None, limit: int = 100
+    session: AsyncSession,
+    *,
+    gemeentecode: str | None = None,
+    limit: int = 100,
+    failing_only: bool = True,
 ) -> list[FailingSignalering]:
-    """Unpublished signaleringen with at least one failed attempt, oldest first."""
+    """Unpublished signaleringen with at least one failed attempt (or, not `failing_only`,
+    every unpublished one), oldest first."""
     result = await session.execute(
         select(
             outbox.c.id,
@@ -55,7 +62,7 @@ async def list_failing(
             outbox.c.next_attempt_at,
         )
         .join(signaleringen, signaleringen.c.signalering_id == outbox.c.signalering_id)
-        .where(_failing(gemeentecode))  # type: ignore[arg-type]
+        .where(_failing(gemeentecode, failing_only))  # type: ignore[arg-type]
         .order_by(outbox.c.id)
         .limit(limit)
     )
