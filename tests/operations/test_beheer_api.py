@@ -44,6 +44,8 @@ class TestReplays:
         assert (state.json()["status"], state.json()["gepubliceerd"]) == ("done", 3)
         records = await consume_all(kafka_bootstrap, target, expect=3)
         assert [header(r, REPLAY_HEADER) for r in records] == [replay_id] * 3
+        listed = await client.get("/v1/beheer/replays", headers=auth("beheer"))
+        assert [r["replayId"] for r in listed.json()["replays"]] == [replay_id]
 
     async def test_dry_run_counts(self, running: Running, client: httpx.AsyncClient) -> None:
         """dryRun: 202 with the count, status done, nothing published."""

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+from hypothesis import given
+from hypothesis import strategies as st
 
 from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import ensure_topics, topic_for
+from koppelpunt.operations.moments import LOCAL
 from koppelpunt.operations.offsets import (
     GroupActiveError,
     consumer_lag,
@@ -181,3 +184,27 @@ class TestLag:
         await reset_offsets(settings, gemeente="GM0363", group=group, to="latest")
         rows = [r for r in await consumer_lag(settings) if r.group == group]
         assert [(r.lag, r.oldest_unread) for r in rows] == [(0, None)]
+
+
+class TestParseTargetProperties:
+    @given(
+        st.datetimes(
+            timezones=st.builds(
+                timezone,
+                st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)),
+            )
+        )
+    )
+    def test_any_aware_datetime_round_trips(self, moment: datetime) -> None:
+        """Whatever offset an operator writes, the instant is kept."""
+        parsed = parse_target(moment.isoformat())
+        assert isinstance(parsed, datetime)
+        assert parsed == moment
+
+    @given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)))
+    def test_naive_is_amsterdam_time(self, moment: datetime) -> None:
+        """Without an offset the wall-clock time is read in Europe/Amsterdam."""
+        parsed = parse_target(moment.isoformat())
+        assert isinstance(parsed, datetime)
+        assert parsed.replace(tzinfo=None) == moment
+        assert parsed.tzinfo == LOCAL

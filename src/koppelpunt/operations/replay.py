@@ -109,6 +109,12 @@ async def get_replay(runtime: Runtime, replay_id: str) -> StoredReplay:
     return found
 
 
+async def list_replays(runtime: Runtime, *, limit: int = 50) -> list[StoredReplay]:
+    """The newest replays first (for the /beheer page and GET /v1/beheer/replays)."""
+    async with runtime.sessions() as session:
+        return await replays.list_replays(session, limit=limit)
+
+
 async def run_replay(
     runtime: Runtime,
     replay_id: str,

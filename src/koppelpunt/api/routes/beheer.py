@@ -15,7 +15,7 @@ from koppelpunt.api.deps import runtime_of, sender_of
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations import failing, offsets, rejected
 from koppelpunt.operations.moments import parse_moment
-from koppelpunt.operations.replay import ReplayRequest, get_replay, start_replay
+from koppelpunt.operations.replay import ReplayRequest, get_replay, list_replays, start_replay
 from koppelpunt.store.replays import StoredReplay
 
 router = APIRouter(prefix="/v1/beheer", tags=["beheer"])
@@ -110,6 +110,15 @@ async def post_replay(request: Request, body: ReplayBody) -> JSONResponse:
         status_code=202,
         headers={"Location": f"/v1/beheer/replays/{replay_id}"},
     )
+
+
+@router.get("/replays", responses=_AUTH, summary="Replays, newest first")
+async def get_replays(
+    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
+    _operator(request)
+    found = await list_replays(runtime_of(request), limit=limit)
+    return {"replays": [replay_json(r) for r in found]}
 
 
 @router.get("/replays/{replayId}", responses={**_AUTH, 404: _PROBLEM}, summary="State of a replay")
