@@ -101,6 +101,24 @@ class Settings(BaseSettings):
     # call decides whether it closes again.
     brp_circuit_failures: int = Field(default=5, ge=1)
     brp_circuit_reset_seconds: float = Field(default=30.0, gt=0)
+    # --- operations: replay and retention (bewaartermijnen) --------------------------------
+    # Replay: signaleringen per publish batch, and the default rate limit (messages/second,
+    # 0 = unlimited) so a replay of a whole school year does not flood a vendor's consumer.
+    replay_batch_size: int = Field(default=200, ge=1)
+    replay_rate: float = Field(default=0.0, ge=0)
+    # Bewaartermijnen in days; 0 keeps forever. Our choice (the public record is silent):
+    # raw messages (berichten, afwijzingen, with their beslissingen) half a year, enough to
+    # help a sender; signaleringen 400 days, so a gemeente can be replayed a whole school
+    # year; pupil state two years (NIET_INGESCHREVEN is decided on 1 October after the
+    # school year starts); the verwerkingenlog five years (accountability under the AVG).
+    retention_berichten_days: int = Field(default=183, ge=0)
+    retention_signaleringen_days: int = Field(default=400, ge=0)
+    retention_leerlingstatus_days: int = Field(default=730, ge=0)
+    retention_verwerkingenlog_days: int = Field(default=1826, ge=0)
+    # Rows deleted per transaction by `koppelpunt purge` (short locks, bounded memory).
+    retention_batch_size: int = Field(default=1000, ge=1)
+    # Run the purge inside `serve` once a day (hours between runs; 0 = not in the service).
+    retention_purge_interval_hours: float = Field(default=24.0, ge=0)
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -26,6 +26,8 @@ TABLES = {
     "leerling_gemeenten",
     "peildatum_runs",
     "verwerkingenlog",
+    # replay progress (0004)
+    "replays",
 }
 
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
-from koppelpunt.api.routes import beheer_page, berichten, contract, health, inzage
+from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
@@ -62,9 +62,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             scheduler = Scheduler(rt)
             scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
         app.state.scheduler = scheduler
+        purger = _start_purge(rt, settings)
         try:
             yield {"runtime": rt, "senders": senders, "publisher": publisher, "relay": relay}
         finally:
+            await _stop_operations(purger)
             if scheduler is not None and scheduler_task is not None:
                 scheduler.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -96,6 +98,28 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(berichten.router)
     app.include_router(health.router)
     app.include_router(inzage.router)
-    app.include_router(beheer_page.router)
     app.include_router(contract.router)
+    app.include_router(beheer.router)
+    app.include_router(beheer_page.router)
     return app
+
+
+def _start_purge(runtime: Runtime, settings: Settings) -> asyncio.Task[None] | None:
+    """The daily retention purge (KOPPELPUNT_RETENTION_PURGE_INTERVAL_HOURS; 0 = off)."""
+    from koppelpunt.operations.retention import purge_periodically
+
+    interval = settings.retention_purge_interval_hours
+    if interval <= 0:
+        return None
+    return asyncio.create_task(purge_periodically(runtime, interval), name="retention-purge")
+
+
+async def _stop_operations(purger: asyncio.Task[None] | None) -> None:
+    """Stop the purge and background replays (these resume with `koppelpunt replay`)."""
+    from koppelpunt.operations.replay import cancel_background_replays
+
+    if purger is not None:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+    await cancel_background_replays()

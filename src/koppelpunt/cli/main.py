@@ -11,6 +11,7 @@
     koppelpunt gemeenten import FILE | list    the RvIG Tabel 33 gemeente table in use
     koppelpunt rules check DIR | dry-run DIR   validate / try out a candidate rules directory
     koppelpunt access grant NAME --gemeente GM0363   vendor read access (also revoke, list)
+    koppelpunt replay | offsets | lag | rejected | outbox | purge   operators' tasks
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -23,7 +24,21 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli import access, brp, gemeenten, inzage, parked, peildatum, rules, topics
+from koppelpunt.cli import (
+    access,
+    brp,
+    gemeenten,
+    inzage,
+    offsets,
+    outbox,
+    parked,
+    peildatum,
+    purge,
+    rejected,
+    replay,
+    rules,
+    topics,
+)
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.logging import configure_logging
@@ -46,6 +61,12 @@ app.command("inzage")(inzage.inzage)
 app.add_typer(gemeenten.app, name="gemeenten")
 app.add_typer(rules.app, name="rules")
 app.add_typer(access.app, name="access")
+app.command("replay")(replay.replay)
+app.command("offsets")(offsets.offsets)
+app.command("lag")(offsets.lag)
+app.add_typer(rejected.app, name="rejected")
+app.add_typer(outbox.app, name="outbox")
+app.command("purge")(purge.purge_command)
 
 
 def settings() -> Settings:

@@ -1,1 +1,5 @@
-"""Operator tasks (beheer): the logic behind the CLI commands and the /v1/beheer endpoints."""
+"""Operators' work: replay, offsets and lag, rejected messages, failing signaleringen, purge.
+
+Each module wires the stores and Kafka for one task; the CLI (cli/) and the operator endpoints
+(api/routes/beheer.py) are thin layers over these functions.
+"""

@@ -247,3 +247,28 @@ gemeentetabellen = Table(
     Column("aantal", Integer, nullable=False),
     Column("csv", Text, nullable=False),
 )
+)
+
+# One row per replay (`koppelpunt replay`, POST /v1/beheer/replays): its parameters, its state
+# and the outbox id of the last signalering re-published, so an interrupted replay resumes
+# after that signalering instead of starting over.
+replays = Table(
+    "replays",
+    metadata,
+    Column("replay_id", String(36), primary_key=True),
+    Column("gemeentecode", String(8), nullable=False, index=True),
+    Column("since", UTCDateTime, nullable=True),
+    Column("until", UTCDateTime, nullable=True),
+    Column("type", String(32), nullable=True),
+    Column("to_topic", String(255), nullable=True),
+    Column("dry_run", Boolean, nullable=False),
+    # running | done | failed | interrupted
+    Column("status", String(16), nullable=False),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("published", Integer, nullable=False, server_default="0"),
+    Column("last_outbox_id", BigIntId, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("requested_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -1,7 +1,7 @@
 """The verwerkingenlog (Logius "Logboek dataverwerkingen"): append-only processing log.
 
 Revision ID: 0005
-Revises: 0003_gemeenten
+Revises: 0004
 Create Date: 2026-11-26
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 revision: str = "0005"
 # Re-chained at merge onto whatever revision precedes it on main.
-down_revision: str | None = "0003_gemeenten"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

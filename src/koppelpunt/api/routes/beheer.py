@@ -1,0 +1,219 @@
+"""Operators' JSON endpoints (role `operator`): replays, consumer lag, rejected messages and
+records, failing signaleringen. Thin layers over koppelpunt.operations, like the CLI."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from koppelpunt.api.auth import Role, Sender, require_role
+from koppelpunt.api.deps import runtime_of, sender_of
+from koppelpunt.errors import KoppelpuntError
+from koppelpunt.operations import failing, offsets, rejected
+from koppelpunt.operations.moments import parse_moment
+from koppelpunt.operations.replay import ReplayRequest, get_replay, list_replays, start_replay
+from koppelpunt.store.replays import StoredReplay
+
+router = APIRouter(prefix="/v1/beheer", tags=["beheer"])
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or unknown key", **_PROBLEM},
+    403: {"description": "not an operator", **_PROBLEM},
+}
+
+
+class InvalidRequestError(KoppelpuntError, ValueError):
+    status = 400
+    code = "invalid-request"
+    title = "Ongeldig verzoek"
+
+
+def _operator(request: Request) -> Sender:
+    sender = sender_of(request)
+    require_role(sender, Role.OPERATOR)
+    return sender
+
+
+def _moment(name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_moment(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"{name}: {exc}") from exc
+
+
+# --- replays ----------------------------------------------------------------------------------
+
+
+class ReplayBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gemeente: str = Field(description="CBS gemeentecode, e.g. GM0363", examples=["GM0363"])
+    since: str | None = Field(None, description="from (ISO date/time; no offset: Amsterdam)")
+    until: str | None = Field(None, description="up to, not including")
+    type: str | None = Field(None, description="only this signalering type, e.g. PROGNOSE")
+    toTopic: str | None = Field(None, description="publish here instead of the gemeente topic")
+    dryRun: bool = Field(False, description="only count")
+
+
+def replay_json(replay: StoredReplay) -> dict[str, Any]:
+    return {
+        "replayId": replay.replay_id,
+        "gemeente": replay.gemeentecode,
+        "since": replay.since.isoformat() if replay.since else None,
+        "until": replay.until.isoformat() if replay.until else None,
+        "type": replay.type,
+        "toTopic": replay.to_topic,
+        "dryRun": replay.dry_run,
+        "status": replay.status,
+        "totaal": replay.total,
+        "gepubliceerd": replay.published,
+        "fout": replay.error,
+        "aangevraagdDoor": replay.requested_by,
+        "aangemaakt": replay.created_at.isoformat(),
+        "bijgewerkt": replay.updated_at.isoformat(),
+    }
+
+
+@router.post(
+    "/replays",
+    status_code=202,
+    responses={**_AUTH, 400: _PROBLEM},
+    summary="Start a replay of a gemeente's signaleringen (runs in the background)",
+)
+async def post_replay(request: Request, body: ReplayBody) -> JSONResponse:
+    sender = _operator(request)
+    runtime = runtime_of(request)
+    replay_request = ReplayRequest(
+        gemeente=body.gemeente,
+        since=_moment("since", body.since),
+        until=_moment("until", body.until),
+        type=body.type,
+        to_topic=body.toTopic,
+        dry_run=body.dryRun,
+        requested_by=sender.name,
+    )
+    try:
+        replay_request.filter  # noqa: B018 - validates the gemeentecode
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    replay_id = await start_replay(runtime, replay_request)
+    replay = await get_replay(runtime, replay_id)
+    return JSONResponse(
+        replay_json(replay),
+        status_code=202,
+        headers={"Location": f"/v1/beheer/replays/{replay_id}"},
+    )
+
+
+@router.get("/replays", responses=_AUTH, summary="Replays, newest first")
+async def get_replays(
+    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
+    _operator(request)
+    found = await list_replays(runtime_of(request), limit=limit)
+    return {"replays": [replay_json(r) for r in found]}
+
+
+@router.get("/replays/{replayId}", responses={**_AUTH, 404: _PROBLEM}, summary="State of a replay")
+async def get_replay_state(request: Request, replayId: str) -> dict[str, Any]:
+    _operator(request)
+    return replay_json(await get_replay(runtime_of(request), replayId))
+
+
+# --- lag --------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/lag",
+    responses={**_AUTH, 400: _PROBLEM, 503: _PROBLEM},
+    summary="Consumer lag per gemeente topic and group, with the oldest unread signalering",
+)
+async def get_lag(
+    request: Request, gemeente: Annotated[str | None, Query()] = None
+) -> dict[str, Any]:
+    _operator(request)
+    try:
+        rows = await offsets.consumer_lag(runtime_of(request).settings, gemeente=gemeente)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    return {"lag": [r.as_json() for r in rows]}
+
+
+# --- rejected ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/afwijzingen",
+    responses={**_AUTH, 400: _PROBLEM},
+    summary="Rejected messages (id 12) and records (id R34), newest first",
+)
+async def get_afwijzingen(
+    request: Request,
+    since: Annotated[str | None, Query()] = None,
+    sender: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    _operator(request)
+    rows = await rejected.list_rejections(
+        runtime_of(request), since=_moment("since", since), sender=sender, limit=limit
+    )
+    return {"afwijzingen": [r.as_json() for r in rows]}
+
+
+@router.get(
+    "/afwijzingen/{afwijzingId}",
+    responses={**_AUTH, 404: _PROBLEM},
+    summary="One rejection with every reason; raw=true adds the bytes (base64)",
+)
+async def get_afwijzing(
+    request: Request, afwijzingId: str, raw: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    _operator(request)
+    rejection, body = await rejected.get_rejection(runtime_of(request), afwijzingId)
+    result = rejection.as_json()
+    if raw:
+        result["raw"] = base64.b64encode(body).decode("ascii") if body is not None else None
+    return result
+
+
+# --- failing signaleringen ----------------------------------------------------------------------
+
+
+@router.get(
+    "/outbox/failing",
+    responses=_AUTH,
+    summary="Signaleringen whose publication failed, with attempts and the last error",
+)
+async def get_failing(
+    request: Request,
+    gemeente: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    _operator(request)
+    rows = await failing.list_failing(runtime_of(request), gemeente=gemeente, limit=limit)
+    return {"signaleringen": [failing.as_json(r) for r in rows]}
+
+
+class RetryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signaleringIds: list[str] | None = Field(None, description="default: every failing one")
+
+
+@router.post(
+    "/outbox/retry",
+    responses=_AUTH,
+    summary="Make failing signaleringen due for publication now",
+)
+async def post_retry(request: Request, body: RetryBody | None = None) -> dict[str, Any]:
+    sender = _operator(request)
+    ids = body.signaleringIds if body is not None else None
+    count = await failing.retry_failing(runtime_of(request), ids, requested_by=sender.name)
+    return {"aantal": count}

@@ -1,0 +1,75 @@
+"""What the operator commands share: settings, a runtime for one command, output helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+
+from koppelpunt.config import Settings
+from koppelpunt.errors import KoppelpuntError
+from koppelpunt.operations.moments import parse_moment
+from koppelpunt.runtime import Runtime
+
+T = TypeVar("T")
+
+
+def operator_name() -> str:
+    """Who ran the command, for the replay record and the logs ('cli:<login>')."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def moment_option(value: str | None) -> datetime | None:
+    """A typer callback turning --since/--until text into an aware datetime."""
+    if value is None:
+        return None
+    try:
+        return parse_moment(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def run_with_runtime(work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Build the runtime (migrating first), run `work`, close; KoppelpuntError -> exit 1."""
+    from koppelpunt.store.db import upgrade_sync
+
+    settings = Settings()
+    if migrate:
+        upgrade_sync(settings.database_url)
+
+    async def main() -> T:
+        runtime = Runtime.build(settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except KoppelpuntError as exc:
+        typer.echo(f"koppelpunt: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else "-"

@@ -1,0 +1,70 @@
+"""`koppelpunt offsets` and `koppelpunt lag`: consumer groups on the gemeente topics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from koppelpunt.cli._common import echo_json, iso, operator_name
+from koppelpunt.config import Settings
+from koppelpunt.errors import KoppelpuntError
+from koppelpunt.operations.offsets import Lag, consumer_lag, parse_target, reset_offsets
+
+
+def offsets(
+    gemeente: Annotated[str, typer.Option(help="CBS gemeentecode, e.g. GM0363.")],
+    group: Annotated[str, typer.Option(help="The consumer group (the vendor's group id).")],
+    to: Annotated[
+        str, typer.Option(help="earliest, latest, or a date/time (ISO; Amsterdam time).")
+    ],
+) -> None:
+    """Reset a consumer group's offsets on a gemeente topic, so it re-reads from there.
+
+    Refused (exit 1) while the group has active members: stop the vendor's consumers first.
+    What is no longer in the topic (retention) needs `koppelpunt replay` instead.
+    """
+    try:
+        target = parse_target(to)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--to") from exc
+    s = Settings()
+    try:
+        new = asyncio.run(
+            reset_offsets(
+                s, gemeente=gemeente, group=group, to=target, requested_by=operator_name()
+            )
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gemeente") from exc
+    except KoppelpuntError as exc:
+        typer.echo(f"koppelpunt: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    for partition, offset in sorted(new.items()):
+        typer.echo(f"partition {partition}: offset {offset}")
+    typer.echo(f"offsets of {group} reset to {to}")
+
+
+def lag(
+    gemeente: Annotated[str | None, typer.Option(help="Only this gemeente's topic.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Per gemeente topic and consumer group: how many signaleringen are unread, and since when."""
+    s = Settings()
+    try:
+        rows: list[Lag] = asyncio.run(consumer_lag(s, gemeente=gemeente))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gemeente") from exc
+    except KoppelpuntError as exc:
+        typer.echo(f"koppelpunt: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    if json_:
+        echo_json([r.as_json() for r in rows])
+        return
+    if not rows:
+        typer.echo("no consumer groups with offsets on the gemeente topics")
+        return
+    typer.echo(f"{'gemeente':<9} {'group':<40} {'lag':>8}  oldest unread")
+    for r in rows:
+        typer.echo(f"{r.gemeentecode:<9} {r.group:<40} {r.lag:>8}  {iso(r.oldest_unread)}")

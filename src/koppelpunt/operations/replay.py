@@ -1,0 +1,285 @@
+"""Replay: re-publish the stored signaleringen of one gemeente, in order, with their ids.
+
+Used when a vendor lost data that is no longer in the topic (retention) or never arrived.
+Each signalering goes out with its original value, key (BSN) and headers (so the same
+`ce_id`: consumers de-duplicate on it) plus a header `koppelpunt_replay: <replay id>`.
+Progress (the outbox id of the last acknowledged signalering) is stored after every batch,
+so an interrupted replay resumes where it stopped; a resumed batch may repeat a few
+signaleringen, which the ce_id makes harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from koppelpunt.errors import NotFoundError
+from koppelpunt.kafka.admin import topic_for
+from koppelpunt.kafka.publisher import KafkaPublisher, OutboundMessage, Publisher
+from koppelpunt.runtime import Runtime
+from koppelpunt.store import replays
+from koppelpunt.store.replays import ReplayFilter, StoredReplay
+
+log = structlog.get_logger(__name__)
+
+REPLAY_HEADER = "koppelpunt_replay"
+
+PublisherFactory = Callable[[Runtime], Publisher]
+
+
+def _kafka_publisher(runtime: Runtime) -> Publisher:
+    return KafkaPublisher(runtime.settings)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """What to replay. `gemeente` is a CBS code (GM0363); `until` is exclusive."""
+
+    gemeente: str
+    since: datetime | None = None
+    until: datetime | None = None
+    type: str | None = None
+    to_topic: str | None = None
+    dry_run: bool = False
+    requested_by: str = "operator"
+
+    @property
+    def filter(self) -> ReplayFilter:
+        code = self.gemeente.strip().upper()
+        topic_for("x", code)  # ValueError unless GM + 4 digits
+        return ReplayFilter(
+            gemeentecode=code,
+            since=self.since,
+            until=self.until,
+            type=self.type.strip().upper() if self.type else None,
+        )
+
+
+async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bool = True) -> str:
+    """Create a replay (counting what it will send) or, with `resume`, find the unfinished
+    replay with exactly these parameters and continue it. Returns the replay id.
+
+    A dry run is complete once created: its `total` is the count, nothing is sent.
+    """
+    f = request.filter
+    now = runtime.clock()
+    async with runtime.sessions.begin() as session:
+        if resume and not request.dry_run:
+            found = await replays.find_unfinished(session, f, request.to_topic)
+            if found is not None:
+                log.info("replay_resumed", replay_id=found.replay_id, gemeentecode=f.gemeentecode)
+                return found.replay_id
+        replay_id = str(uuid.uuid4())
+        total = await replays.count_matching(session, f)
+        await replays.add_replay(
+            session,
+            replay_id=replay_id,
+            f=f,
+            to_topic=request.to_topic,
+            dry_run=request.dry_run,
+            total=total,
+            requested_by=request.requested_by,
+            now=now,
+        )
+        if request.dry_run:
+            await replays.set_status(session, replay_id, replays.DONE, now=now)
+    log.info(
+        "replay_created",
+        replay_id=replay_id,
+        gemeentecode=f.gemeentecode,
+        total=total,
+        dry_run=request.dry_run,
+        requested_by=request.requested_by,
+    )
+    return replay_id
+
+
+async def get_replay(runtime: Runtime, replay_id: str) -> StoredReplay:
+    async with runtime.sessions() as session:
+        found = await replays.get_replay(session, replay_id)
+    if found is None:
+        raise NotFoundError(f"geen replay met id {replay_id}")
+    return found
+
+
+async def list_replays(runtime: Runtime, *, limit: int = 50) -> list[StoredReplay]:
+    """The newest replays first (for the /beheer page and GET /v1/beheer/replays)."""
+    async with runtime.sessions() as session:
+        return await replays.list_replays(session, limit=limit)
+
+
+async def run_replay(
+    runtime: Runtime,
+    replay_id: str,
+    publisher: Publisher,
+    *,
+    rate: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> StoredReplay:
+    """Publish what is left of a replay; returns its final state (done or failed).
+
+    `rate` caps messages per second (None: the configured KOPPELPUNT_REPLAY_RATE; 0:
+    unlimited). `on_progress(published, total)` is called after every acknowledged batch.
+    A failed publication stops the replay with status `failed` and its error; the position
+    stays at the last acknowledged signalering, so running it again resumes from there.
+    Cancellation (Ctrl-C) marks it `interrupted`, resumable the same way.
+    """
+    replay = await get_replay(runtime, replay_id)
+    if replay.dry_run or replay.status == replays.DONE:
+        return replay
+    settings = runtime.settings
+    limit = settings.replay_rate if rate is None else rate
+    batch_size = settings.replay_batch_size
+    if limit > 0:
+        batch_size = max(1, min(batch_size, int(limit)))
+    f = replay.filter
+    position = replay.last_outbox_id
+    published = replay.published
+    started = time.monotonic()
+    sent_this_run = 0
+    async with runtime.sessions.begin() as session:
+        # The total as it is now: signaleringen may have been added since the replay began.
+        total = published + await replays.count_matching(session, f, after_outbox_id=position)
+        await replays.set_status(
+            session, replay_id, replays.RUNNING, now=runtime.clock(), total=total
+        )
+    if on_progress is not None:
+        on_progress(published, total)
+    try:
+        while True:
+            async with runtime.sessions() as session:
+                batch = await replays.next_batch(
+                    session, f, after_outbox_id=position, limit=batch_size
+                )
+            if not batch:
+                break
+            messages = [
+                OutboundMessage(
+                    topic=replay.to_topic or item.topic,
+                    key=item.key.encode("utf-8"),
+                    value=item.payload,
+                    headers=(
+                        *((k, v.encode("utf-8")) for k, v in item.headers if k != REPLAY_HEADER),
+                        (REPLAY_HEADER, replay_id.encode("utf-8")),
+                    ),
+                    ref=item.outbox_id,
+                )
+                for item in batch
+            ]
+            results = await publisher.publish(messages)
+            acknowledged = 0
+            for result in results:  # in order: the position moves over the acknowledged prefix
+                if not result.ok:
+                    break
+                acknowledged += 1
+            if acknowledged:
+                position = batch[acknowledged - 1].outbox_id
+                published += acknowledged
+                sent_this_run += acknowledged
+                async with runtime.sessions.begin() as session:
+                    await replays.record_progress(
+                        session,
+                        replay_id,
+                        last_outbox_id=position,
+                        published=published,
+                        now=runtime.clock(),
+                    )
+                if on_progress is not None:
+                    on_progress(published, total)
+            if acknowledged < len(batch):
+                failed = next((r for r in results if not r.ok), None)
+                error = (failed.error if failed else None) or "not acknowledged by Kafka"
+                async with runtime.sessions.begin() as session:
+                    await replays.set_status(
+                        session, replay_id, replays.FAILED, now=runtime.clock(), error=error
+                    )
+                log.warning("replay_failed", replay_id=replay_id, published=published, error=error)
+                return await get_replay(runtime, replay_id)
+            if limit > 0:
+                ahead = sent_this_run / limit - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            async with runtime.sessions.begin() as session:
+                await replays.set_status(
+                    session, replay_id, replays.INTERRUPTED, now=runtime.clock()
+                )
+        log.warning("replay_interrupted", replay_id=replay_id, published=published)
+        raise
+    async with runtime.sessions.begin() as session:
+        await replays.set_status(session, replay_id, replays.DONE, now=runtime.clock())
+    log.info("replay_done", replay_id=replay_id, published=published)
+    return await get_replay(runtime, replay_id)
+
+
+# --- in the background (HTTP endpoint, /beheer page) -------------------------------------------
+
+_tasks: dict[str, asyncio.Task[StoredReplay]] = {}
+
+
+async def start_replay(
+    runtime: Runtime,
+    request: ReplayRequest,
+    *,
+    rate: float | None = None,
+    publisher_factory: PublisherFactory = _kafka_publisher,
+) -> str:
+    """Create a replay and run it in the background of this process; returns its id at once.
+
+    A dry run only counts (GET its state for `total`). Follow a replay with get_replay().
+    """
+    replay_id = await prepare_replay(runtime, request, resume=False)
+    if not request.dry_run:
+        task = asyncio.create_task(
+            _run_in_background(runtime, replay_id, publisher_factory(runtime), rate),
+            name=f"replay-{replay_id}",
+        )
+        _tasks[replay_id] = task
+        task.add_done_callback(lambda _: _tasks.pop(replay_id, None))
+    return replay_id
+
+
+async def _run_in_background(
+    runtime: Runtime, replay_id: str, publisher: Publisher, rate: float | None
+) -> StoredReplay:
+    try:
+        await publisher.start()
+        return await run_replay(runtime, replay_id, publisher, rate=rate)
+    except Exception as exc:
+        log.exception("replay_crashed", replay_id=replay_id)
+        async with runtime.sessions.begin() as session:
+            await replays.set_status(
+                session,
+                replay_id,
+                replays.FAILED,
+                now=runtime.clock(),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        return await get_replay(runtime, replay_id)
+    finally:
+        with contextlib.suppress(Exception):
+            await publisher.stop()
+
+
+async def wait_for_replay(replay_id: str) -> None:
+    """Wait until a background replay of this process has ended (no-op when none runs)."""
+    task = _tasks.get(replay_id)
+    if task is not None:
+        await asyncio.wait({task})
+
+
+async def cancel_background_replays() -> None:
+    """At shutdown: stop background replays; they are marked interrupted and can be resumed."""
+    tasks = list(_tasks.values())
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
