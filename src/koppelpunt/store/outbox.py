@@ -136,12 +136,44 @@ def _headers(value: Any) -> list[tuple[str, str]]:
     return [(str(name), str(header)) for name, header in value]
 
 
-async def claim_pending(session: AsyncSession, *, limit: int, now: datetime) -> list[OutboxItem]:
-    """Up to `limit` unpublished items that are due, oldest first.
+# Advisory lock namespace of the relay shards (pg_try_advisory_xact_lock(namespace, shard)).
+# Any constant no other code uses; it must be the same on every replica.
+RELAY_SHARD_LOCK_NAMESPACE = 0x6B70  # "kp"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One of `count` disjoint parts of the outbox, by a hash of the BSN (the Kafka key)."""
+
+    index: int
+    count: int
+
+
+async def lock_shard(session: AsyncSession, shard: Shard) -> bool:
+    """Take the shard's advisory lock for the rest of this transaction; False when another
+    relay holds it (PostgreSQL). Only the holder publishes the shard, so all signaleringen of
+    one BSN (always the same shard) leave one relay at a time, oldest first: per-BSN order
+    holds with any number of relays. SQLite: always True (one relay only, see docs/scaling.md).
+    """
+    if dialect_name(session) != "postgresql":
+        return True
+    locked = await session.scalar(
+        select(func.pg_try_advisory_xact_lock(RELAY_SHARD_LOCK_NAMESPACE, shard.index))
+    )
+    return bool(locked)
+
+
+async def claim_pending(
+    session: AsyncSession, *, limit: int, now: datetime, shard: Shard | None = None
+) -> list[OutboxItem]:
+    """Up to `limit` unpublished items that are due, oldest first (of `shard` when given).
 
     On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until the caller's transaction
     ends, so several relays can run side by side without publishing a row twice: publish, then
-    mark_published/mark_failed, then commit, in one transaction. SQLite has a single writer.
+    mark_published/mark_failed, then commit, in one transaction. Row locks alone do not keep a
+    pupil's order across relays (one relay may skip the rows another holds and publish a later
+    signalering of the same BSN first): relays therefore claim per shard, under lock_shard().
+    SQLite has a single writer.
     """
     query = (
         select(
@@ -162,6 +194,10 @@ async def claim_pending(session: AsyncSession, *, limit: int, now: datetime) -> 
         .limit(limit)
     )
     if dialect_name(session) == "postgresql":
+        if shard is not None and shard.count > 1:
+            # hashtext: PostgreSQL's stable string hash; masked to non-negative before modulo.
+            bucket = func.hashtext(signaleringen.c.bsn).op("&")(0x7FFFFFFF) % shard.count
+            query = query.where(bucket == shard.index)
         query = query.with_for_update(skip_locked=True, of=outbox)
     return [
         OutboxItem(
