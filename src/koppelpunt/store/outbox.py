@@ -107,7 +107,8 @@ async def add_signaleringen(session: AsyncSession, items: Sequence[NewSignalerin
                 "bsn": item.bsn,
                 "topic": item.topic,
                 "payload": item.payload,
-                "headers": [list(header) for header in item.headers],
+                # (name, value) tuples: the JSON encoder writes them as [name, value] arrays
+                "headers": item.headers,
                 "created_at": item.created_at,
                 "bericht_pk": item.bericht_pk,
             }
