@@ -126,6 +126,31 @@ class RssSampler:
         self._thread.join()
 
 
+class CpuMeter:
+    """CPU seconds used by the service, the broker and this load generator during a phase:
+    figures that say what the phase costs independent of what else runs on the machine."""
+
+    def __init__(self, service_pid: int, broker_pid: int | None) -> None:
+        self.pids = {"service": service_pid, "broker": broker_pid}
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: harness.cpu_seconds(pid) for name, pid in self.pids.items()}
+        usage = os.times()
+        now["loadgen"] = usage.user + usage.system
+        return now
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self, records: int) -> dict[str, float]:
+        now = self._now()
+        used = {f"cpu_s_{k}": round(now[k] - self._start[k], 2) for k in now}
+        if records:
+            used["service_cpu_ms_per_record"] = round(1000 * used["cpu_s_service"] / records, 3)
+        return used
+
+
 # --- load -------------------------------------------------------------------------------------
 
 
@@ -286,7 +311,9 @@ async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
         try:
             url, drop = await make_database(tmp)
             results["database"] = url.split(":", 1)[0]
-            results |= await measure(tmp, url, broker.bootstrap, scale, seconds, concurrency)
+            results |= await measure(
+                tmp, url, broker.bootstrap, broker.pid(), scale, seconds, concurrency
+            )
         finally:
             broker.stop()
             if drop is not None:
@@ -296,7 +323,13 @@ async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
 
 
 async def measure(
-    tmp: Path, url: str, bootstrap: str, scale: float, seconds: float, concurrency: int
+    tmp: Path,
+    url: str,
+    bootstrap: str,
+    broker_pid: int | None,
+    scale: float,
+    seconds: float,
+    concurrency: int,
 ) -> dict[str, Any]:
     from koppelpunt.config import Settings
     from koppelpunt.kafka.admin import ensure_topics, topic_for
@@ -348,8 +381,9 @@ async def measure(
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
             ) as client:
                 bare_rps = out["bare"]["requests_per_s"]
+                cpu = CpuMeter(service.pid, broker_pid)
                 out |= await phases(client, consumer, people, n_statuses, n_prognoses,
-                                    scale, seconds, concurrency, rss, bare_rps)  # fmt: skip
+                                    scale, seconds, concurrency, rss, bare_rps, cpu)  # fmt: skip
         out["memory"] = memory_summary(rss, out.get("year_window", (0.0, 0.0)))
         out.pop("year_window", None)
         out["consumer_duplicates"] = sum(1 for c in consumer.consumed.counts.values() if c > 1)
@@ -374,6 +408,7 @@ async def phases(
     concurrency: int,
     rss: RssSampler,
     bare_rps: float,
+    cpu: CpuMeter,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     singles = single_records(people, "single")
@@ -383,8 +418,10 @@ async def phases(
     await wait_consumed(consumer, consumer.consumed.unique, 60)
     base = consumer.consumed.unique
     t0 = time.monotonic()
+    cpu.start()
     sent, elapsed = await closed_loop(client, singles, concurrency, seconds)
     done = await wait_consumed(consumer, base + sent.signaleringen, 300)
+    used = cpu.stop(sent.records)
     e2e = done - t0
     accepted = sent.status.get(202, 0)
     out["single"] = {
@@ -394,6 +431,7 @@ async def phases(
         "end_to_end_seconds": round(e2e, 2),
         "requests_per_s": round(accepted / e2e, 1),
         "ratio_to_bare": round(accepted / e2e / bare_rps, 3),
+        **used,
     }
     print(f"  {out['single']}", flush=True)
 
@@ -417,7 +455,9 @@ async def phases(
     print("bench: (3) batches of 1,000 records", flush=True)
     n_batches = max(10, int(100 * min(scale, 1.0)))
     batch_statuses = gen.statuses(people, n_batches * 1000, seed=6, id_prefix="B")
+    cpu.start()
     out["batch"] = await batches(client, batch_statuses, consumer, concurrency)
+    out["batch"] |= cpu.stop(out["batch"]["records"])
     print(f"  {out['batch']}", flush=True)
 
     print("bench: (4) synthetic national year", flush=True)
@@ -427,8 +467,10 @@ async def phases(
     del statuses
     base = consumer.consumed.unique
     y0 = time.monotonic()
+    cpu.start()
     sent, elapsed = await closed_loop(client, messages, 2, 1e9)
     done = await wait_consumed(consumer, base + sent.signaleringen, 3600)
+    used = cpu.stop(sent.records)
     out["year"] = {
         "messages": len(messages),
         "records": sum(m.records for m in messages),
@@ -438,6 +480,7 @@ async def phases(
         "seconds_to_last_signalering": round(done - y0, 1),
         "records_per_s": round(sum(m.records for m in messages) / (done - y0), 1),
         "errors": len(sent.errors),
+        **used,
     }
     out["year_window"] = (y0 - rss.t0, done - rss.t0)
     print(f"  {out['year']}", flush=True)
