@@ -221,16 +221,21 @@ def messages(
     invalid_rate: float = 0.005,
 ) -> Iterator[Message]:
     """Prognoses first (October–January), then the statuses in time order, `batch` per message,
-    with ~1% identical resends (right after the original) and ~0.5% invalid messages."""
+    with ~1% identical resends (right after the original) and ~0.5% invalid messages, evenly
+    spread (every 1/rate-th message, from the 4th on) so a scaled-down run has some too."""
     rng = random.Random(seed)
+    every_invalid = max(1, round(1 / invalid_rate)) if invalid_rate else 0
+    every_resend = max(1, round(1 / resend_rate)) if resend_rate else 0
+    count = 0
 
     def finish(m: Message) -> Iterator[Message]:
-        r = rng.random()
-        if r < invalid_rate:
+        nonlocal count
+        count += 1
+        if every_invalid and count % every_invalid == 3:
             yield Message(m.path, _invalid(m.body), m.records, invalid=True)
             return
         yield m
-        if r < invalid_rate + resend_rate:
+        if every_resend and count % every_resend == 7:
             yield Message(m.path, m.body, m.records, resend=True)
 
     for i in range(0, len(prognoses), batch):
