@@ -88,8 +88,11 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-bench:
-	@echo "make bench: no benchmark suite yet (issue 6 is open)"; exit 1
+# Starts its own broker (free ports) and SQLite in a temp dir (PostgreSQL when
+# KOPPELPUNT_DATABASE_URL is set); BENCH_SCALE=0.1 for a quick run. See bench/README.md.
+bench: install kafka-jars
+	$(BIN)/pip install -q -e '.[bench]'
+	$(PY) -m bench.run
 
 clean: kafka-stop
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

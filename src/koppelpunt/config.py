@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # Idle poll interval of the relay; new signaleringen also wake it at once.
     relay_poll_seconds: float = Field(default=1.0, gt=0)
     relay_batch_size: int = Field(default=500, ge=1)
+    # PostgreSQL with several relays: the outbox is split into this many shards by a hash of
+    # the BSN; a relay publishes a shard only while it holds the shard's advisory lock, so a
+    # pupil's signaleringen stay in order. Use the same value on every replica.
+    relay_shards: int = Field(default=16, ge=1)
     # Back-off for a signalering whose publication failed: min(base * 2^attempts, max).
     relay_backoff_base_seconds: float = Field(default=1.0, gt=0)
     relay_backoff_max_seconds: float = Field(default=300.0, gt=0)

@@ -203,7 +203,7 @@ class TestBrokerOutage:
             await asyncio.to_thread(stoppable_broker.start, 120)
             # The client reconnects (and logs in again) on its own; give it a bounded while.
             deadline = time.monotonic() + 30
-            while not await publisher.ping(timeout=5) and time.monotonic() < deadline:
+            while not await publisher.ping(timeout=5) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.5)
             assert await publisher.ping(timeout=5)
             results = await publisher.publish([message(unique_topic, n) for n in (2, 3)])

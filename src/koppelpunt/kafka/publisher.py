@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,16 @@ _CE_NAME = re.compile(r"[a-z0-9]{1,20}")
 _CE_RESERVED = frozenset({"specversion", "id", "type", "source", "time", "datacontenttype"})
 
 
+@functools.lru_cache(maxsize=256)
+def _ce_header_name(given: str) -> str:
+    """`dataschema` or `ce_dataschema` -> `ce_dataschema`, validated once per name (hot path:
+    every signalering is rendered with the same few extra attributes)."""
+    name = given.removeprefix("ce_")
+    if not _CE_NAME.fullmatch(name) or name in _CE_RESERVED:
+        raise ValueError(f"invalid or reserved CloudEvents attribute name: {given!r}")
+    return f"ce_{name}"
+
+
 def cloudevent_headers(
     *,
     ce_id: str,
@@ -84,12 +95,7 @@ def cloudevent_headers(
     """
     if ce_time.tzinfo is None:
         raise ValueError("ce_time must be timezone-aware (RFC 3339 needs an offset)")
-    attributes: list[tuple[str, str]] = []
-    for given, value in extra.items():
-        name = given.removeprefix("ce_")
-        if not _CE_NAME.fullmatch(name) or name in _CE_RESERVED:
-            raise ValueError(f"invalid or reserved CloudEvents attribute name: {given!r}")
-        attributes.append((f"ce_{name}", value))
+    attributes = [(_ce_header_name(given), value) for given, value in extra.items()]
     time = ce_time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     headers: list[tuple[str, str]] = [
         ("ce_specversion", "1.0"),

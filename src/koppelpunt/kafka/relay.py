@@ -69,26 +69,46 @@ class OutboxRelay:
         self._started = True
         return True
 
+    def _shards(self) -> list[outbox.Shard | None]:
+        """PostgreSQL: every shard of the outbox, each published under its advisory lock.
+        SQLite: the whole outbox at once (a single relay)."""
+        count = self._settings.relay_shards
+        if count <= 1 or not self._settings.database_url.startswith("postgresql"):
+            return [None]
+        return [outbox.Shard(i, count) for i in range(count)]
+
     async def drain_once(self) -> tuple[int, bool]:
-        """Publish one batch. Returns (published count, broker reachable).
+        """Publish one batch per shard. Returns (published count, broker reachable).
 
         Serialised per relay: an operator's or a test's drain() next to the running loop must
         not claim the same rows twice (SQLite has no SKIP LOCKED to keep them apart).
         """
         async with self._drain_lock:
-            return await self._drain_once()
+            return await self._drain_shards()
 
-    async def _drain_once(self) -> tuple[int, bool]:
+    async def _drain_shards(self) -> tuple[int, bool]:
         if not await self._ensure_started():
             return 0, False
+        total = 0
+        for shard in self._shards():
+            n, reachable = await self._drain_shard(shard)
+            total += n
+            if not reachable:
+                return total, False
+        if total == 0:
+            async with self._sessions() as session:
+                self._metrics.outbox_backlog.set(await outbox.backlog(session))
+        return total, True
+
+    async def _drain_shard(self, shard: outbox.Shard | None) -> tuple[int, bool]:
         now = self._clock()
         async with self._sessions.begin() as session:
+            if shard is not None and not await outbox.lock_shard(session, shard):
+                return 0, True  # another relay is publishing this shard right now
             items = await outbox.claim_pending(
-                session, limit=self._settings.relay_batch_size, now=now
+                session, limit=self._settings.relay_batch_size, now=now, shard=shard
             )
             if not items:
-                backlog = await outbox.backlog(session)
-                self._metrics.outbox_backlog.set(backlog)
                 return 0, True
             messages = [
                 OutboundMessage(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, func, insert, or_, select, update
+from sqlalchemy import Insert, func, insert, or_, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,7 +107,8 @@ async def add_signaleringen(session: AsyncSession, items: Sequence[NewSignalerin
                 "bsn": item.bsn,
                 "topic": item.topic,
                 "payload": item.payload,
-                "headers": [list(header) for header in item.headers],
+                # (name, value) tuples: the JSON encoder writes them as [name, value] arrays
+                "headers": item.headers,
                 "created_at": item.created_at,
                 "bericht_pk": item.bericht_pk,
             }
@@ -136,13 +137,49 @@ def _headers(value: Any) -> list[tuple[str, str]]:
     return [(str(name), str(header)) for name, header in value]
 
 
-async def claim_pending(session: AsyncSession, *, limit: int, now: datetime) -> list[OutboxItem]:
-    """Up to `limit` unpublished items that are due, oldest first.
+# Advisory lock namespace of the relay shards (pg_try_advisory_xact_lock(namespace, shard)).
+# Any constant no other code uses; it must be the same on every replica.
+RELAY_SHARD_LOCK_NAMESPACE = 0x6B70  # "kp"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One of `count` disjoint parts of the outbox, by a hash of the BSN (the Kafka key)."""
+
+    index: int
+    count: int
+
+
+async def lock_shard(session: AsyncSession, shard: Shard) -> bool:
+    """Take the shard's advisory lock for the rest of this transaction; False when another
+    relay holds it (PostgreSQL). Only the holder publishes the shard, so all signaleringen of
+    one BSN (always the same shard) leave one relay at a time, oldest first: per-BSN order
+    holds with any number of relays. SQLite: always True (one relay only, see docs/scaling.md).
+    """
+    if dialect_name(session) != "postgresql":
+        return True
+    locked = await session.scalar(
+        select(func.pg_try_advisory_xact_lock(RELAY_SHARD_LOCK_NAMESPACE, shard.index))
+    )
+    return bool(locked)
+
+
+async def claim_pending(
+    session: AsyncSession, *, limit: int, now: datetime, shard: Shard | None = None
+) -> list[OutboxItem]:
+    """Up to `limit` unpublished items that are due, oldest first (of `shard` when given).
 
     On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until the caller's transaction
     ends, so several relays can run side by side without publishing a row twice: publish, then
-    mark_published/mark_failed, then commit, in one transaction. SQLite has a single writer.
+    mark_published/mark_failed, then commit, in one transaction. Row locks alone do not keep a
+    pupil's order across relays (one relay may skip the rows another holds and publish a later
+    signalering of the same BSN first): relays therefore claim per shard, under lock_shard().
+    SQLite has a single writer.
     """
+    due = (
+        outbox.c.published_at.is_(None),
+        or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+    )
     query = (
         select(
             outbox.c.id,
@@ -154,15 +191,34 @@ async def claim_pending(session: AsyncSession, *, limit: int, now: datetime) -> 
             signaleringen.c.headers,
         )
         .join(signaleringen, signaleringen.c.signalering_id == outbox.c.signalering_id)
-        .where(
-            outbox.c.published_at.is_(None),
-            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
-        )
         .order_by(outbox.c.id)
         .limit(limit)
     )
+    if dialect_name(session) != "postgresql":
+        # SQLite sorts every pending row for ORDER BY id, and would join (read the payload of)
+        # each one first: with a backlog of 100k that is ~100 MB per claim. Pick the ids from
+        # the pending index alone, then join only those (bench/README.md, "claim").
+        # Rows never tried (next_attempt_at NULL) come from ix_outbox_pending already in id
+        # order, so SQLite stops after `limit`; retries due are few and sorted apart.
+        pending = outbox.c.published_at.is_(None)
+        fresh = select(outbox.c.id).where(pending, outbox.c.next_attempt_at.is_(None))
+        retry = select(outbox.c.id).where(pending, outbox.c.next_attempt_at <= now)
+        first = union_all(
+            select(fresh.order_by(outbox.c.id).limit(limit).subquery()),
+            select(retry.order_by(outbox.c.id).limit(limit).subquery()),
+        )
+        return _items(await session.execute(query.where(outbox.c.id.in_(first))))
+    query = query.where(*due)
     if dialect_name(session) == "postgresql":
+        if shard is not None and shard.count > 1:
+            # hashtext: PostgreSQL's stable string hash; masked to non-negative before modulo.
+            bucket = func.hashtext(signaleringen.c.bsn).op("&")(0x7FFFFFFF) % shard.count
+            query = query.where(bucket == shard.index)
         query = query.with_for_update(skip_locked=True, of=outbox)
+    return _items(await session.execute(query))
+
+
+def _items(rows: Any) -> list[OutboxItem]:
     return [
         OutboxItem(
             id=row.id,
@@ -173,7 +229,7 @@ async def claim_pending(session: AsyncSession, *, limit: int, now: datetime) -> 
             headers=_headers(row.headers),
             attempts=row.attempts,
         )
-        for row in await session.execute(query)
+        for row in rows
     ]
 
 

@@ -247,7 +247,6 @@ gemeentetabellen = Table(
     Column("aantal", Integer, nullable=False),
     Column("csv", Text, nullable=False),
 )
-)
 
 # One row per replay (`koppelpunt replay`, POST /v1/beheer/replays): its parameters, its state
 # and the outbox id of the last signalering re-published, so an interrupted replay resumes

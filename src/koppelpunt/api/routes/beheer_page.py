@@ -451,17 +451,10 @@ async def replay_start(request: Request) -> Response:
             "message.html", status_code=403, titel="Geweigerd", tekst="Ongeldig formulier."
         )
     params = _replay_params(form)
+    from koppelpunt.operations.replay import ReplayRequest, start_replay
+
     try:
-        from koppelpunt.operations import replay  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return _page(
-            "message.html",
-            status_code=501,
-            titel="Replay",
-            tekst="Replay niet beschikbaar in deze versie (replay not available).",
-        )
-    try:
-        request_obj = replay.ReplayRequest(
+        request_obj = ReplayRequest(
             gemeente=params["gemeente"],
             since=_parse_day(params["since"]),
             until=_parse_day(params["until"]),
@@ -470,7 +463,7 @@ async def replay_start(request: Request) -> Response:
             dry_run=params["dry_run"] == "1",
             requested_by=session_info.operator,
         )
-        replay_id = await replay.start_replay(runtime_of(request), request_obj)
+        replay_id = await start_replay(runtime_of(request), request_obj)
     except ValueError as exc:
         return _page("message.html", status_code=400, titel="Replay", tekst=str(exc))
     return _page(

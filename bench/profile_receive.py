@@ -1,0 +1,84 @@
+"""Profile the receive path in-process (cProfile), without HTTP server, broker or load generator.
+
+    python -m bench.profile_receive [records-per-message] [messages]
+
+Posts messages through the ASGI app (SQLite in a temp dir, no broker: the relay waits and stays
+out of the profile) and prints where the CPU time of one message goes. Complements the py-spy
+profile of the real service (BENCH_PROFILE) with a noise-free view of the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from bench import generate as gen
+from bench import harness
+from bench.run import fill_register, make_database, single_records
+from koppelpunt.api.app import create_app
+from koppelpunt.config import Settings
+from koppelpunt.logging import configure_logging
+
+
+async def main(per_message: int, count: int) -> None:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        url, _ = await make_database(tmp)
+        people = gen.pupils(max(2000, per_message * 3))
+        await fill_register(url, gen.register_rows(people))
+        settings = Settings(
+            database_url=url,
+            kafka_bootstrap=f"127.0.0.1:{harness.free_port()}",  # nobody there
+            senders_file=harness.write_senders(tmp / "senders.yaml"),
+            relay_enabled=False,  # the receive path only (the relay has its own profile)
+        )
+        configure_logging("INFO", True)  # as in production: one JSON line per message
+        if per_message == 1:
+            it = iter(single_records(people, "prof"))
+            messages = [next(it) for _ in range(count)]
+        else:
+            statuses = gen.statuses(people, per_message * count)
+            messages = [
+                gen.Message(
+                    "/v1/aanmeldstatussen",
+                    gen.aanmeldstatus_body(f"prof-{i}", statuses[i : i + per_message]),
+                    per_message,
+                )
+                for i in range(0, len(statuses), per_message)
+            ]
+        app = create_app(settings)
+        async with LifespanManager(app, startup_timeout=60) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+                for m in messages[:5]:  # warm-up
+                    await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
+                profile = cProfile.Profile()
+                t0 = time.perf_counter()
+                profile.enable()
+                for m in messages[5:]:
+                    r = await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
+                    assert r.status_code == 202, r.text
+                profile.disable()
+                elapsed = time.perf_counter() - t0
+        n = len(messages) - 5
+        per = 1000 * elapsed / n
+        print(f"{n} messages of {per_message} records: {per:.2f} ms per message, "
+              f"{per / per_message:.3f} ms per record (profiled, sequential)")  # fmt: skip
+        stats = pstats.Stats(profile)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(25)
+        if len(sys.argv) > 3:
+            stats.print_callers(sys.argv[3])
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:3]]
+    asyncio.run(main(*(args + [1, 300][len(args) :])))

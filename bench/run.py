@@ -1,0 +1,613 @@
+"""`make bench`: measure koppelpunt end to end on this machine and write bench/results/<date>.json.
+
+Starts its own Kafka broker (kafka/broker.py, free ports), uses SQLite in a temporary directory
+(or a fresh database on the PostgreSQL server of KOPPELPUNT_DATABASE_URL), runs the service as a
+real `koppelpunt serve` process and drives it with an async httpx load generator. See
+bench/README.md for what each figure means. BENCH_SCALE (default 1.0) scales the number of
+requests and records, BENCH_SECONDS (default 20) the duration of the timed HTTP phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import generate as gen
+from bench import harness
+from bench.harness import Process, SignaleringConsumer
+
+ROOT = harness.ROOT
+RESULTS = ROOT / "bench" / "results"
+TARGETS = {"ratio": 0.5, "batch_records_per_s": 20_000, "year_seconds": 300, "p99_ms": 50}
+
+
+def load_broker_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "koppelpunt_local_broker", ROOT / "kafka" / "broker.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+async def make_database(tmp: Path) -> tuple[str, Callable[[], Any] | None]:
+    """A migrated empty database: SQLite in tmp, or a new database on the given PostgreSQL."""
+    from sqlalchemy import make_url, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from koppelpunt.store.db import upgrade
+
+    server = os.environ.get("KOPPELPUNT_DATABASE_URL")
+    if not server:
+        url = f"sqlite+aiosqlite:///{tmp / 'koppelpunt.db'}"
+        await upgrade(url)
+        return url, None
+    name = f"koppelpunt_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as c:
+        await c.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    await upgrade(url)
+
+    async def drop() -> None:
+        admin = create_async_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        async with admin.connect() as c:
+            await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+    return url, drop
+
+
+async def fill_register(url: str, rows: list[tuple[str, str, Any]]) -> None:
+    from koppelpunt.store.db import create_engine, session_factory
+    from koppelpunt.store.register import upsert_woonregister
+
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine).begin() as session:
+            await upsert_woonregister(session, rows)
+    finally:
+        await engine.dispose()
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+class RssSampler:
+    """Samples the service's RSS every 0.5 s in a thread (independent of the event loop)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak_kib = 0
+        self.t0 = time.monotonic()
+
+    def _run(self) -> None:
+        t0 = self.t0
+        while not self._stop.wait(0.5):
+            rss, hwm = harness.rss_kib(self.pid)
+            self.samples.append((time.monotonic() - t0, rss))
+            self.peak_kib = max(self.peak_kib, hwm)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class CpuMeter:
+    """CPU seconds used by the service, the broker and this load generator during a phase:
+    figures that say what the phase costs independent of what else runs on the machine."""
+
+    def __init__(self, service_pid: int, broker_pid: int | None) -> None:
+        self.pids = {"service": service_pid, "broker": broker_pid}
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: harness.cpu_seconds(pid) for name, pid in self.pids.items()}
+        usage = os.times()
+        now["loadgen"] = usage.user + usage.system
+        return now
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self, records: int) -> dict[str, float]:
+        now = self._now()
+        used = {f"cpu_s_{k}": round(now[k] - self._start[k], 2) for k in now}
+        if records:
+            used["service_cpu_ms_per_record"] = round(1000 * used["cpu_s_service"] / records, 3)
+        return used
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.status: dict[int, int] = {}
+        self.signaleringen = 0
+        self.records = 0
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+
+    def add(self, response: httpx.Response, records: int) -> None:
+        self.status[response.status_code] = self.status.get(response.status_code, 0) + 1
+        if response.status_code == 202:
+            self.signaleringen += int(response.json().get("aantalSignaleringen", 0))
+            self.records += records
+
+
+async def post(client: httpx.AsyncClient, m: gen.Message, sent: Sent) -> None:
+    try:
+        r = await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
+    except httpx.HTTPError as exc:
+        sent.errors.append(type(exc).__name__)
+        return
+    sent.add(r, m.records)
+
+
+async def closed_loop(
+    client: httpx.AsyncClient, messages: Iterable[gen.Message], concurrency: int, seconds: float
+) -> tuple[Sent, float]:
+    """`concurrency` workers send the next message as soon as their previous one is answered,
+    until the messages run out or `seconds` pass. Returns (what was sent, elapsed seconds)."""
+    sent = Sent()
+    it = iter(messages)
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+
+    async def worker() -> None:
+        for m in it:
+            if time.monotonic() > deadline:
+                return
+            await post(client, m, sent)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return sent, time.monotonic() - t0
+
+
+async def open_loop(
+    client: httpx.AsyncClient, messages: Iterable[gen.Message], rate: float, seconds: float
+) -> Sent:
+    """Send at a fixed rate whatever the answers; latency counted from the *intended* send time
+    (no coordinated omission: a stall shows up in every request scheduled during it)."""
+    sent = Sent()
+    t0 = time.monotonic()
+    n = int(rate * seconds)
+    tasks = []
+
+    async def one(m: gen.Message, intended: float) -> None:
+        await post(client, m, sent)
+        sent.latencies.append(time.monotonic() - intended)
+
+    for i, m in zip(range(n), messages, strict=False):
+        intended = t0 + i / rate
+        delay = intended - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(m, intended)))
+    await asyncio.gather(*tasks)
+    return sent
+
+
+def single_records(people: list[gen.Pupil], prefix: str) -> Iterable[gen.Message]:
+    """One-record aanmeldstatus messages of pupils that are forwarded (in a gemeente, no
+    startkwalificatie, young enough): each gives exactly one signalering."""
+    ok = [
+        p
+        for p in people
+        if p.gemeentecode not in (None, "1999")
+        and p.diploma not in ("havo", "vwo", "mbo-2", "mbo-3", "mbo-4")
+        and p.geboortedatum.year >= 2006
+    ]
+    i = 0
+    while True:
+        p = ok[i % len(ok)]
+        s = gen.Status(f"S{i:09d}", p, "30RT", "25180", 2, "AANGEMELD", gen.date(2027, 3, 1))
+        body = gen.aanmeldstatus_body(f"{prefix}-{i}", [s])
+        yield gen.Message("/v1/aanmeldstatussen", body, 1)
+        i += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+async def bare_ceiling(tmp: Path, concurrency: int, seconds: float) -> dict[str, Any]:
+    port = harness.free_port()
+    proc = Process(
+        [],
+        {},
+        tmp / "bare.log",
+        port=port,
+    )
+    proc.proc = subprocess.Popen(  # noqa: ASYNC220 - starting a server, not waiting on it
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+        stdout=(tmp / "bare.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await proc.wait_ready()
+        body = gen.aanmeldstatus_body("bare", gen.statuses(gen.pupils(10), 1))
+        messages = (gen.Message("/v1/aanmeldstatussen", body, 1) for _ in iter(int, 1))
+        async with httpx.AsyncClient(base_url=proc.base_url, timeout=30) as client:
+            await closed_loop(client, messages, concurrency, 2)  # warm-up
+            cpu0 = harness.cpu_seconds(proc.pid)
+            sent, elapsed = await closed_loop(client, messages, concurrency, seconds)
+            cpu = harness.cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.stop()
+    n = sent.status.get(202, 0)
+    return {
+        "requests": n,
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(n / elapsed, 1),
+        "cpu_s_server": round(cpu, 2),
+        "server_cpu_ms_per_request": round(1000 * cpu / n, 3) if n else None,
+    }
+
+
+async def wait_consumed(consumer: SignaleringConsumer, target: int, timeout: float) -> float:  # noqa: ASYNC109
+    """Seconds on the monotonic clock when `target` distinct signaleringen had been read."""
+    if not await consumer.wait_for(target, timeout):
+        raise TimeoutError(f"only {consumer.consumed.unique}/{target} signaleringen consumed")
+    return consumer.consumed.last_at
+
+
+async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
+    broker_module = load_broker_module()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scale": scale,
+        "seconds_per_phase": seconds,
+        "concurrency": concurrency,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_before": os.getloadavg(),
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="koppelpunt-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        print(f"bench: logs and data in {tmp}", flush=True)
+        broker = broker_module.LocalBroker(
+            tmp / "kafka", port=harness.free_port(), controller_port=harness.free_port()
+        )
+        broker.start(timeout=180)
+        drop = None
+        try:
+            url, drop = await make_database(tmp)
+            results["database"] = url.split(":", 1)[0]
+            results |= await measure(
+                tmp, url, broker.bootstrap, broker.pid(), scale, seconds, concurrency
+            )
+        finally:
+            broker.stop()
+            if drop is not None:
+                await drop()
+    results["machine"]["load_average_after"] = os.getloadavg()
+    return results
+
+
+async def measure(
+    tmp: Path,
+    url: str,
+    bootstrap: str,
+    broker_pid: int | None,
+    scale: float,
+    seconds: float,
+    concurrency: int,
+) -> dict[str, Any]:
+    from koppelpunt.config import Settings
+    from koppelpunt.kafka.admin import ensure_topics, topic_for
+
+    out: dict[str, Any] = {}
+    n_statuses = int(1_000_000 * scale)
+    n_prognoses = int(200_000 * scale)
+    n_pupils = max(2_000, int(250_000 * scale))
+    print(f"bench: generating {n_pupils} pupils, {n_prognoses} prognoses, "
+          f"{n_statuses} aanmeldstatussen", flush=True)  # fmt: skip
+    people = gen.pupils(n_pupils)
+    await fill_register(url, gen.register_rows(people))
+
+    prefix = "bench.vva.signalering"
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=1)
+    topics = [topic_for(prefix, "GM" + code) for code in gen.active_gemeenten()]
+    await ensure_topics(settings, topics, 1, timeout=120)
+
+    print("bench: (1) bare FastAPI/uvicorn ceiling", flush=True)
+    out["bare"] = await bare_ceiling(tmp, concurrency, seconds)
+    print(f"  {out['bare']}", flush=True)
+
+    env = harness.service_env(
+        database_url=url,
+        bootstrap=bootstrap,
+        senders_file=harness.write_senders(tmp / "senders.yaml"),
+        topic_prefix=prefix,
+        extra={"KOPPELPUNT_TOPIC_PARTITIONS": "1", "KOPPELPUNT_LOG_LEVEL": "INFO"},
+    )
+    service = harness.serve(env, tmp / "service.log")
+    consumer = SignaleringConsumer(bootstrap, topics)
+    profiler: subprocess.Popen[bytes] | None = None
+    try:
+        await service.wait_ready()
+        await consumer.start()
+        profile_to = os.environ.get("BENCH_PROFILE")
+        if profile_to:
+            # py-spy: sampling profiler, collapsed stacks (flamegraph.pl / speedscope input)
+            profiler = subprocess.Popen(  # noqa: ASYNC220 - a background sampler
+                [str(harness.BIN / "py-spy"), "record", "--pid", str(service.pid), "--rate",
+                 "50", "--format", "raw", "--nonblocking", "--output", profile_to],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        with RssSampler(service.pid) as rss:
+            async with httpx.AsyncClient(
+                base_url=service.base_url,
+                timeout=120,
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+            ) as client:
+                cpu = CpuMeter(service.pid, broker_pid)
+                out |= await phases(client, consumer, people, n_statuses, n_prognoses,
+                                    scale, seconds, concurrency, rss, out["bare"], cpu)  # fmt: skip
+        out["memory"] = memory_summary(rss, out.get("year_window", (0.0, 0.0)))
+        out.pop("year_window", None)
+        out["consumer_duplicates"] = sum(1 for c in consumer.consumed.counts.values() if c > 1)
+    finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(30)
+        await consumer.stop()
+        service.stop()
+    return out
+
+
+async def phases(
+    client: httpx.AsyncClient,
+    consumer: SignaleringConsumer,
+    people: list[gen.Pupil],
+    n_statuses: int,
+    n_prognoses: int,
+    scale: float,
+    seconds: float,
+    concurrency: int,
+    rss: RssSampler,
+    bare: dict[str, Any],
+    cpu: CpuMeter,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    bare_rps = bare["requests_per_s"]
+    singles = single_records(people, "single")
+
+    print("bench: (2) single-record POSTs end to end", flush=True)
+    await closed_loop(client, singles, concurrency, 2)  # warm-up (also in the totals below)
+    await wait_consumed(consumer, consumer.consumed.unique, 60)
+    base = consumer.consumed.unique
+    t0 = time.monotonic()
+    cpu.start()
+    sent, elapsed = await closed_loop(client, singles, concurrency, seconds)
+    done = await wait_consumed(consumer, base + sent.signaleringen, 300)
+    used = cpu.stop(sent.records)
+    e2e = done - t0
+    accepted = sent.status.get(202, 0)
+    out["single"] = {
+        "requests": accepted,
+        "status": sent.status,
+        "receipts_per_s": round(accepted / elapsed, 1),
+        "end_to_end_seconds": round(e2e, 2),
+        "requests_per_s": round(accepted / e2e, 1),
+        "ratio_to_bare": round(accepted / e2e / bare_rps, 3),
+        **used,
+    }
+    # The same ratio in CPU per request (server side): what it would be on a quiet machine.
+    bare_cpu = bare.get("server_cpu_ms_per_request")
+    if bare_cpu and accepted:
+        out["single"]["cpu_ratio_to_bare"] = round(bare_cpu / used["service_cpu_ms_per_record"], 3)
+    print(f"  {out['single']}", flush=True)
+
+    rate = max(1.0, out["single"]["requests_per_s"] / 2)
+    print(f"bench: (5) receipt latency at half the max rate ({rate:.0f} req/s)", flush=True)
+    sent = await open_loop(client, singles, rate, seconds)
+    lat = [x * 1000 for x in sent.latencies]
+    out["latency"] = {
+        "rate_per_s": round(rate, 1),
+        "requests": len(lat),
+        "status": sent.status,
+        "p50_ms": round(percentile(lat, 0.50), 1),
+        "p95_ms": round(percentile(lat, 0.95), 1),
+        "p99_ms": round(percentile(lat, 0.99), 1),
+        "max_ms": round(max(lat), 1) if lat else None,
+        "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
+    }
+    print(f"  {out['latency']}", flush=True)
+    await wait_consumed(consumer, consumer.consumed.unique + 0, 60)
+
+    print("bench: (3) batches of 1,000 records", flush=True)
+    n_batches = max(10, int(100 * min(scale, 1.0)))
+    batch_statuses = gen.statuses(people, n_batches * 1000, seed=6, id_prefix="B")
+    cpu.start()
+    out["batch"] = await batches(client, batch_statuses, consumer, concurrency)
+    out["batch"] |= cpu.stop(out["batch"]["records"])
+    print(f"  {out['batch']}", flush=True)
+
+    print("bench: (4) synthetic national year", flush=True)
+    statuses = gen.statuses(people, n_statuses)
+    prognose_people = people[:n_prognoses] if n_prognoses <= len(people) else people
+    # generated before the clock starts (≈0.5 GB of XML at full scale), so the load generator
+    # spends its CPU on sending, not on formatting
+    messages = list(gen.messages(prognose_people, statuses, batch=2000, prefix="year"))
+    del statuses
+    base = consumer.consumed.unique
+    y0 = time.monotonic()
+    cpu.start()
+    sent, elapsed = await closed_loop(client, messages, 2, 1e9)
+    done = await wait_consumed(consumer, base + sent.signaleringen, 3600)
+    used = cpu.stop(sent.records)
+    # records of the distinct messages (an identical resend is not new work for the sender)
+    records = sum(m.records for m in messages if not m.resend)
+    out["year"] = {
+        "messages": len(messages),
+        "resends": sum(1 for m in messages if m.resend),
+        "invalid": sum(1 for m in messages if m.invalid),
+        "records": records,
+        "status": sent.status,
+        "signaleringen": sent.signaleringen,
+        "receipts_seconds": round(elapsed, 1),
+        "seconds_to_last_signalering": round(done - y0, 1),
+        "records_per_s": round(records / (done - y0), 1),
+        "errors": len(sent.errors),
+        **used,
+    }
+    out["year_window"] = (y0 - rss.t0, done - rss.t0)
+    print(f"  {out['year']}", flush=True)
+    return out
+
+
+async def batches(
+    client: httpx.AsyncClient,
+    statuses: list[gen.Status],
+    consumer: SignaleringConsumer,
+    concurrency: int,
+) -> dict[str, Any]:
+    messages = [
+        gen.Message(
+            "/v1/aanmeldstatussen",
+            gen.aanmeldstatus_body(f"batch-{i}", statuses[i : i + 1000]),
+            len(statuses[i : i + 1000]),
+        )
+        for i in range(0, len(statuses), 1000)
+    ]  # fmt: skip
+    base = consumer.consumed.unique
+    t0 = time.monotonic()
+    sent, elapsed = await closed_loop(client, messages, min(concurrency, 4), 1e9)
+    done = await wait_consumed(consumer, base + sent.signaleringen, 1800)
+    return {
+        "messages": len(messages),
+        "records": sent.records,
+        "status": sent.status,
+        "signaleringen": sent.signaleringen,
+        "receipts_records_per_s": round(sent.records / elapsed, 1),
+        "records_per_s": round(sent.records / (done - t0), 1),
+    }
+
+
+def memory_summary(rss: RssSampler, window: tuple[float, float]) -> dict[str, Any]:
+    """Peak RSS, and whether RSS stays flat over the national-year run: the median of its last
+    quarter against the median of its second quarter (after warm-up); growth < 15% is flat."""
+    start, end = window
+    during = [kib for t, kib in rss.samples if start <= t <= end]
+    summary: dict[str, Any] = {"peak_rss_mib": round(rss.peak_kib / 1024, 1)}
+    if len(during) >= 8:
+        q = len(during) // 4
+        early = statistics.median(during[q : 2 * q])
+        late = statistics.median(during[3 * q :])
+        summary |= {
+            "year_rss_q2_mib": round(early / 1024, 1),
+            "year_rss_q4_mib": round(late / 1024, 1),
+            "year_growth": round(late / early - 1, 3),
+            "flat": late / early - 1 < 0.15,
+        }
+    return summary
+
+
+def table(r: dict[str, Any]) -> str:
+    def ok(passed: bool) -> str:
+        return "met" if passed else "NOT met"
+
+    s, b, y, lat, m = r["single"], r["batch"], r["year"], r["latency"], r["memory"]
+    rows = [
+        ("(1) bare FastAPI/uvicorn 202", f"{r['bare']['requests_per_s']:,.0f} req/s", "", ""),
+        ("(2) single-record POST, end to end", f"{s['requests_per_s']:,.0f} req/s",
+         f"ratio {s['ratio_to_bare']:.2f} ≥ 0.5", ok(s["ratio_to_bare"] >= TARGETS["ratio"])),
+        ("    same, in server CPU per request",
+         f"{s['service_cpu_ms_per_record']} ms, bare "
+         f"{r['bare'].get('server_cpu_ms_per_request')} ms",
+         f"ratio {s.get('cpu_ratio_to_bare', float('nan')):.2f} ≥ 0.5",
+         ok(s.get("cpu_ratio_to_bare", 0) >= TARGETS["ratio"])),
+        ("(3) batches of 1,000, end to end", f"{b['records_per_s']:,.0f} records/s",
+         "≥ 20,000/s", ok(b["records_per_s"] >= TARGETS["batch_records_per_s"])),
+        ("    same, service CPU per record", f"{b['service_cpu_ms_per_record']} ms",
+         f"= {1000 / b['service_cpu_ms_per_record']:,.0f} records/s per core", ""),
+        (f"(4) national year ×{r['scale']:g} ({y['records']:,} records)",
+         f"{y['seconds_to_last_signalering']:,.1f} s", "< 300 s",
+         ok(y["seconds_to_last_signalering"] < TARGETS["year_seconds"])
+         if r["scale"] == 1 else "n/a: scaled run"),
+        ("    same, service CPU for 1.2M records",
+         f"{1.2e6 * y['service_cpu_ms_per_record'] / 1000:,.0f} s (one core)", "< 300 s",
+         ok(1.2e6 * y["service_cpu_ms_per_record"] / 1000 < TARGETS["year_seconds"])),
+        (f"(5) receipt latency at {lat['rate_per_s']:.0f} req/s",
+         f"p50 {lat['p50_ms']} / p95 {lat['p95_ms']} / p99 {lat['p99_ms']} ms", "p99 < 50 ms",
+         ok(lat["p99_ms"] < TARGETS["p99_ms"])),
+        ("(6) peak RSS of the service", f"{m['peak_rss_mib']} MiB",
+         f"flat: {m.get('flat', 'n/a')} ({m.get('year_growth', 'n/a')})", ""),
+    ]  # fmt: skip
+    width = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    lines = [
+        f"koppelpunt bench {r['date']}  db={r['database']}  scale={r['scale']:g}  "
+        f"load avg before={r['machine']['load_average_before'][0]:.2f}"
+    ]
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, width, strict=True)))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    scale = float(os.environ.get("BENCH_SCALE", "1.0"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "20"))
+    concurrency = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+    results = asyncio.run(run(scale, seconds, concurrency))
+    print()
+    print(table(results))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nwritten {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

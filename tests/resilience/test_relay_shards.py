@@ -1,0 +1,48 @@
+"""Relay shards on PostgreSQL: disjoint by BSN, and one relay per shard at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from koppelpunt.store import outbox
+from koppelpunt.store.db import session_factory
+from tests.db_fixtures import postgres_only
+from tests.messages import BSN
+from tests.store.helpers import T0, signalering
+
+SHARDS = 4
+
+
+@postgres_only
+class TestRelayShards:
+    async def test_shards_partition_the_outbox_by_bsn(self, engine: AsyncEngine) -> None:
+        """Every due row is in exactly one shard, and all rows of one BSN in the same one."""
+        items = [
+            dataclasses.replace(signalering(f"s-{i}", minutes=i), bsn=BSN[i % len(BSN)])
+            for i in range(60)
+        ]
+        async with session_factory(engine).begin() as session:
+            await outbox.add_signaleringen(session, items)
+        seen: dict[str, int] = {}
+        claimed: list[str] = []
+        for index in range(SHARDS):
+            async with session_factory(engine).begin() as session:
+                shard = outbox.Shard(index, SHARDS)
+                for item in await outbox.claim_pending(session, limit=100, now=T0, shard=shard):
+                    claimed.append(item.signalering_id)
+                    assert seen.setdefault(item.key, index) == index
+        assert sorted(claimed) == sorted(i.signalering_id for i in items)
+        assert len(set(seen.values())) > 1  # the BSNs really spread over several shards
+
+    async def test_a_shard_is_locked_by_one_relay_at_a_time(self, engine: AsyncEngine) -> None:
+        """While one transaction holds a shard, another cannot take it; after commit it can."""
+        sessions = session_factory(engine)
+        async with sessions.begin() as first:
+            assert await outbox.lock_shard(first, outbox.Shard(1, SHARDS))
+            async with sessions.begin() as second:
+                assert not await outbox.lock_shard(second, outbox.Shard(1, SHARDS))
+                assert await outbox.lock_shard(second, outbox.Shard(2, SHARDS))
+        async with sessions.begin() as third:
+            assert await outbox.lock_shard(third, outbox.Shard(1, SHARDS))
