@@ -15,10 +15,13 @@ import pstats
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 from asgi_lifespan import LifespanManager
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from bench import generate as gen
 from bench import harness
@@ -26,6 +29,15 @@ from bench.run import fill_register, make_database, single_records
 from koppelpunt.api.app import create_app
 from koppelpunt.config import Settings
 from koppelpunt.logging import configure_logging
+
+# Round trips to the database, by statement kind: the machine-independent cost of a message.
+STATEMENTS: Counter[str] = Counter()
+
+
+def _count_statement(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+    words = statement.split()
+    kind = " ".join(words[:3]) if words else "?"
+    STATEMENTS[kind[:60]] += 1
 
 
 async def main(per_message: int, count: int) -> None:
@@ -60,6 +72,8 @@ async def main(per_message: int, count: int) -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
                 for m in messages[:5]:  # warm-up
                     await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
+                STATEMENTS.clear()
+                event.listen(Engine, "before_cursor_execute", _count_statement)
                 profile = cProfile.Profile()
                 t0 = time.perf_counter()
                 profile.enable()
@@ -67,11 +81,16 @@ async def main(per_message: int, count: int) -> None:
                     r = await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
                     assert r.status_code == 202, r.text
                 profile.disable()
+                event.remove(Engine, "before_cursor_execute", _count_statement)
                 elapsed = time.perf_counter() - t0
         n = len(messages) - 5
         per = 1000 * elapsed / n
         print(f"{n} messages of {per_message} records: {per:.2f} ms per message, "
               f"{per / per_message:.3f} ms per record (profiled, sequential)")  # fmt: skip
+        total = sum(STATEMENTS.values())
+        print(f"{total / n:.1f} SQL statements per message (commits not counted):")
+        for kind, k in STATEMENTS.most_common():
+            print(f"  {k / n:6.2f}  {kind}")
         stats = pstats.Stats(profile)
         stats.sort_stats("cumulative").print_stats(45)
         stats.sort_stats("tottime").print_stats(25)

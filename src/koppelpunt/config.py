@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Back-off for a signalering whose publication failed: min(base * 2^attempts, max).
     relay_backoff_base_seconds: float = Field(default=1.0, gt=0)
     relay_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # After a wake-up the relay waits this long before claiming, so the commits of many
+    # concurrent messages leave in one claim/produce/commit round (0: publish at once).
+    relay_coalesce_seconds: float = Field(default=0.02, ge=0, le=1)
 
     # --- scheduler (peildatum checks, parked retry) ---------------------------------------
     # Run the scheduler inside `serve`: peildatum checks once their date has passed (recorded,

@@ -231,6 +231,11 @@ async def receive(
         verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
         try:
             async with runtime.sessions.begin() as session:
+                # The receipt is written by the INSERT itself, counting every signalering of
+                # the decision as new; only when some were stored before (deterministic ids:
+                # a derived signalering already sent) is it corrected, in this transaction.
+                expected = len({s.signalering_id for s in verwerking.signaleringen})
+                receipt = run.receipt(verwerking, expected)
                 pk = await berichten.add_bericht(
                     session,
                     bericht_id=bericht.bericht_id,
@@ -239,7 +244,7 @@ async def receive(
                     sha256=sha256,
                     raw=body,
                     received_at=now,
-                    receipt={},
+                    receipt=receipt,
                     trace_id=trace_id,
                 )
                 await berichten.add_beslissingen(
@@ -250,8 +255,9 @@ async def receive(
                 inserted = await outbox.add_signaleringen(
                     session, [to_outbox(runtime, s, pk) for s in signaleringen]
                 )
-                receipt = run.receipt(verwerking, len(inserted))
-                await berichten.set_receipt(session, pk, receipt)
+                if len(inserted) != expected:
+                    receipt = run.receipt(verwerking, len(inserted))
+                    await berichten.set_receipt(session, pk, receipt)
                 await verwerkingenlog.log_receive(
                     session,
                     runtime.settings,

@@ -163,9 +163,17 @@ class OutboxRelay:
                 return total
 
     async def run(self) -> None:
-        """Loop until stop(): drain, then sleep until woken or the poll interval passes."""
+        """Loop until stop(): drain, then sleep until woken or the poll interval passes.
+
+        Wake-ups are coalesced: the wake flag is cleared *before* a pass (a commit during the
+        pass wakes the next one, none is lost), a pass that found less than a full batch goes
+        straight to sleep instead of claiming again to find nothing, and after a wake-up the
+        relay waits `relay_coalesce_seconds` so that the commits of many concurrent messages
+        are published by one claim, one produce round and one commit instead of one each.
+        """
         outage_delay = 0.5
         while not self._stopping:
+            self._wake.clear()
             try:
                 n, reachable = await self.drain_once()
             except Exception as exc:  # a fault (e.g. database down): log and keep going
@@ -176,13 +184,18 @@ class OutboxRelay:
                 outage_delay = min(outage_delay * 2, OUTAGE_BACKOFF_MAX)
                 continue
             outage_delay = 0.5
-            if n == 0:
-                await self._sleep(self._settings.relay_poll_seconds)
+            if n < self._settings.relay_batch_size:
+                # Everything due at the claim was taken; later commits have set the flag.
+                woken = await self._sleep(self._settings.relay_poll_seconds)
+                if woken and self._settings.relay_coalesce_seconds > 0 and not self._stopping:
+                    await asyncio.sleep(self._settings.relay_coalesce_seconds)
 
-    async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait until woken (True) or `seconds` passed (False); a wake-up set earlier counts."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            return True
+        return False
 
     async def stop(self) -> None:
         self._stopping = True

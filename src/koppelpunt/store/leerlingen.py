@@ -82,8 +82,12 @@ async def load_states(session: AsyncSession, bsns: Iterable[str]) -> dict[str, P
             select(leerling_prognoses).where(leerling_prognoses.c.bsn.in_(chunk))
         ):
             prognoses[row.bsn].append(row)
+        with_aanmeldingen = False
         for row in await session.execute(select(aanmeldingen).where(aanmeldingen.c.bsn.in_(chunk))):
             current[row.bsn].append(row)
+            with_aanmeldingen = True
+        if not with_aanmeldingen:
+            continue  # no history to read: a round trip saved for pupils seen the first time
         for row in await session.execute(
             select(aanmelding_statussen)
             .join(
