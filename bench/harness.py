@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -114,7 +115,8 @@ class Process:
             while True:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.args} exited: see {self.log_file}")
+                    tail = self.log_file.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{self.args} exited; end of {self.log_file}:\n{tail}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get("/readyz")).status_code == 200:
                         return
@@ -187,8 +189,17 @@ class Consumed:
 class SignaleringConsumer:
     """Reads every partition of the given topics from the start, without a consumer group."""
 
-    def __init__(self, bootstrap: str, topics: list[str], *, keep_order: bool = False) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        *,
+        keep_order: bool = False,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
+        # aiokafka security arguments (the broker is SASL/SCRAM only; the reader needs READ)
+        self._security = dict(security or {})
         self._topics = topics
         self._keep_order = keep_order
         self.consumed = Consumed()
@@ -202,6 +213,7 @@ class SignaleringConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
+            **self._security,
         )
         await consumer.start()
         cluster = await consumer._client.fetch_all_metadata()

@@ -315,6 +315,10 @@ async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
             tmp / "kafka", port=harness.free_port(), controller_port=harness.free_port()
         )
         broker.start(timeout=180)
+        # The broker is SASL/SCRAM-only with ACLs (kafka/broker.py): the service, started as a
+        # child process, inherits the service principal's settings; the bench reads with the
+        # admin's (super user), see measure().
+        os.environ.update(broker.client_env(admin=True))
         drop = None
         try:
             url, drop = await make_database(tmp)
@@ -340,7 +344,7 @@ async def measure(
     concurrency: int,
 ) -> dict[str, Any]:
     from koppelpunt.config import Settings
-    from koppelpunt.kafka.admin import ensure_topics, topic_for
+    from koppelpunt.kafka.admin import client_kwargs, ensure_topics, topic_for
 
     out: dict[str, Any] = {}
     n_statuses = int(1_000_000 * scale)
@@ -351,7 +355,8 @@ async def measure(
     people = gen.pupils(n_pupils)
     await fill_register(url, gen.register_rows(people))
 
-    prefix = "bench.vva.signalering"
+    # The service principal may create and write `vva.signalering.*` only (its ACLs).
+    prefix = "vva.signalering"
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=1)
     topics = [topic_for(prefix, "GM" + code) for code in gen.active_gemeenten()]
     await ensure_topics(settings, topics, 1, timeout=120)
@@ -368,7 +373,14 @@ async def measure(
         extra={"KOPPELPUNT_TOPIC_PARTITIONS": "1", "KOPPELPUNT_LOG_LEVEL": "INFO"},
     )
     service = harness.serve(env, tmp / "service.log")
-    consumer = SignaleringConsumer(bootstrap, topics)
+    reader = settings.model_copy(
+        update={
+            "kafka_username": settings.kafka_admin_username,
+            "kafka_password": settings.kafka_admin_password,
+        }
+    )
+    security = {k: v for k, v in client_kwargs(reader).items() if k != "bootstrap_servers"}
+    consumer = SignaleringConsumer(bootstrap, topics, security=security)
     profiler: subprocess.Popen[bytes] | None = None
     try:
         await service.wait_ready()
