@@ -111,7 +111,8 @@ async def cluster(
             await upsert_woonregister(session, [(b, g, None) for b, g in PUPILS.items()])
     finally:
         await engine.dispose()
-    prefix = f"r{uuid.uuid4().hex[:8]}.vva.signalering"
+    # Under `vva.signalering.`: the only prefix the service principal may create and write.
+    prefix = f"vva.signalering.r{uuid.uuid4().hex[:8]}"
     env = harness.service_env(
         database_url=database_url,
         bootstrap=kafka_bootstrap,
