@@ -11,7 +11,7 @@ import httpx
 from koppelpunt.config import Settings
 from tests.conftest import Running
 from tests.messages import BSN, A
-from tests.test_derived_end_to_end import post_status, register, run_cli
+from tests.test_derived_end_to_end import post_status, register, run_cli, settled
 
 
 async def flagged_world(client: httpx.AsyncClient, running: Running) -> None:
@@ -50,6 +50,9 @@ async def flagged_world(client: httpx.AsyncClient, running: Running) -> None:
 
 async def test_buiten_flow(client: httpx.AsyncClient, running: Running, settings: Settings) -> None:
     await flagged_world(client, running)
+    # The app's relay runs in this process: let it finish, or its log lines land in the
+    # output CliRunner captures while the command runs.
+    await settled(running)
     env = {"KOPPELPUNT_DATABASE_URL": settings.database_url, "KOPPELPUNT_LOG_JSON": "false"}
 
     def invoke(*args: str) -> str:
