@@ -175,5 +175,8 @@ async def _batch(
         result.new.extend(new)
         if result.dry_run:
             return  # read only: the transaction commits nothing
-        await outbox.add_signaleringen(session, [to_outbox(runtime, s, None) for s in new])
+        inserted = await outbox.add_signaleringen(
+            session, [to_outbox(runtime, s, None) for s in new]
+        )
         await leerlingen.save_last_gemeenten(session, changed, now)
+    runtime.metrics.count_created(new, inserted)  # once committed

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from koppelpunt.model import Signalering
 
 
 class Metrics:
@@ -22,7 +26,8 @@ class Metrics:
         )
         self.signaleringen_created = Counter(
             "koppelpunt_signaleringen_created_total",
-            "Signaleringen stored in the outbox, by type.",
+            "Signaleringen stored in the outbox, by type (on receipt, peildatum runs, parked "
+            "retries).",
             ["type"],
             registry=self.registry,
         )
@@ -47,3 +52,16 @@ class Metrics:
             ["soort"],
             registry=self.registry,
         )
+
+    def count_created(
+        self, signaleringen: Iterable[Signalering], inserted: Collection[str]
+    ) -> None:
+        """Count, by type, the signaleringen whose id the outbox actually inserted."""
+        ids = set(inserted)
+        by_type: dict[str, int] = {}
+        for s in signaleringen:
+            if s.signalering_id in ids:
+                by_type[s.type.value] = by_type.get(s.type.value, 0) + 1
+                ids.discard(s.signalering_id)  # the same id twice in the input counts once
+        for t, n in by_type.items():
+            self.signaleringen_created.labels(t).inc(n)

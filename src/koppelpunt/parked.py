@@ -70,10 +70,11 @@ async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
             # A record another retry decided first yields the same signalering ids: the store
             # skips them, so nothing is published twice.
             derived = await on_receipt(session, runtime, done, now, apply_state=False)
+            made = (*done.signaleringen, *derived.signaleringen)
             inserted = await outbox.add_signaleringen(
-                session,
-                [to_outbox(runtime, s, pk) for s in (*done.signaleringen, *derived.signaleringen)],
+                session, [to_outbox(runtime, s, pk) for s in made]
             )
+        runtime.metrics.count_created(made, inserted)
         result.decided += len(resolved)
         result.signaleringen += len(inserted)
         log.info(

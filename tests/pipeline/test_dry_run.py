@@ -102,9 +102,11 @@ class TestDryRun:
     def test_raising_the_age_limit_never_withdraws(
         self, case: tuple[list[Parsed], dict[LookupKey, LookupResult]], limit: int, more: int
     ) -> None:
-        """A higher age limit can only add signaleringen."""
+        """A higher age limit can only add signaleringen (moves aside: one more forwarded
+        record in between can turn a move A→C into A→B→C, withdrawing the OVERDRACHT dated C)."""
         report = run(with_limit(limit), with_limit(limit + more), *case).report()
-        assert report.withdrawn == 0
+        moves = {SignaleringType.VERHUISD, SignaleringType.OVERDRACHT}
+        assert not any(c.withdrawn for c in report.changes if c.type not in moves)
 
     @dry_run_settings
     @given(scenario(), st.sampled_from([SignaleringType.PROGNOSE, SignaleringType.AANMELDSTATUS]))

@@ -12,6 +12,7 @@
     koppelpunt rules check DIR | dry-run DIR   validate / try out a candidate rules directory
     koppelpunt access grant NAME --gemeente GM0363   vendor read access (also revoke, list)
     koppelpunt replay | offsets | lag | rejected | outbox | purge   operators' tasks
+    koppelpunt aanmeldingen buiten-flow   aanmeldingen flagged outside the legal status flow
 
 Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 """
@@ -25,6 +26,7 @@ from typing import Annotated
 import typer
 
 from koppelpunt.cli import (
+    aanmeldingen,
     access,
     brp,
     gemeenten,
@@ -67,6 +69,7 @@ app.command("lag")(offsets.lag)
 app.add_typer(rejected.app, name="rejected")
 app.add_typer(outbox.app, name="outbox")
 app.command("purge")(purge.purge_command)
+app.add_typer(aanmeldingen.app, name="aanmeldingen")
 
 
 def settings() -> Settings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -90,8 +90,12 @@ def dry_run(
     Compares the current rules (KOPPELPUNT_RULES_DIR) with DIR on the same messages and the same
     woongemeenten: the ones stored with the decisions are reused; only records that the
     current rules filtered before the lookup are looked up (with the configured BRP lookup).
-    Prints, per gemeente and type, the signaleringen that would be added (+) or withdrawn (-).
-    Nothing is written to the database and nothing is published.
+    Derived types are included: the pupil state is replayed from the stored messages in
+    receive order (those before DATE only build the state), GEEN_PLAATSING and moves are
+    derived on receipt, and NIET_AANGEMELD / NIET_INGESCHREVEN are checked on every peildatum
+    from DATE to --until (exclusive) or today under either rule set (these pupils are looked
+    up). Prints, per gemeente and type, the signaleringen that would be added (+) or
+    withdrawn (-). Nothing is written to the database and nothing is published.
     """
     from koppelpunt.pipeline.parse import parse_message
     from koppelpunt.runtime import Runtime
@@ -100,41 +104,47 @@ def dry_run(
     candidate = _checked(directory)
     s = Settings()
 
-    async def run() -> tuple[DryRunReport, RuleSet, int]:
+    start = _start_of(since.date())
+    end = _start_of(until.date()) if until else None
+
+    async def run() -> tuple[DryRunReport, RuleSet, int, list[date]]:
         rt = await Runtime.start(s)
         try:
             dry = DryRun(rt.rules, candidate, rt.gemeenten, rt.clock())
             unreadable = 0
             after = 0
             while True:
+                # From the first message on: those before the period build the pupil state.
                 async with rt.sessions() as session:
-                    page = await berichten_since(
-                        session,
-                        _start_of(since.date()),
-                        until=_start_of(until.date()) if until else None,
-                        after_pk=after,
-                    )
+                    page = await berichten_since(session, None, until=end, after_pk=after)
                     known = await known_decisions(session, [b.pk for b in page])
                 if not page:
                     break
                 after = page[-1].pk
                 for stored in page:
                     parsed = parse_message(stored.raw, Soort(stored.soort), rt.schemas)
+                    in_period = stored.received_at >= start
                     if not isinstance(parsed, Parsed):
-                        unreadable += 1
+                        unreadable += in_period
                         continue
                     keys = lookups_needed_for_both(parsed, rt.rules, candidate)
                     found = _reuse(parsed, stored.pk, keys, known)
                     missing = [k for k in keys if k not in found]
-                    if missing and lookup:
+                    if missing and lookup and in_period:
                         found.update(await rt.lookup.lookup(missing))
-                    dry.add(parsed, found)
-            return dry.report(), rt.rules, unreadable
+                    dry.add(parsed, found, count=in_period)
+            today = dry.now.astimezone(AMSTERDAM).date()
+            last_day = end.date() - timedelta(days=1) if end else today
+            for day in dry.peildata(since.date(), last_day):
+                keys = dry.peildatum_lookups(day)
+                found = dict(await rt.lookup.lookup(keys)) if keys and lookup else {}
+                dry.add_peildatum(day, found)
+            return dry.report(), rt.rules, unreadable, dry.peildata_checked
         finally:
             await rt.close()
 
-    report, current, unreadable = asyncio.run(run())
-    _print(report, current, candidate, directory, s, since.date(), details, unreadable)
+    report, current, unreadable, peildata = asyncio.run(run())
+    _print(report, current, candidate, directory, s, since.date(), details, unreadable, peildata)
 
 
 def _reuse(
@@ -167,6 +177,7 @@ def _print(
     since: date,
     details: bool,
     unreadable: int,
+    peildata: list[date],
 ) -> None:
     echo = typer.echo
     echo(
@@ -174,6 +185,10 @@ def _print(
         "nothing is written or published"
     )
     echo(f"berichten since {since.isoformat()}: {report.berichten} ({report.records} records)")
+    if peildata:
+        echo(f"peildata checked: {', '.join(d.isoformat() for d in peildata)}")
+    else:
+        echo("peildata checked: none in the period")
     if unreadable:
         echo(f"  {unreadable} stored message(s) no longer parse and were skipped")
     echo("gefilterd (current → candidate):")

@@ -1,15 +1,27 @@
 """The rules dry run, pure: re-decide messages under two rule sets and diff the signaleringen.
 
-    stored messages ─▶ decide(current rules)   ─▶ signaleringen A ─┐
-                   └─▶ decide(candidate rules) ─▶ signaleringen B ─┴─▶ per gemeente and type:
-                                                                     added (B−A), withdrawn (A−B)
+    stored messages ─▶ decide + derive(current rules)   ─▶ signaleringen A ─┐
+     (receive order)└▶ decide + derive(candidate rules) ─▶ signaleringen B ─┴─▶ per gemeente
+                                                                           and type: added
+                                                                           (B−A), withdrawn (A−B)
 
 Signalering ids are deterministic over the facts reported (type, gemeente, BSN, business key),
 never over the rules, so the same signalering under both rule sets has the same id and the
-diff is a set difference of ids. The accumulator takes any Signalering, so derived types (e.g.
-NIET_AANGEMELD from a peildatum run under each rule set) can be fed in with
-`add_signaleringen` and appear in the same report. No I/O here: the CLI reads the messages and
-supplies the woongemeenten.
+diff is a set difference of ids.
+
+Each rule set keeps its own replayed pupil state (pipeline/leerlingen.py) and last-signalled
+gemeente, built by feeding the messages in receive order through the same pure functions the
+service uses (pipeline/derive.py). So besides PROGNOSE and AANMELDSTATUS the diff holds:
+
+- GEEN_PLAATSING and OVERDRACHT/VERHUISD, derived on receipt of each message of the period;
+- NIET_AANGEMELD / NIET_INGESCHREVEN of every peildatum in the period on which either rule set
+  has a check due (`peildata`, `peildatum_lookups`, `add_peildatum`), judged on the state
+  after the last message replayed, with each aanmelding's status as known on the peildatum
+  (as a peildatum run does), plus the moves such a run notices.
+
+Messages received before the period are replayed with `count=False`: they build the state
+(and the last gemeente) but their signaleringen are not part of the report. No I/O here: the
+CLI reads the messages and supplies the woongemeenten.
 """
 
 from __future__ import annotations
@@ -17,12 +29,22 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from koppelpunt.model import FilterReden, Parsed, Signalering, SignaleringType
+from koppelpunt.pipeline import derive
 from koppelpunt.pipeline.gemeenten import GemeenteTable
+from koppelpunt.pipeline.leerlingen import PupilState
 from koppelpunt.pipeline.rules import RuleSet
-from koppelpunt.pipeline.run import LookupKey, LookupResult, decide, lookups_needed
+from koppelpunt.pipeline.run import (
+    AMSTERDAM,
+    LookupKey,
+    LookupResult,
+    LookupUnavailable,
+    decide,
+    lookups_needed,
+    route,
+)
 
 GroupKey = tuple[str, SignaleringType]  # (gemeentecode, type)
 
@@ -103,8 +125,30 @@ def _table_for(gemeenten: GemeenteTable, rules: RuleSet) -> GemeenteTable:
 
 
 @dataclass
+class _Side:
+    """One rule set's replay: its own pupil state, last gemeenten and results."""
+
+    rules: RuleSet
+    table: GemeenteTable
+    states: dict[str, PupilState] = field(default_factory=dict)
+    last: dict[str, derive.LastGemeente] = field(default_factory=dict)
+    seq: int = 1
+    signaleringen: dict[str, Signalering] = field(default_factory=dict)
+    gefilterd: Counter[str] = field(default_factory=Counter)
+    geparkeerd: int = 0
+
+    def keep(self, items: Iterable[Signalering]) -> None:
+        for s in items:
+            self.signaleringen.setdefault(s.signalering_id, s)
+
+
+@dataclass
 class DryRun:
-    """Accumulates decisions of many messages under both rule sets; `report()` diffs them."""
+    """Accumulates decisions of many messages under both rule sets; `report()` diffs them.
+
+    Feed the messages in receive order (pupil state depends on it): first those before the
+    period with `count=False`, then those of the period; then the peildata of the period.
+    """
 
     current: RuleSet
     candidate: RuleSet
@@ -112,48 +156,121 @@ class DryRun:
     now: datetime
     berichten: int = 0
     records: int = 0
-    _signaleringen: tuple[dict[str, Signalering], dict[str, Signalering]] = field(
-        default_factory=lambda: ({}, {})
-    )
-    _gefilterd: tuple[Counter[str], Counter[str]] = field(
-        default_factory=lambda: (Counter(), Counter())
-    )
-    _geparkeerd: list[int] = field(default_factory=lambda: [0, 0])
+    peildata_checked: list[date] = field(default_factory=list)
+    _sides: tuple[_Side, _Side] = field(init=False)
 
-    def add(self, parsed: Parsed, woongemeenten: Mapping[LookupKey, LookupResult]) -> None:
-        """Decide one message under both rule sets with the same woongemeenten."""
-        self.berichten += 1
-        self.records += len(parsed.bericht.records)
-        for side, rules in enumerate((self.current, self.candidate)):
-            verwerking = decide(
-                parsed, rules, _table_for(self.gemeenten, rules), woongemeenten, self.now
+    def __post_init__(self) -> None:
+        self._sides = (
+            _Side(self.current, _table_for(self.gemeenten, self.current)),
+            _Side(self.candidate, _table_for(self.gemeenten, self.candidate)),
+        )
+
+    def add(
+        self,
+        parsed: Parsed,
+        woongemeenten: Mapping[LookupKey, LookupResult],
+        *,
+        count: bool = True,
+    ) -> None:
+        """Decide one message under both rule sets with the same woongemeenten, and derive.
+
+        `count=False`: a message before the period; it only builds the pupil state.
+        """
+        if count:
+            self.berichten += 1
+            self.records += len(parsed.bericht.records)
+        for side in self._sides:
+            verwerking = decide(parsed, side.rules, side.table, woongemeenten, self.now)
+            derived = derive.on_receipt(
+                side.states, verwerking, side.rules, side.table, side.last, self.now, side.seq
             )
-            self._gefilterd[side].update(verwerking.gefilterd())
-            self._geparkeerd[side] += verwerking.geparkeerd
-            for s in verwerking.signaleringen:
-                self._signaleringen[side].setdefault(s.signalering_id, s)
+            side.seq += len(parsed.bericht.records)
+            side.last.update(derived.last)
+            if not count:
+                continue
+            side.gefilterd.update(verwerking.gefilterd())
+            side.geparkeerd += verwerking.geparkeerd
+            side.keep((*verwerking.signaleringen, *derived.signaleringen))
 
     def add_signaleringen(
         self, current: Iterable[Signalering], candidate: Iterable[Signalering]
     ) -> None:
-        """Add signaleringen derived elsewhere (e.g. a peildatum run) under each rule set."""
-        for side, items in enumerate((current, candidate)):
-            for s in items:
-                self._signaleringen[side].setdefault(s.signalering_id, s)
+        """Add signaleringen derived elsewhere under each rule set."""
+        for side, items in zip(self._sides, (current, candidate), strict=True):
+            side.keep(items)
+
+    # --- peildatum checks ---------------------------------------------------------------------
+
+    def peildata(self, first: date, last: date) -> list[date]:
+        """The days in [first, last] on which either rule set has an enabled check due."""
+        days: list[date] = []
+        day = first
+        while day <= last:
+            if any(derive.checks_due(side.rules, day) for side in self._sides):
+                days.append(day)
+            day += timedelta(days=1)
+        return days
+
+    def peildatum_lookups(self, day: date) -> list[LookupKey]:
+        """The (bsn, peildatum) pairs the checks of `day` need looked up, under either set."""
+        keys: dict[LookupKey, None] = {}
+        for side in self._sides:
+            for c in derive.candidates(side.states.values(), side.rules, day):
+                keys[(c.bsn, c.peildatum)] = None
+        return list(keys)
+
+    def add_peildatum(self, day: date, woongemeenten: Mapping[LookupKey, LookupResult]) -> None:
+        """Run the checks due on `day` under each rule set, as `koppelpunt peildatum` would.
+
+        A candidate whose woongemeente is missing or unavailable counts as geparkeerd.
+        Call in date order: the moves a check notices update the last gemeente.
+        """
+        self.peildata_checked.append(day)
+        today = self.now.astimezone(AMSTERDAM).date()
+        for side in self._sides:
+            for c in derive.candidates(side.states.values(), side.rules, day):
+                code = woongemeenten.get((c.bsn, c.peildatum))
+                if (c.bsn, c.peildatum) not in woongemeenten or isinstance(code, LookupUnavailable):
+                    side.geparkeerd += 1
+                    continue
+                assert not isinstance(code, LookupUnavailable)
+                state = side.states[c.bsn]
+                gemeente = route(side.table, code, c.peildatum, today)
+                s = derive.peildatum_signalering(c, state, gemeente, side.rules, self.now)
+                if s is None:
+                    continue
+                moved, new_last = derive.moves(
+                    state,
+                    c.bsn,
+                    state.geboortedatum,
+                    side.last.get(c.bsn),
+                    s.gemeentecode,
+                    c.peildatum,
+                    side.table,
+                    side.rules,
+                    self.now,
+                    today,
+                )
+                if new_last is not None:
+                    side.last[c.bsn] = new_last
+                side.keep((*moved, s))
+
+    # --- the report ---------------------------------------------------------------------------
 
     def report(self) -> DryRunReport:
         changes, unchanged = diff_signaleringen(
-            self._signaleringen[0].values(), self._signaleringen[1].values()
+            self._sides[0].signaleringen.values(), self._sides[1].signaleringen.values()
         )
         return DryRunReport(
             berichten=self.berichten,
             records=self.records,
-            current=self._outcomes(0),
-            candidate=self._outcomes(1),
+            current=self._outcomes(self._sides[0]),
+            candidate=self._outcomes(self._sides[1]),
             changes=changes,
             unchanged=unchanged,
         )
 
-    def _outcomes(self, side: int) -> Outcomes:
-        counts = {reden.value: self._gefilterd[side].get(reden.value, 0) for reden in FilterReden}
-        return Outcomes(counts, self._geparkeerd[side], len(self._signaleringen[side]))
+    @staticmethod
+    def _outcomes(side: _Side) -> Outcomes:
+        counts = {reden.value: side.gefilterd.get(reden.value, 0) for reden in FilterReden}
+        return Outcomes(counts, side.geparkeerd, len(side.signaleringen))

@@ -33,20 +33,23 @@ class KnownDecision:
 
 async def berichten_since(
     session: AsyncSession,
-    since: datetime,
+    since: datetime | None,
     *,
     until: datetime | None = None,
     after_pk: int = 0,
     limit: int = 100,
 ) -> list[RawBericht]:
-    """Stored messages received at or after `since` (before `until`), in pk order, one page."""
+    """Stored messages received at or after `since` (None: from the first), before `until`,
+    in pk order, one page."""
     query = select(
         berichten.c.id,
         berichten.c.bericht_id,
         berichten.c.soort,
         berichten.c.raw,
         berichten.c.received_at,
-    ).where(berichten.c.received_at >= since, berichten.c.id > after_pk)
+    ).where(berichten.c.id > after_pk)
+    if since is not None:
+        query = query.where(berichten.c.received_at >= since)
     if until is not None:
         query = query.where(berichten.c.received_at < until)
     rows = await session.execute(query.order_by(berichten.c.id).limit(limit))
