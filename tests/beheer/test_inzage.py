@@ -130,9 +130,7 @@ class TestInzagePupilState:
         await all_published(running)
         r = await client.post("/v1/beheer/inzage", json={"bsn": BSN[0]}, headers=auth("beheer"))
         body = r.json()
-        assert [(p["berichtId"], p["schooljaar"]) for p in body["prognoses"]] == [
-            ("inz-1", body["prognoses"][0]["schooljaar"])
-        ]
+        assert [p["berichtId"] for p in body["prognoses"]] == ["inz-1"]
         (aanmelding,) = body["aanmeldingen"]
         assert aanmelding["status"] == "INGESCHREVEN"
         assert [(h["status"], h["berichtId"]) for h in aanmelding["statussen"]] == [
@@ -146,8 +144,6 @@ class TestInzagePupilState:
         )
         assert "Aanmeldingen (1):" in text and "INGESCHREVEN" in text
         assert "Prognoses (1):" in text
-        (line,) = [v for v in body["verwerkingen"] if v["naam"] == "beheer.inzage"] or [None]
-        assert line is None  # the inzage's own line is written after collecting
 
     async def test_parked_records_are_listed(
         self, client: httpx.AsyncClient, running: Running
