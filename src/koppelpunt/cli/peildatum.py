@@ -24,7 +24,11 @@ def peildatum(
         str, typer.Option("--datum", help="The peildatum, YYYY-MM-DD (e.g. 2027-04-01).")
     ],
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be signalled; write nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show what would be signalled; write nothing (but the verwerkingenlog line).",
+        ),
     ] = False,
     publish: Annotated[
         bool,

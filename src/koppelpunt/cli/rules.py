@@ -93,7 +93,7 @@ def dry_run(
     woongemeenten: the ones stored with the decisions are reused; only records that the
     current rules filtered before the lookup are looked up (with the configured BRP lookup).
     Prints, per gemeente and type, the signaleringen that would be added (+) or withdrawn (-).
-    Nothing is written to the database and nothing is published.
+    Nothing is written to the database (but its verwerkingenlog line) and nothing is published.
     """
     from koppelpunt.operations.audit import RULES_DRY_RUN, log_action
     from koppelpunt.pipeline.parse import parse_message
