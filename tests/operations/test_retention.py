@@ -16,6 +16,7 @@ from koppelpunt.runtime import Runtime
 from koppelpunt.store.berichten import BeslissingRow, add_afwijzing, add_beslissingen
 from koppelpunt.store.outbox import mark_published
 from koppelpunt.store.tables import afwijzingen, berichten, beslissingen, outbox, signaleringen
+from koppelpunt.store.verwerkingenlog import list_lines
 from tests.store.helpers import add_test_bericht
 
 from .helpers import built, invoke_cli, new_signalering, store
@@ -144,11 +145,16 @@ class TestDailyPurge:
             await _fill(runtime)
             async with LifespanManager(create_app(fast, runtime)):
                 async with asyncio.timeout(30):
-                    while True:  # until the background purge has run
-                        if await _count(runtime, afwijzingen) == 1:
+                    while True:  # until the background purge has run (its last step: the log)
+                        async with runtime.sessions() as session:
+                            lines = await list_lines(session, name_prefix="beheer.purge")
+                        if lines:
                             break
                         await asyncio.sleep(0.2)
             assert await _count(runtime, berichten) == 1
+            assert await _count(runtime, afwijzingen) == 1
+            assert lines[-1].actor == "koppelpunt"  # the service itself
+            assert lines[-1].attributes["aantallen"]["berichten"] == 3
 
 
 async def _fill_pupil_state(runtime: Runtime) -> int:
@@ -299,8 +305,6 @@ class TestPupilStateAndLog:
 
     async def test_purge_is_logged_with_counts_and_actor(self, runtime: Runtime) -> None:
         """`beheer.purge` names who purged and how many per kind; a dry run says so."""
-        from koppelpunt.store.verwerkingenlog import list_lines
-
         await _fill(runtime)
         await purge(runtime, dry_run=True, actor="cli:alice")
         await purge(runtime, actor="cli:bob")

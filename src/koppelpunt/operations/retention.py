@@ -1,9 +1,14 @@
 """Retention (bewaartermijnen): delete what is past its term, in batches, logging counts only.
 
-The purge is a registry of rules, one per kind of stored data: which table, which timestamp
-column, which setting holds the term in days. Adding a table (pupil state, verwerkingenlog)
-is one `register(RetentionRule(...))` line next to that table's repository. A term of 0 days
-keeps forever.
+The purge is a registry of rules, one per kind of stored data holding personal data: which
+table, which timestamp column, which setting holds the term in days (raw messages, pupil state,
+signaleringen, verwerkingenlog). Adding a table is one `register(RetentionRule(...))` line. A
+term of 0 days keeps forever.
+
+Each batch selects the keys past their term (locked, on PostgreSQL), clears or deletes the rows
+depending on them, then deletes by key *and* term again, so a composite key (bsn, schooljaar)
+never takes a newer row sharing part of it. Every run writes a `beheer.purge` line (counts only)
+in the verwerkingenlog.
 
 Nothing unpublished is purged: a signalering still in the outbox waits for Kafka however old
 it is (nothing is dropped silently).
