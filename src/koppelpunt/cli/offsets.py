@@ -40,11 +40,19 @@ def offsets(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--gemeente") from exc
     except KoppelpuntError as exc:
-        # A refused reset is an operator action too (who tried what, and why it failed).
-        log_cli_action(
-            who, "offsets_reset", {**details, "fout": exc.detail}, status_code="ERROR", settings=s
-        )
         typer.echo(f"koppelpunt: {exc.detail}", err=True)
+        # A refused reset is an operator action too (who tried what, and why it failed); a
+        # database that is down as well must not hide the reason above.
+        try:
+            log_cli_action(
+                who,
+                "offsets_reset",
+                {**details, "fout": exc.detail},
+                status_code="ERROR",
+                settings=s,
+            )
+        except Exception as log_exc:
+            typer.echo(f"koppelpunt: verwerkingenlog not written: {log_exc!r}", err=True)
         raise typer.Exit(1) from exc
     log_cli_action(
         who,
