@@ -85,6 +85,7 @@ class TestExampleConsumer:
             env={
                 "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
                 "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
             },
         )
         assert granted.exit_code == 0, granted.output

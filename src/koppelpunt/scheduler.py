@@ -17,6 +17,7 @@ from datetime import date, timedelta
 import structlog
 
 from koppelpunt.derived import run_peildatum
+from koppelpunt.operations import audit
 from koppelpunt.parked import retry_parked
 from koppelpunt.pipeline.derive import checks_due
 from koppelpunt.pipeline.run import AMSTERDAM
@@ -48,18 +49,27 @@ class Scheduler:
             async with rt.sessions() as session:
                 if await leerlingen.peildatum_ran(session, day):
                     continue
-            await run_peildatum(rt, day)
+            result = await run_peildatum(rt, day)
+            await audit.log_action(
+                rt, audit.SYSTEM_ACTOR, audit.PEILDATUM, audit.peildatum_details(result)
+            )
         if self._since_retry >= rt.settings.parked_retry_seconds:
             self._since_retry = 0.0
             async with rt.sessions() as session:
                 waiting = await parked_store.count_parked(session)
             if waiting:
-                result = await retry_parked(rt)
+                retried = await retry_parked(rt)
+                await audit.log_action(
+                    rt,
+                    audit.SYSTEM_ACTOR,
+                    audit.PARKED_RETRY,
+                    audit.parked_retry_details(retried, limit=10_000),
+                )
                 log.info(
                     "parked_retried",
-                    besloten=result.decided,
-                    geparkeerd=result.still_parked,
-                    signaleringen=result.signaleringen,
+                    besloten=retried.decided,
+                    geparkeerd=retried.still_parked,
+                    signaleringen=retried.signaleringen,
                 )
 
     async def run(self) -> None:

@@ -116,17 +116,28 @@ class TestBeheerInBrowser:
                 await page.screenshot(path=str(tmp_path / "beheer-overzicht.png"), full_page=True)
 
                 await page.fill("#replay-gemeente", "GM0363")
+                await page.fill("#replay-since", "2020-01-01")
                 await page.click("#replay-verder")
                 await page.wait_for_selector("#bevestigen")
                 assert "GM0363" in await page.inner_text("#replay-parameters")
+                # The date as the CLI reads it: midnight Amsterdam time.
+                assert await page.inner_text("#replay-vanaf") == "2020-01-01 00:00 (CET, Amsterdam)"
                 await page.screenshot(path=str(tmp_path / "beheer-replay.png"))
                 await page.click("#bevestigen")
                 melding = await page.inner_text("#melding")
-                if importlib.util.find_spec("koppelpunt.operations.replay") is None:
-                    assert "niet beschikbaar" in melding
-                else:
-                    assert "gestart" in melding, melding
+                assert "gestart" in melding, melding
+                replay_id = await page.inner_text("#replay-id")
                 await page.screenshot(path=str(tmp_path / "beheer-replay-gestart.png"))
+
+                # The overview lists the replay; it finishes in the background.
+                row = page.locator(f'tr[data-replay="{replay_id}"] .replay-status')
+                for _ in range(300):
+                    await page.goto(server + "/beheer")
+                    if (await row.inner_text()).startswith("done"):
+                        break
+                    await asyncio.sleep(0.1)
+                assert (await row.inner_text()).startswith("done")
+                assert "1 / 1" in await page.inner_text(f'tr[data-replay="{replay_id}"]')
             finally:
                 await browser.close()
         for name in ("beheer-overzicht.png", "beheer-replay.png", "beheer-replay-gestart.png"):

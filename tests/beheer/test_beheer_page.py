@@ -168,3 +168,102 @@ class TestCrossOrigin:
             "/beheer/replay", data={"gemeente": "GM0363", "csrf": csrf_of(html)}, headers=same
         )
         assert r.status_code == 200
+
+
+class TestReplayDates:
+    async def test_dates_are_amsterdam_time_until_exclusive(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """The form's dates mean what `koppelpunt replay` makes of them: midnight Amsterdam
+        time (CET/CEST), `until` not included; the started replay stores exactly that."""
+        from datetime import datetime
+
+        from koppelpunt.operations.moments import LOCAL
+        from koppelpunt.operations.replay import get_replay
+
+        await login(client)
+        csrf = csrf_of((await client.get("/beheer")).text)
+        form = {"gemeente": "GM0363", "since": "2027-03-01", "until": "2027-07-01", "csrf": csrf}
+        confirm = await client.post("/beheer/replay", data=form)
+        assert confirm.status_code == 200
+        assert "2027-03-01 00:00 (CET, Amsterdam)" in confirm.text
+        assert "2027-07-01 00:00 (CEST, Amsterdam)" in confirm.text
+        started = await client.post("/beheer/replay/bevestigen", data={**form, "dry_run": "1"})
+        assert started.status_code == 200, started.text
+        match = re.search(r'id="replay-id">([0-9a-f-]+)<', started.text)
+        assert match
+        replay = await get_replay(running.runtime, match.group(1))
+        assert replay.since == datetime(2027, 3, 1, tzinfo=LOCAL)
+        assert replay.until == datetime(2027, 7, 1, tzinfo=LOCAL)
+        assert replay.requested_by == "beheer"
+        overview = (await client.get("/beheer")).text
+        assert f'data-replay="{replay.replay_id}"' in overview
+
+    async def test_a_bad_date_is_a_400_page(self, client: httpx.AsyncClient) -> None:
+        await login(client)
+        csrf = csrf_of((await client.get("/beheer")).text)
+        r = await client.post(
+            "/beheer/replay", data={"gemeente": "GM0363", "since": "gisteren", "csrf": csrf}
+        )
+        assert r.status_code == 400 and "gisteren" in r.text
+
+
+class TestParkedAndBuitenFlow:
+    async def test_page_and_endpoint_show_parked_records(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """A record parked while the BRP is down shows on /beheer and in GET
+        /v1/beheer/parked (operators only, no BSN)."""
+        from tests.beheer.test_inzage import DownLookup
+
+        running.runtime.lookup = DownLookup()
+        r = await client.post(
+            "/v1/prognoses",
+            content=prognose_xml("park-1", [L(bsn=BSN[0])]),
+            headers={**XML, **auth("koppelpunt-vo")},
+        )
+        assert r.status_code == 202, r.text
+        parked = await client.get("/v1/beheer/parked", headers=auth("beheer"))
+        assert parked.status_code == 200
+        body = parked.json()
+        assert body["aantal"] == 1
+        assert [(p["berichtId"], p["recordIndex"], p["soort"]) for p in body["geparkeerd"]] == [
+            ("park-1", 0, "prognose")
+        ]
+        assert BSN[0] not in parked.text
+        refused = await client.get("/v1/beheer/parked", headers=auth("koppelpunt-vo"))
+        assert refused.status_code == 403
+        await login(client)
+        html = (await client.get("/beheer")).text
+        assert 'id="totaal-geparkeerd">1<' in html and 'data-geparkeerd="park-1"' in html
+
+    async def test_page_shows_aanmeldingen_buiten_de_flow(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        from datetime import UTC, date, datetime
+
+        from sqlalchemy import insert
+
+        from koppelpunt.store.tables import aanmeldingen
+
+        async with running.runtime.sessions.begin() as session:
+            await session.execute(
+                insert(aanmeldingen).values(
+                    instelling_brin="25LG",
+                    aanmelding_id="AM-buiten",
+                    bsn=BSN[0],
+                    geboortedatum=date(2010, 5, 1),
+                    crebo="25187",
+                    niveau=2,
+                    leerweg="BOL",
+                    status="INGESCHREVEN",
+                    statusdatum=date(2027, 3, 1),
+                    eerste_statusdatum=date(2027, 3, 1),
+                    buiten_flow=True,
+                    updated_at=datetime(2027, 3, 1, tzinfo=UTC),
+                )
+            )
+        await login(client)
+        html = (await client.get("/beheer")).text
+        assert 'data-aanmelding="AM-buiten"' in html
+        assert BSN[0] not in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from koppelpunt.cli.main import app
 from koppelpunt.config import Settings
 from koppelpunt.operations.inzage import InvalidBsnError, run_inzage, to_json, to_text
+from koppelpunt.pipeline.run import UNAVAILABLE, LookupKey, LookupResult
 from koppelpunt.store import verwerkingenlog as vlog
 from koppelpunt.store.db import create_engine, session_factory, upgrade
 from koppelpunt.store.register import upsert_woonregister
@@ -102,6 +104,66 @@ class TestInzageEndpoint:
             "/v1/beheer/inzage", json={"bsn": BSN[0]}, headers=auth("koppelpunt-vo")
         )
         assert r.status_code == 403
+
+
+class DownLookup:
+    """A BRP that is down (a double of the BRP, not of infrastructure): records get parked."""
+
+    async def lookup(self, keys: Sequence[LookupKey]) -> dict[LookupKey, LookupResult]:
+        return dict.fromkeys(keys, UNAVAILABLE)
+
+
+class TestInzagePupilState:
+    async def test_prognoses_aanmeldingen_with_history_and_last_gemeente(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """Issue 3's state about the person is part of the inzage, nothing of the other."""
+        await _post_and_publish(client, running)
+        later = await client.post(
+            "/v1/aanmeldstatussen",
+            content=aanmeldstatus_xml(
+                "inz-3", [A(bsn=BSN[0], status="INGESCHREVEN", statusdatum="2027-06-01")]
+            ),
+            headers={**XML, **auth("koppelpunt-mbo")},
+        )
+        assert later.status_code == 202, later.text
+        await all_published(running)
+        r = await client.post("/v1/beheer/inzage", json={"bsn": BSN[0]}, headers=auth("beheer"))
+        body = r.json()
+        assert [p["berichtId"] for p in body["prognoses"]] == ["inz-1"]
+        (aanmelding,) = body["aanmeldingen"]
+        assert aanmelding["status"] == "INGESCHREVEN"
+        assert [(h["status"], h["berichtId"]) for h in aanmelding["statussen"]] == [
+            ("AANGEMELD", "inz-2"),
+            ("INGESCHREVEN", "inz-3"),
+        ]
+        assert body["leerlingGemeente"]["gemeentecode"] == "GM0363"
+        assert body["geparkeerd"] == []
+        text = to_text(
+            await run_inzage(running.runtime.sessions, running.runtime.settings, BSN[0], "t")
+        )
+        assert "Aanmeldingen (1):" in text and "INGESCHREVEN" in text
+        assert "Prognoses (1):" in text
+
+    async def test_parked_records_are_listed(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """A record waiting for the woongemeente lookup shows under `geparkeerd`."""
+        running.runtime.lookup = DownLookup()
+        a = await client.post(
+            "/v1/aanmeldstatussen",
+            content=aanmeldstatus_xml("inz-park", [A(bsn=BSN[2])]),
+            headers={**XML, **auth("koppelpunt-mbo")},
+        )
+        assert a.status_code == 202, a.text
+        r = await client.post("/v1/beheer/inzage", json={"bsn": BSN[2]}, headers=auth("beheer"))
+        assert [(p["berichtId"], p["recordIndex"]) for p in r.json()["geparkeerd"]] == [
+            ("inz-park", 0)
+        ]
+        text = to_text(
+            await run_inzage(running.runtime.sessions, running.runtime.settings, BSN[2], "t")
+        )
+        assert "Geparkeerde records, wachten op de woongemeente (1):" in text
 
 
 class TestInzageText:

@@ -338,7 +338,11 @@ class TestCli:
         result = CliRunner().invoke(
             app,
             ["access", "grant", name, "--gemeente", "GM0363", "--output", str(out)],
-            env={**env, "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap},
+            env={
+                **env,
+                "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
+            },
         )
         assert result.exit_code == 0, result.output
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -357,6 +361,7 @@ class TestCli:
         env = {
             "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
             "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "KOPPELPUNT_DATABASE_URL": settings.database_url,
         }
         runner = CliRunner()
         granted = runner.invoke(
@@ -380,7 +385,10 @@ class TestCli:
         result = CliRunner().invoke(
             app,
             ["access", "grant", unique_name(), "--gemeente", "GM0363", "--format", "librdkafka"],
-            env={"KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap},
+            env={
+                "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
+            },
         )
         assert result.exit_code == 0, result.output
         assert "sasl.mechanisms=SCRAM-SHA-512" in result.output
@@ -392,7 +400,10 @@ class TestCli:
         result = CliRunner().invoke(
             app,
             ["access", "grant", unique_name(), "--gemeente", "GM9999"],
-            env={"KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap},
+            env={
+                "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
+            },
         )
         assert result.exit_code == 2
         assert "unknown gemeentecode 'GM9999'" in result.output

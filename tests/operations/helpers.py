@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from aiokafka.structs import ConsumerRecord
 from click.testing import Result
 from typer.testing import CliRunner
@@ -79,4 +81,14 @@ async def invoke_cli(args: list[str]) -> Result:
     """Run `koppelpunt ARGS`: the CLI runs its own event loop, so in a thread beside ours."""
     from koppelpunt.cli.main import app
 
-    return await asyncio.to_thread(CliRunner().invoke, app, args)
+    # Some commands configure logging onto CliRunner's streams, which close afterwards: put
+    # the test session's logging set-up back.
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return await asyncio.to_thread(CliRunner().invoke, app, args)
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)

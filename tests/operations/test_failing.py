@@ -18,7 +18,7 @@ from koppelpunt.kafka.admin import topic_for
 from koppelpunt.operations.failing import list_failing, retry_failing
 from koppelpunt.runtime import Runtime
 from tests.conftest import auth
-from tests.kafka_fixtures import consume_all
+from tests.kafka_fixtures import admin_kwargs, consume_all
 
 from .helpers import built, header, invoke_cli, new_signalering, relay_all, store
 
@@ -42,7 +42,7 @@ async def runtime(slow_settings: Settings) -> AsyncIterator[Runtime]:
 
 
 async def _topic_with_limit(bootstrap: str, topic: str, max_bytes: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_kwargs(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -52,7 +52,7 @@ async def _topic_with_limit(bootstrap: str, topic: str, max_bytes: int) -> None:
         await admin.close()
     # A probe record (no headers) proves the new partition takes writes: a produce right
     # after creation may fail with NotLeaderForPartition, which is not the error under test.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**admin_kwargs(bootstrap))
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"probe")
@@ -66,7 +66,7 @@ def _signalering_ids(records: list[ConsumerRecord[bytes, bytes]]) -> list[str | 
 
 
 async def _raise_limit(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_kwargs(bootstrap))
     await admin.start()
     try:
         await admin.alter_configs(

@@ -23,6 +23,7 @@ from koppelpunt.operations.offsets import (
     parse_target,
     reset_offsets,
 )
+from tests.kafka_fixtures import admin_kwargs
 
 pytestmark = pytest.mark.kafka
 
@@ -34,7 +35,7 @@ BASE_MS = (int(time.time()) - 3600) * 1000
 async def _produce(settings: Settings, topic: str, count: int) -> None:
     """`count` records on partition 0, record i with timestamp BASE_MS + i minutes."""
     await ensure_topics(settings, [topic], 1)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**admin_kwargs(settings.kafka_bootstrap))
     await producer.start()
     try:
         for i in range(count):
@@ -48,7 +49,7 @@ async def _produce(settings: Settings, topic: str, count: int) -> None:
 def _consumer(settings: Settings, group: str, topic: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **admin_kwargs(settings.kafka_bootstrap),
         group_id=group,
         auto_offset_reset="latest",  # a consumer that lost its state would not re-read
         enable_auto_commit=False,

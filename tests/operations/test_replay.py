@@ -21,7 +21,7 @@ from koppelpunt.operations.replay import (
     run_replay,
 )
 from koppelpunt.runtime import Runtime
-from tests.kafka_fixtures import consume_all
+from tests.kafka_fixtures import admin_kwargs, consume_all
 
 from .helpers import T0, built, header, new_signalering, relay_all, store
 
@@ -40,7 +40,7 @@ async def _delete_all_records(bootstrap: str, topic: str) -> None:
     ends: dict[int, int] = {}
     for r in records:
         ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_kwargs(bootstrap))
     await admin.start()
     try:
         await admin.delete_records(

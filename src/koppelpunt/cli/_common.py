@@ -7,7 +7,7 @@ import getpass
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -25,6 +25,47 @@ def operator_name() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+# Every operator command that changes something takes --actor (logged in the verwerkingenlog).
+ActorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--actor", help="Who does this (logged in the verwerkingenlog); default: cli:<OS user>."
+    ),
+]
+
+
+def actor_name(actor: str | None) -> str:
+    """The --actor given, else the OS user as 'cli:<login>'."""
+    return actor.strip() if actor and actor.strip() else operator_name()
+
+
+def log_cli_action(
+    actor: str,
+    action: str,
+    details: dict[str, Any],
+    *,
+    status_code: str = "OK",
+    settings: Settings | None = None,
+) -> None:
+    """Log an operator action of a command that has no runtime of its own (e.g. access)."""
+    from koppelpunt.operations.audit import log_action
+    from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
+
+    s = settings or Settings()
+    upgrade_sync(s.database_url)
+
+    async def main() -> None:
+        engine = create_engine(s.database_url)
+        try:
+            await log_action(
+                session_factory(engine), actor, action, details, status_code=status_code
+            )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
 
 
 def moment_option(value: str | None) -> datetime | None:

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from koppelpunt.cli._common import ActorOption, actor_name, log_cli_action
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, KoppelpuntError
 from koppelpunt.kafka import access
@@ -67,6 +68,7 @@ def grant(
         bool,
         typer.Option(help="For an existing NAME: add gemeenten without a new password."),
     ] = False,
+    actor: ActorOption = None,
 ) -> None:
     """Let NAME read the topics of these gemeenten; print a ready connection config.
 
@@ -79,6 +81,18 @@ def grant(
         config = asyncio.run(access.grant(s, name, gemeente, keep_password=keep_password))
     except KoppelpuntError as exc:
         raise _fail(exc) from exc
+    # Who granted what; never the password.
+    log_cli_action(
+        actor_name(actor),
+        "access_grant",
+        {
+            "naam": name,
+            "gemeenten": list(config.gemeenten),
+            "groepPrefix": config.group_prefix,
+            "nieuwWachtwoord": bool(config.password),
+        },
+        settings=s,
+    )
     chosen = fmt or (
         ConfigFormat.json
         if output is not None and output.suffix == ".json"
@@ -104,6 +118,7 @@ def revoke(
         list[str] | None,
         typer.Option("--gemeente", help="Revoke only these gemeenten; repeatable."),
     ] = None,
+    actor: ActorOption = None,
 ) -> None:
     """Take NAME's access to some gemeenten, or (without --gemeente) all of it and its user."""
     s = Settings()
@@ -111,6 +126,12 @@ def revoke(
         removed = asyncio.run(access.revoke(s, name, gemeente or []))
     except KoppelpuntError as exc:
         raise _fail(exc) from exc
+    log_cli_action(
+        actor_name(actor),
+        "access_revoke",
+        {"naam": name, "gemeenten": list(gemeente or []), "aclEntries": len(removed)},
+        settings=s,
+    )
     what = f"{', '.join(gemeente)}" if gemeente else "all access and the user"
     typer.echo(f"revoked {name}: {what} ({len(removed)} ACL entries removed)")
 

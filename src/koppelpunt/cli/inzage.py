@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 from typing import Annotated
 
 import typer
 
+from koppelpunt.cli._common import ActorOption, actor_name
 from koppelpunt.config import Settings
 
 
 def inzage(
     bsn: Annotated[str, typer.Option(help="The person's BSN (9 digits, elfproef).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
-    actor: Annotated[
-        str | None,
-        typer.Option(help="Who asks (logged in the verwerkingenlog); default: the OS user."),
-    ] = None,
+    actor: ActorOption = None,
 ) -> None:
     """Print everything stored about one person and every disclosure to a gemeente.
 
@@ -34,7 +31,7 @@ def inzage(
     from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
 
     s = Settings()
-    who = actor or f"cli:{getpass.getuser()}"
+    who = actor_name(actor)
     try:
         check_bsn(bsn)
     except InvalidBsnError as exc:

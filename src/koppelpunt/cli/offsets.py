@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli._common import echo_json, iso, operator_name
+from koppelpunt.cli._common import ActorOption, actor_name, echo_json, iso, log_cli_action
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations.offsets import Lag, consumer_lag, parse_target, reset_offsets
@@ -19,6 +19,7 @@ def offsets(
     to: Annotated[
         str, typer.Option(help="earliest, latest, or a date/time (ISO; Amsterdam time).")
     ],
+    actor: ActorOption = None,
 ) -> None:
     """Reset a consumer group's offsets on a gemeente topic, so it re-reads from there.
 
@@ -30,17 +31,35 @@ def offsets(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--to") from exc
     s = Settings()
+    who = actor_name(actor)
+    details: dict[str, object] = {"gemeentecode": gemeente.upper(), "group": group, "to": to}
     try:
         new = asyncio.run(
-            reset_offsets(
-                s, gemeente=gemeente, group=group, to=target, requested_by=operator_name()
-            )
+            reset_offsets(s, gemeente=gemeente, group=group, to=target, requested_by=who)
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--gemeente") from exc
     except KoppelpuntError as exc:
         typer.echo(f"koppelpunt: {exc.detail}", err=True)
+        # A refused reset is an operator action too (who tried what, and why it failed); a
+        # database that is down as well must not hide the reason above.
+        try:
+            log_cli_action(
+                who,
+                "offsets_reset",
+                {**details, "fout": exc.detail},
+                status_code="ERROR",
+                settings=s,
+            )
+        except Exception as log_exc:
+            typer.echo(f"koppelpunt: verwerkingenlog not written: {log_exc!r}", err=True)
         raise typer.Exit(1) from exc
+    log_cli_action(
+        who,
+        "offsets_reset",
+        {**details, "offsets": {str(p): o for p, o in sorted(new.items())}},
+        settings=s,
+    )
     for partition, offset in sorted(new.items()):
         typer.echo(f"partition {partition}: offset {offset}")
     typer.echo(f"offsets of {group} reset to {to}")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli._common import echo_json, iso, operator_name, run_with_runtime
+from koppelpunt.cli._common import ActorOption, actor_name, echo_json, iso, run_with_runtime
 from koppelpunt.operations.failing import as_json, list_failing, retry_failing
 from koppelpunt.runtime import Runtime
 from koppelpunt.store.failing import FailingSignalering
@@ -56,11 +56,12 @@ def retry(
     signalering_ids: Annotated[
         list[str] | None, typer.Argument(metavar="[ID]...", help="Signalering ids (default: all).")
     ] = None,
+    actor: ActorOption = None,
 ) -> None:
     """Make failing signaleringen due now (the relay publishes them at its next pass)."""
 
     async def work(runtime: Runtime) -> int:
-        return await retry_failing(runtime, signalering_ids or None, requested_by=operator_name())
+        return await retry_failing(runtime, signalering_ids or None, requested_by=actor_name(actor))
 
     count = run_with_runtime(work)
     typer.echo(f"{count} signaleringen due for publication now")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from koppelpunt.cli._common import ActorOption, actor_name
 from koppelpunt.config import Settings
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ def retry(
             help="Also publish the outbox before exiting (when no service/relay is running).",
         ),
     ] = False,
+    actor: ActorOption = None,
 ) -> None:
     """Decide parked records again now (the outbox relay publishes what they yield).
 
@@ -61,6 +63,7 @@ def retry(
     from koppelpunt.kafka.publisher import KafkaPublisher
     from koppelpunt.kafka.relay import OutboxRelay
     from koppelpunt.logging import configure_logging
+    from koppelpunt.operations.audit import PARKED_RETRY, log_action, parked_retry_details
     from koppelpunt.parked import retry_parked
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
@@ -73,6 +76,9 @@ def retry(
         rt = await Runtime.start(s)
         try:
             result = await retry_parked(rt, limit=limit)
+            await log_action(
+                rt, actor_name(actor), PARKED_RETRY, parked_retry_details(result, limit=limit)
+            )
             typer.echo(
                 f"decided {result.decided}, still parked {result.still_parked}, "
                 f"{result.signaleringen} new signaleringen"

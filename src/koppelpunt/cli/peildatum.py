@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from koppelpunt.cli._common import ActorOption, actor_name
 from koppelpunt.config import Settings
 
 
@@ -23,7 +24,11 @@ def peildatum(
         str, typer.Option("--datum", help="The peildatum, YYYY-MM-DD (e.g. 2027-04-01).")
     ],
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be signalled; write nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show what would be signalled; write nothing (but the verwerkingenlog line).",
+        ),
     ] = False,
     publish: Annotated[
         bool,
@@ -32,6 +37,7 @@ def peildatum(
             help="Also publish the outbox before exiting (when no service/relay is running).",
         ),
     ] = False,
+    actor: ActorOption = None,
 ) -> None:
     """Run the checks whose date is --datum (NIET_AANGEMELD on the aanmeld-peildatum,
     NIET_INGESCHREVEN on the teldatum, per routing_rules/) and print the new signaleringen per
@@ -46,6 +52,7 @@ def peildatum(
     from koppelpunt.kafka.publisher import KafkaPublisher
     from koppelpunt.kafka.relay import OutboxRelay
     from koppelpunt.logging import configure_logging
+    from koppelpunt.operations.audit import PEILDATUM, log_action, peildatum_details
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
 
@@ -58,6 +65,7 @@ def peildatum(
         rt = await Runtime.start(s)
         try:
             result = await run_peildatum(rt, day, dry_run=dry_run)
+            await log_action(rt, actor_name(actor), PEILDATUM, peildatum_details(result))
             if not result.checks:
                 typer.echo(f"no check is due on {day.isoformat()} under rules {rt.rules.version}")
                 return 0

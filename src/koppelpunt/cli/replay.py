@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from koppelpunt.cli._common import moment_option, operator_name, run_with_runtime
+from koppelpunt.cli._common import ActorOption, actor_name, moment_option, run_with_runtime
 from koppelpunt.kafka.publisher import KafkaPublisher
 from koppelpunt.operations.replay import ReplayRequest, get_replay, prepare_replay, run_replay
 from koppelpunt.runtime import Runtime
@@ -47,6 +47,7 @@ def replay(
             "or start a new one from the first signalering.",
         ),
     ] = True,
+    actor: ActorOption = None,
 ) -> None:
     """Re-publish the stored signaleringen of one gemeente in their original order.
 
@@ -63,7 +64,7 @@ def replay(
             type=type_,
             to_topic=to_topic,
             dry_run=dry_run,
-            requested_by=operator_name(),
+            requested_by=actor_name(actor),
         )
         request.filter  # noqa: B018 - validates the gemeentecode
     except ValueError as exc:

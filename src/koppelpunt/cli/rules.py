@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from koppelpunt.cli._common import ActorOption, actor_name
 from koppelpunt.config import Settings
 from koppelpunt.model import Parsed, Soort
 from koppelpunt.pipeline.dry_run import DryRun, DryRunReport, lookups_needed_for_both
@@ -84,6 +85,7 @@ def dry_run(
             "rules filtered before the lookup). --no-lookup counts them as geparkeerd instead."
         ),
     ] = True,
+    actor: ActorOption = None,
 ) -> None:
     """Re-decide the stored messages since DATE under the candidate rules and show the diff.
 
@@ -95,8 +97,10 @@ def dry_run(
     derived on receipt, and NIET_AANGEMELD / NIET_INGESCHREVEN are checked on every peildatum
     from DATE to --until (exclusive) or today under either rule set (these pupils are looked
     up). Prints, per gemeente and type, the signaleringen that would be added (+) or
-    withdrawn (-). Nothing is written to the database and nothing is published.
+    withdrawn (-). Nothing is written to the database (but its verwerkingenlog line) and
+    nothing is published.
     """
+    from koppelpunt.operations.audit import RULES_DRY_RUN, log_action
     from koppelpunt.pipeline.parse import parse_message
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.replay import berichten_since, known_decisions
@@ -139,7 +143,23 @@ def dry_run(
                 keys = dry.peildatum_lookups(day)
                 found = dict(await rt.lookup.lookup(keys)) if keys and lookup else {}
                 dry.add_peildatum(day, found)
-            return dry.report(), rt.rules, unreadable, dry.peildata_checked
+            report = dry.report()
+            await log_action(
+                rt,
+                actor_name(actor),
+                RULES_DRY_RUN,
+                {
+                    "rulesDir": str(directory),
+                    "huidigeVersie": rt.rules.version,
+                    "kandidaatVersie": candidate.version,
+                    "since": since.date().isoformat(),
+                    "until": until.date().isoformat() if until else None,
+                    "berichten": report.berichten,
+                    "toegevoegd": report.added,
+                    "ingetrokken": report.withdrawn,
+                },
+            )
+            return report, rt.rules, unreadable, dry.peildata_checked
         finally:
             await rt.close()
 

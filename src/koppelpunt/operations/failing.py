@@ -11,8 +11,9 @@ from typing import Any
 
 import structlog
 
+from koppelpunt.operations import audit
 from koppelpunt.runtime import Runtime
-from koppelpunt.store import failing
+from koppelpunt.store import failing, verwerkingenlog
 from koppelpunt.store.failing import FailingSignalering
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,12 @@ async def retry_failing(
     async with runtime.sessions.begin() as session:
         count = await failing.retry_now(
             session, signalering_ids=signalering_ids, now=runtime.clock()
+        )
+        await verwerkingenlog.log_operator_action(
+            session,
+            requested_by,
+            audit.OUTBOX_RETRY,
+            {"signaleringIds": list(signalering_ids or [])[:100], "aantal": count},
         )
     runtime.on_outbox()
     log.info("failing_signaleringen_retried", count=count, requested_by=requested_by)

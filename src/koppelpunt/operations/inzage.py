@@ -1,9 +1,12 @@
 """AVG art. 15 inzage: everything stored about one person, and every disclosure of it.
 
 Collects, for one BSN: the decisions on the records that carried it (with the message they came
-in), the signaleringen made about the person and whether and when each was published to which
-gemeente (the disclosures), the local woonregister rows, and the verwerkingenlog lines (found
-through the blind index). Each inzage is itself logged, with who asked.
+in; records parked because the woongemeente lookup was down are listed apart as well), the
+signaleringen made about the person and whether and when each was published to which gemeente
+(the disclosures), the pupil state (prognoses per schooljaar, aanmeldingen with their full
+status history, the gemeente last signalled), the local woonregister rows, and the
+verwerkingenlog lines (found through the blind index). Each inzage is itself logged, with who
+asked.
 
 Not searched: the raw bytes of refused messages (afwijzingen) and of records refused on content
 (a BSN failing the elfproef is not a BSN of anyone); see docs/beheer.md.
@@ -22,7 +25,18 @@ from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.pipeline.checks import is_valid_bsn
 from koppelpunt.store import verwerkingenlog
-from koppelpunt.store.tables import berichten, beslissingen, outbox, signaleringen, woonregister
+from koppelpunt.store.parked import GEPARKEERD
+from koppelpunt.store.tables import (
+    aanmelding_statussen,
+    aanmeldingen,
+    berichten,
+    beslissingen,
+    leerling_gemeenten,
+    leerling_prognoses,
+    outbox,
+    signaleringen,
+    woonregister,
+)
 from koppelpunt.store.verwerkingenlog import LogCipher, StoredLine
 
 
@@ -66,6 +80,56 @@ class Woonadres:
 
 
 @dataclass(frozen=True, slots=True)
+class Prognose:
+    """A prognose (VO → MBO) about the person, one per schooljaar."""
+
+    schooljaar: str
+    geboortedatum: date
+    hoogste_diploma: str | None
+    brin: str
+    vestiging: str | None
+    onderwijssoort: str
+    verzonden: datetime
+    bericht_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AanmeldStatus:
+    status: str
+    statusdatum: date
+    buiten_flow: bool
+    ontvangen_op: datetime
+    bericht_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Aanmelding:
+    """An aanmelding at an MBO instelling with its whole status history (receipt order)."""
+
+    instelling_brin: str
+    aanmelding_id: str
+    geboortedatum: date
+    hoogste_diploma: str | None
+    crebo: str
+    niveau: int
+    leerweg: str
+    status: str
+    statusdatum: date
+    buiten_flow: bool
+    bijgewerkt_op: datetime
+    statussen: list[AanmeldStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class LeerlingGemeente:
+    """The gemeente that received the latest signalering about the person (to notice moves)."""
+
+    gemeentecode: str
+    peildatum: date
+    bijgewerkt_op: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Inzage:
     bsn: str
     opgevraagd_op: datetime
@@ -74,6 +138,14 @@ class Inzage:
     signaleringen: list[Verstrekking]
     woonregister: list[Woonadres]
     verwerkingen: list[StoredLine]
+    prognoses: list[Prognose]
+    aanmeldingen: list[Aanmelding]
+    leerling_gemeente: LeerlingGemeente | None
+
+    @property
+    def geparkeerd(self) -> list[Beslissing]:
+        """Records waiting for the woongemeente lookup (retried; see `koppelpunt parked`)."""
+        return [b for b in self.beslissingen if b.uitkomst == GEPARKEERD]
 
     @property
     def verstrekkingen(self) -> list[Verstrekking]:
@@ -121,6 +193,7 @@ async def _collect(session: AsyncSession, cipher: LogCipher, bsn: str) -> dict[s
         select(woonregister).where(woonregister.c.bsn == bsn).order_by(woonregister.c.geldig_vanaf)
     )
     return {
+        **await _pupil_state(session, bsn),
         "beslissingen": [
             Beslissing(
                 r.bericht_id,
@@ -152,6 +225,82 @@ async def _collect(session: AsyncSession, cipher: LogCipher, bsn: str) -> dict[s
     }
 
 
+async def _pupil_state(session: AsyncSession, bsn: str) -> dict[str, Any]:
+    """Issue 3's state about the person: prognoses, aanmeldingen with history, last gemeente."""
+    prognoses = await session.execute(
+        select(leerling_prognoses, berichten.c.bericht_id)
+        .outerjoin(berichten, berichten.c.id == leerling_prognoses.c.bericht_pk)
+        .where(leerling_prognoses.c.bsn == bsn)
+        .order_by(leerling_prognoses.c.schooljaar)
+    )
+    rows = (
+        await session.execute(
+            select(aanmeldingen)
+            .where(aanmeldingen.c.bsn == bsn)
+            .order_by(aanmeldingen.c.instelling_brin, aanmeldingen.c.aanmelding_id)
+        )
+    ).all()
+    history: dict[tuple[str, str], list[AanmeldStatus]] = {
+        (r.instelling_brin, r.aanmelding_id): [] for r in rows
+    }
+    if history:
+        statussen = await session.execute(
+            select(aanmelding_statussen, berichten.c.bericht_id)
+            .outerjoin(berichten, berichten.c.id == aanmelding_statussen.c.bericht_pk)
+            .join(
+                aanmeldingen,
+                (aanmeldingen.c.instelling_brin == aanmelding_statussen.c.instelling_brin)
+                & (aanmeldingen.c.aanmelding_id == aanmelding_statussen.c.aanmelding_id),
+            )
+            .where(aanmeldingen.c.bsn == bsn)
+            .order_by(aanmelding_statussen.c.id)
+        )
+        for h in statussen:
+            history[(h.instelling_brin, h.aanmelding_id)].append(
+                AanmeldStatus(h.status, h.statusdatum, h.buiten_flow, h.received_at, h.bericht_id)
+            )
+    gemeente = (
+        await session.execute(select(leerling_gemeenten).where(leerling_gemeenten.c.bsn == bsn))
+    ).first()
+    return {
+        "prognoses": [
+            Prognose(
+                p.schooljaar,
+                p.geboortedatum,
+                p.hoogste_diploma,
+                p.brin,
+                p.vestiging,
+                p.onderwijssoort,
+                p.verzonden,
+                p.bericht_id,
+            )
+            for p in prognoses
+        ],
+        "aanmeldingen": [
+            Aanmelding(
+                r.instelling_brin,
+                r.aanmelding_id,
+                r.geboortedatum,
+                r.hoogste_diploma,
+                r.crebo,
+                r.niveau,
+                r.leerweg,
+                r.status,
+                r.statusdatum,
+                r.buiten_flow,
+                r.updated_at,
+                history[(r.instelling_brin, r.aanmelding_id)],
+            )
+            for r in rows
+        ],
+        "leerling_gemeente": (
+            LeerlingGemeente(gemeente.gemeentecode, gemeente.peildatum, gemeente.updated_at)
+            if gemeente is not None
+            else None
+        ),
+    }
+
+
 async def run_inzage(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, bsn: str, actor: str
 ) -> Inzage:
@@ -167,6 +316,8 @@ async def run_inzage(
             {
                 "beslissingen": len(found["beslissingen"]),
                 "signaleringen": len(found["signaleringen"]),
+                "prognoses": len(found["prognoses"]),
+                "aanmeldingen": len(found["aanmeldingen"]),
                 "verwerkingen": len(found["verwerkingen"]),
             },
             settings=settings,
@@ -214,6 +365,63 @@ def to_json(inzage: Inzage) -> dict[str, Any]:
             }
             for s in inzage.verstrekkingen
         ],
+        "geparkeerd": [
+            {
+                "berichtId": b.bericht_id,
+                "soort": b.soort,
+                "ontvangenOp": _iso(b.ontvangen_op),
+                "recordIndex": b.record_index,
+            }
+            for b in inzage.geparkeerd
+        ],
+        "prognoses": [
+            {
+                "schooljaar": p.schooljaar,
+                "geboortedatum": _iso(p.geboortedatum),
+                "hoogsteDiploma": p.hoogste_diploma,
+                "brin": p.brin,
+                "vestiging": p.vestiging,
+                "onderwijssoort": p.onderwijssoort,
+                "verzonden": _iso(p.verzonden),
+                "berichtId": p.bericht_id,
+            }
+            for p in inzage.prognoses
+        ],
+        "aanmeldingen": [
+            {
+                "instellingBrin": a.instelling_brin,
+                "aanmeldingId": a.aanmelding_id,
+                "geboortedatum": _iso(a.geboortedatum),
+                "hoogsteDiploma": a.hoogste_diploma,
+                "crebo": a.crebo,
+                "niveau": a.niveau,
+                "leerweg": a.leerweg,
+                "status": a.status,
+                "statusdatum": _iso(a.statusdatum),
+                "buitenFlow": a.buiten_flow,
+                "bijgewerktOp": _iso(a.bijgewerkt_op),
+                "statussen": [
+                    {
+                        "status": h.status,
+                        "statusdatum": _iso(h.statusdatum),
+                        "buitenFlow": h.buiten_flow,
+                        "ontvangenOp": _iso(h.ontvangen_op),
+                        "berichtId": h.bericht_id,
+                    }
+                    for h in a.statussen
+                ],
+            }
+            for a in inzage.aanmeldingen
+        ],
+        "leerlingGemeente": (
+            {
+                "gemeentecode": inzage.leerling_gemeente.gemeentecode,
+                "peildatum": _iso(inzage.leerling_gemeente.peildatum),
+                "bijgewerktOp": _iso(inzage.leerling_gemeente.bijgewerkt_op),
+            }
+            if inzage.leerling_gemeente is not None
+            else None
+        ),
         "woonregister": [
             {
                 "gemeentecode": w.gemeentecode,
@@ -282,6 +490,39 @@ def to_text(inzage: Inzage) -> str:
         + (f" → {b.gemeentecode}" if b.gemeentecode else "")
         for b in inzage.beslissingen
     ] or ["  geen"]
+    out += ["", f"Geparkeerde records, wachten op de woongemeente ({len(inzage.geparkeerd)}):"]
+    out += [
+        f"  {_iso(b.ontvangen_op)}  {b.soort} {b.bericht_id} record {b.record_index}"
+        for b in inzage.geparkeerd
+    ] or ["  geen"]
+    out += ["", f"Prognoses ({len(inzage.prognoses)}):"]
+    out += [
+        f"  {p.schooljaar}  {p.onderwijssoort}  BRIN {p.brin}"
+        + (f" vestiging {p.vestiging}" if p.vestiging else "")
+        + f"  verzonden {_iso(p.verzonden)}"
+        + (f"  ({p.bericht_id})" if p.bericht_id else "")
+        for p in inzage.prognoses
+    ] or ["  geen"]
+    out += ["", f"Aanmeldingen ({len(inzage.aanmeldingen)}):"]
+    for a in inzage.aanmeldingen:
+        out.append(
+            f"  {a.instelling_brin} {a.aanmelding_id}  crebo {a.crebo} niveau {a.niveau} "
+            f"{a.leerweg}: {a.status} per {_iso(a.statusdatum)}"
+            + ("  (buiten de flow)" if a.buiten_flow else "")
+        )
+        out += [
+            f"    {_iso(h.statusdatum)}  {h.status}  ontvangen {_iso(h.ontvangen_op)}"
+            + ("  (buiten de flow)" if h.buiten_flow else "")
+            for h in a.statussen
+        ]
+    if not inzage.aanmeldingen:
+        out.append("  geen")
+    g = inzage.leerling_gemeente
+    out += [
+        "",
+        "Laatst gesignaleerde gemeente:",
+        f"  {g.gemeentecode} (peildatum {_iso(g.peildatum)})" if g else "  geen",
+    ]
     out += ["", f"Woonregister ({len(inzage.woonregister)}):"]
     out += [
         f"  {w.gemeentecode} geldig vanaf {_iso(w.geldig_vanaf) or 'onbekend'}"

@@ -24,6 +24,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, NotFoundError, ServiceUnavailableError
+from koppelpunt.kafka.access import admin_settings
 from koppelpunt.kafka.admin import _admin, client_kwargs, list_topics, topic_for
 from koppelpunt.operations.moments import parse_moment
 
@@ -76,7 +77,9 @@ class GroupState:
 
 
 async def describe_group(settings: Settings, group: str, *, timeout: float = 10.0) -> GroupState:  # noqa: ASYNC109
-    admin = await _admin(settings, timeout)
+    # Offsets and lag of vendors' groups are the admin principal's business: the service
+    # principal has no rights on groups it does not own (issue 4's ACLs).
+    admin = await _admin(admin_settings(settings), timeout)
     try:
         async with asyncio.timeout(timeout):
             responses = await _retrying(lambda: admin.describe_consumer_groups([group]))
@@ -93,7 +96,7 @@ async def describe_group(settings: Settings, group: str, *, timeout: float = 10.
 
 def _consumer(settings: Settings, group: str | None, timeout: float) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        **client_kwargs(settings),
+        **client_kwargs(admin_settings(settings)),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -220,7 +223,7 @@ async def consumer_lag(
     else:
         topics = await list_topics(settings, settings.topic_prefix, timeout=timeout)
     wanted = set(topics)
-    admin = await _admin(settings, timeout)
+    admin = await _admin(admin_settings(settings), timeout)
     committed: dict[str, dict[TopicPartition, int]] = {}
     try:
         async with asyncio.timeout(timeout):

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.errors import NotFoundError
 from koppelpunt.kafka.admin import topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher, OutboundMessage, Publisher
+from koppelpunt.operations import audit
 from koppelpunt.runtime import Runtime
-from koppelpunt.store import replays
+from koppelpunt.store import replays, verwerkingenlog
 from koppelpunt.store.replays import ReplayFilter, StoredReplay
 
 log = structlog.get_logger(__name__)
@@ -75,6 +77,7 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
             found = await replays.find_unfinished(session, f, request.to_topic)
             if found is not None:
                 log.info("replay_resumed", replay_id=found.replay_id, gemeentecode=f.gemeentecode)
+                await _log_replay(session, request, found.replay_id, found.total, resumed=True)
                 return found.replay_id
         replay_id = str(uuid.uuid4())
         total = await replays.count_matching(session, f)
@@ -90,6 +93,7 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
         )
         if request.dry_run:
             await replays.set_status(session, replay_id, replays.DONE, now=now)
+        await _log_replay(session, request, replay_id, total, resumed=False)
     log.info(
         "replay_created",
         replay_id=replay_id,
@@ -99,6 +103,29 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
         requested_by=request.requested_by,
     )
     return replay_id
+
+
+async def _log_replay(
+    session: AsyncSession, request: ReplayRequest, replay_id: str, total: int, *, resumed: bool
+) -> None:
+    """The operator action in the verwerkingenlog, in the transaction that creates the replay."""
+    f = request.filter
+    await verwerkingenlog.log_operator_action(
+        session,
+        request.requested_by,
+        audit.REPLAY,
+        {
+            "replayId": replay_id,
+            "gemeentecode": f.gemeentecode,
+            "since": f.since.isoformat() if f.since else None,
+            "until": f.until.isoformat() if f.until else None,
+            "type": f.type,
+            "toTopic": request.to_topic,
+            "dryRun": request.dry_run,
+            "totaal": total,
+            "hervat": resumed,
+        },
+    )
 
 
 async def get_replay(runtime: Runtime, replay_id: str) -> StoredReplay:

@@ -8,7 +8,8 @@ sender's traceparent or generated), `operation_id` (a span id), optional `parent
 index for lookups). Other attributes (berichtId, topic, signalering id, foreign operation such
 as the BRP call) go in `attributes`; they never hold a BSN.
 
-Append-only: this module has no update, and the only delete is `purge_before` for retention.
+Append-only: this module has no update, and the only delete is retention: the purge's
+`verwerkingenlog` rule (operations/retention.py, by `end_time`), or `purge_before` here.
 Lines are written in the caller's transaction, so a step and its log line commit together.
 """
 

@@ -16,6 +16,7 @@ from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations import failing, offsets, rejected
 from koppelpunt.operations.moments import parse_moment
 from koppelpunt.operations.replay import ReplayRequest, get_replay, list_replays, start_replay
+from koppelpunt.store import parked
 from koppelpunt.store.replays import StoredReplay
 
 router = APIRouter(prefix="/v1/beheer", tags=["beheer"])
@@ -217,3 +218,34 @@ async def post_retry(request: Request, body: RetryBody | None = None) -> dict[st
     ids = body.signaleringIds if body is not None else None
     count = await failing.retry_failing(runtime_of(request), ids, requested_by=sender.name)
     return {"aantal": count}
+
+
+# --- parked records -----------------------------------------------------------------------------
+
+
+@router.get(
+    "/parked",
+    responses=_AUTH,
+    summary="Records parked because the woongemeente lookup was unavailable (no BSNs)",
+)
+async def get_parked(
+    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    """Oldest message first, then record order; `aantal` counts all of them."""
+    _operator(request)
+    async with runtime_of(request).sessions() as session:
+        total = await parked.count_parked(session)
+        rows = await parked.list_parked(session, limit=limit)
+    return {
+        "aantal": total,
+        "geparkeerd": [
+            {
+                "berichtId": r.bericht_id,
+                "soort": r.soort,
+                "recordIndex": r.record_index,
+                "ontvangenOp": r.received_at.isoformat(),
+                "rulesVersie": r.rules_version,
+            }
+            for r in rows
+        ],
+    }

@@ -6,7 +6,10 @@ over https). Forms carry a CSRF token bound to the session (synchronizer token) 
 SameSite=Strict. Charts are inline SVG made here, so the page works offline (no CDN, no script).
 
 Shows per gemeente the signaleringen per day and type, the refused messages with their reasons,
-the outbox backlog and relay state, consumer lag, and a replay form with a confirmation step.
+the outbox backlog and relay state, consumer lag, records parked while the woongemeente lookup
+was down, aanmeldingen with a status transition outside the legal flow, the recent replays, and
+a replay form with a confirmation step. The form's dates mean what they mean on the CLI: Dutch
+time (Europe/Amsterdam), `until` not included (operations/moments.py).
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koppelpunt.api.auth import Role, SenderRegistry
 from koppelpunt.api.deps import runtime_of
 from koppelpunt.errors import AuthenticationError
+from koppelpunt.operations.moments import LOCAL, parse_moment
 from koppelpunt.runtime import Runtime
+from koppelpunt.store import leerlingen
 from koppelpunt.store import outbox as outbox_repo
+from koppelpunt.store import parked as parked_repo
 from koppelpunt.store.tables import afwijzingen, outbox, signaleringen
 from koppelpunt.store.verwerkingenlog import LogCipher
 
@@ -46,6 +52,7 @@ router = APIRouter(prefix="/beheer", include_in_schema=False)
 
 COOKIE = "koppelpunt_beheer"
 DAYS = 14  # the window of the signaleringen chart
+LIST_LIMIT = 25  # rows shown of parked records and aanmeldingen buiten de flow
 MAX_FORM_BYTES = 8 * 1024
 
 _templates = Environment(
@@ -355,6 +362,12 @@ async def overview(request: Request) -> Response:
         backlog = await outbox_repo.backlog(session)
         oldest = await outbox_repo.oldest_unpublished(session)
         falend = await _falend(session)
+        geparkeerd = await parked_repo.count_parked(session)
+        parked_rows = await parked_repo.list_parked(session, limit=LIST_LIMIT)
+        buiten_flow = await leerlingen.list_buiten_flow(session, limit=LIST_LIMIT)
+    from koppelpunt.operations.replay import list_replays
+
+    replays = await list_replays(runtime, limit=10)
     all_types: dict[str, dict[str, int]] = defaultdict(dict)
     gemeenten = []
     for code in sorted(counts):
@@ -391,6 +404,10 @@ async def overview(request: Request) -> Response:
             "laatstGepubliceerd": getattr(relay, "last_published_at", None),
         },
         lag=await _lag(runtime),
+        geparkeerd=geparkeerd,
+        geparkeerdeRecords=parked_rows,
+        buitenFlow=buiten_flow,
+        replays=replays,
         nu=runtime.clock(),
     )
 
@@ -406,13 +423,15 @@ def _replay_params(form: dict[str, str]) -> dict[str, str]:
 
 
 def _parse_day(text: str) -> datetime | None:
-    if not text:
-        return None
-    return (
-        datetime.fromisoformat(text).replace(tzinfo=UTC)
-        if len(text) == 10
-        else (datetime.fromisoformat(text))
-    )
+    """A form date (or date-time) as the CLI reads it: no offset means Amsterdam time."""
+    return parse_moment(text) if text else None
+
+
+def _shown(moment: datetime | None, empty: str) -> str:
+    if moment is None:
+        return empty
+    local = moment.astimezone(LOCAL)
+    return local.strftime("%Y-%m-%d %H:%M") + f" ({local.tzname()}, Amsterdam)"
 
 
 @router.post("/replay")
@@ -431,11 +450,17 @@ async def replay_confirm(request: Request) -> Response:
         return _page(
             "message.html", status_code=400, titel="Replay", tekst="Kies een gemeente (GM0363)."
         )
+    try:
+        since, until = _parse_day(params["since"]), _parse_day(params["until"])
+    except ValueError as exc:
+        return _page("message.html", status_code=400, titel="Replay", tekst=str(exc))
     return _page(
         "replay_confirm.html",
         operator=session_info.operator,
         csrf=session_info.csrf or "",
         params=params,
+        vanaf=_shown(since, "begin"),
+        tot=_shown(until, "nu"),
     )
 
 
@@ -470,4 +495,5 @@ async def replay_start(request: Request) -> Response:
         "message.html",
         titel="Replay gestart",
         tekst=f"Replay {replay_id} voor {params['gemeente']} is gestart.",
+        replay_id=replay_id,
     )
