@@ -53,6 +53,9 @@ ADMIN_USER = "koppelpunt-admin"
 SERVICE_USER = "koppelpunt"
 SERVICE_TOPIC_PREFIX = "vva.signalering."
 SCRAM_MECHANISM = "SCRAM-SHA-512"
+# How long a started broker may refuse the admin's/service's SCRAM login before start()
+# writes their credentials again (see LocalBroker._wait_ready).
+_LOGIN_GRACE_SECONDS = 5.0
 
 
 class BrokerError(RuntimeError):
@@ -149,7 +152,7 @@ def _random_cluster_id() -> str:
             return cid
 
 
-# Kafka API keys this module speaks (request header v1, non-flexible versions only).
+# Kafka API keys this module speaks (request header v1; v2 for the one flexible request).
 _API_METADATA = 3
 _API_SASL_HANDSHAKE = 17
 _API_VERSIONS = 18
@@ -168,12 +171,13 @@ class _KafkaWire:
         self._sock = sock
         self._correlation_id = 0x4B50
 
-    def request(self, api_key: int, version: int, body: bytes) -> bytes:
+    def request(self, api_key: int, version: int, body: bytes, *, flexible: bool = False) -> bytes:
         """Send one request, return the response body after its correlation id."""
         self._correlation_id += 1
         header = (
             struct.pack(">hhih", api_key, version, self._correlation_id, len(_CLIENT_ID))
             + _CLIENT_ID
+            + (b"\0" if flexible else b"")  # header v2: no tagged fields
         )
         payload = header + body
         self._sock.sendall(struct.pack(">i", len(payload)) + payload)
@@ -301,6 +305,107 @@ def broker_usable(
         except (OSError, struct.error, ConnectionError, KeyError, ValueError) as exc:
             return f"{username}: {type(exc).__name__}: {exc}"
     return None
+
+
+_API_ALTER_USER_SCRAM_CREDENTIALS = 51
+_SCRAM_SHA_512_TYPE = 2  # org.apache.kafka.clients.admin.ScramMechanism
+_SCRAM_ITERATIONS = 8192
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _compact_string(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return _uvarint(len(raw) + 1) + raw
+
+
+def _compact_bytes(value: bytes) -> bytes:
+    return _uvarint(len(value) + 1) + value
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def restore_scram_credentials(
+    host: str,
+    controller_port: int,
+    admin: tuple[str, str],
+    users: Sequence[tuple[str, str]],
+    timeout: float = 10.0,
+) -> None:
+    """Upsert SCRAM-SHA-512 credentials through the controller listener (admin, SASL/PLAIN).
+
+    Why: Kafka 4.1 brokers were seen to come back from a restart without any SCRAM
+    credential in their cache once a credential had been deleted (`koppelpunt access
+    revoke`): every SCRAM login then fails, the admin's too, so the broker listener cannot
+    be used to repair it. The controller listener authenticates the admin with PLAIN (a
+    static JAAS entry), and writing the credentials again puts fresh records in the
+    metadata log, which the broker applies to its cache at once.
+    """
+    with socket.create_connection((host, controller_port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        wire = _KafkaWire(sock)
+        ranges = wire.api_versions()
+        body = wire.request(
+            _API_SASL_HANDSHAKE,
+            _pick_version(ranges, _API_SASL_HANDSHAKE, 1, 1),
+            _kafka_string("PLAIN"),
+        )
+        if struct.unpack(">h", body[:2])[0] != 0:
+            raise _ProbeFailed("PLAIN not enabled on the controller listener")
+        token = b"\0" + admin[0].encode() + b"\0" + admin[1].encode()
+        response = wire.request(
+            _API_SASL_AUTHENTICATE,
+            _pick_version(ranges, _API_SASL_AUTHENTICATE, 0, 1),
+            _kafka_bytes(token),
+        )
+        if struct.unpack(">h", response[:2])[0] != 0:
+            raise _ProbeFailed("the controller refused the admin's PLAIN login")
+        _pick_version(ranges, _API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0)
+        upsertions = b""
+        for name, password in users:
+            salt = secrets.token_bytes(32)
+            salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _SCRAM_ITERATIONS)
+            upsertions += (
+                _compact_string(name)
+                + struct.pack(">bi", _SCRAM_SHA_512_TYPE, _SCRAM_ITERATIONS)
+                + _compact_bytes(salt)
+                + _compact_bytes(salted)
+                + b"\0"  # no tagged fields
+            )
+        # v0 is a flexible version: compact arrays and strings, tagged fields everywhere,
+        # and request header v2 (the v1 header plus an empty tagged-field section).
+        request = _uvarint(1) + _uvarint(len(users) + 1) + upsertions + b"\0"
+        response = wire.request(_API_ALTER_USER_SCRAM_CREDENTIALS, 0, request, flexible=True)
+        pos = 1 + 4  # response header v1 tagged fields (empty), throttle_time_ms
+        count, pos = _read_uvarint(response, pos)
+        for _ in range(count - 1):
+            length, pos = _read_uvarint(response, pos)
+            user = response[pos : pos + length - 1].decode()
+            pos += length - 1
+            (error_code,) = struct.unpack(">h", response[pos : pos + 2])
+            pos += 2
+            length, pos = _read_uvarint(response, pos)
+            message = response[pos : pos + length - 1].decode() if length else ""
+            pos += max(length - 1, 0)
+            _, pos = _read_uvarint(response, pos)  # tagged fields
+            if error_code:
+                raise _ProbeFailed(f"restoring {user!r} failed: error {error_code} {message}")
 
 
 def api_versions_roundtrip(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -574,21 +679,48 @@ class LocalBroker:
     def _wait_ready(self, pid: int, timeout: float) -> None:
         """Wait until clients can use the broker: SCRAM login as admin and service, metadata.
 
-        Not just ApiVersions: after a restart with many partitions the listener may answer
-        before the broker serves authenticated clients, and a caller of start() must be able
-        to connect at once.
+        Not just ApiVersions: a broker may answer that while no client can log in. Kafka
+        4.1.1 comes back from a restart with an empty SCRAM credential cache once any
+        credential was ever deleted (`koppelpunt access revoke`; reproduced, see the
+        README): every SCRAM login fails with SaslAuthenticationFailed, for good. When the
+        admin's or the service's login is refused for a few seconds after the broker
+        answers, their credentials are written again through the controller listener
+        (restore_scram_credentials), once; vendors' credentials need `access grant` again.
         """
         deadline = time.monotonic() + timeout
         reason = "no answer yet"
+        refused_since: float | None = None
+        restored = False
         while time.monotonic() < deadline:
             if self.answers(timeout=1):
                 reason = self.not_usable_because(timeout=5) or ""
                 if not reason:
                     return
+                if "authentication failed" not in reason.lower():
+                    refused_since = None
+                elif refused_since is None:
+                    refused_since = time.monotonic()
+                elif not restored and time.monotonic() - refused_since > _LOGIN_GRACE_SECONDS:
+                    restored = True
+                    self._restore_credentials(reason)
             if self.pid() != pid:
                 raise BrokerError(f"broker exited during start-up; {self._excerpt()}")
             time.sleep(0.2)
         raise BrokerError(f"broker not usable after {timeout:.0f}s ({reason}); {self._excerpt()}")
+
+    def _restore_credentials(self, reason: str) -> None:
+        creds = self.credentials()
+        admin = (creds["admin_username"], creds["admin_password"])
+        service = (creds["service_username"], creds["service_password"])
+        print(
+            f"warning: kafka in {self.data_dir} refuses SCRAM logins after its start ({reason}); "
+            "writing the admin and service credentials again via the controller listener",
+            file=sys.stderr,
+        )
+        try:
+            restore_scram_credentials("127.0.0.1", self.controller_port, admin, [admin, service])
+        except (_ProbeFailed, OSError, struct.error, ConnectionError, IndexError) as exc:
+            print(f"warning: restoring the SCRAM credentials failed: {exc}", file=sys.stderr)
 
     def _excerpt(self, lines: int = 15) -> str:
         """The log's ERROR lines (the cause) and its last lines (the context)."""
