@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -41,7 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +53,9 @@ ADMIN_USER = "koppelpunt-admin"
 SERVICE_USER = "koppelpunt"
 SERVICE_TOPIC_PREFIX = "vva.signalering."
 SCRAM_MECHANISM = "SCRAM-SHA-512"
+# How long a started broker may refuse the admin's/service's SCRAM login before start()
+# writes their credentials again (see LocalBroker._wait_ready).
+_LOGIN_GRACE_SECONDS = 5.0
 
 
 class BrokerError(RuntimeError):
@@ -147,28 +152,276 @@ def _random_cluster_id() -> str:
             return cid
 
 
+# Kafka API keys this module speaks (request header v1; v2 for the one flexible request).
+_API_METADATA = 3
+_API_SASL_HANDSHAKE = 17
+_API_VERSIONS = 18
+_API_SASL_AUTHENTICATE = 36
+_CLIENT_ID = b"koppelpunt-broker-check"
+
+
+class _ProbeFailed(Exception):
+    """The broker answered, but not (yet) as a usable broker; the message says why."""
+
+
+class _KafkaWire:
+    """A blocking, minimal Kafka protocol connection: just enough for a readiness probe."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._correlation_id = 0x4B50
+
+    def request(self, api_key: int, version: int, body: bytes, *, flexible: bool = False) -> bytes:
+        """Send one request, return the response body after its correlation id."""
+        self._correlation_id += 1
+        header = (
+            struct.pack(">hhih", api_key, version, self._correlation_id, len(_CLIENT_ID))
+            + _CLIENT_ID
+            + (b"\0" if flexible else b"")  # header v2: no tagged fields
+        )
+        payload = header + body
+        self._sock.sendall(struct.pack(">i", len(payload)) + payload)
+        size: int = struct.unpack(">i", _recv_exact(self._sock, 4))[0]
+        if not 4 <= size <= 1 << 24:
+            raise _ProbeFailed(f"not a Kafka response (size {size})")
+        response = _recv_exact(self._sock, size)
+        if struct.unpack(">i", response[:4])[0] != self._correlation_id:
+            raise _ProbeFailed("correlation id mismatch")
+        return response[4:]
+
+    def api_versions(self) -> dict[int, tuple[int, int]]:
+        """ApiVersions v0: {api_key: (min_version, max_version)}."""
+        body = self.request(_API_VERSIONS, 0, b"")
+        error_code, count = struct.unpack(">hi", body[:6])
+        if error_code != 0 or count <= 0:
+            raise _ProbeFailed(f"ApiVersions error {error_code}")
+        ranges = {}
+        for i in range(count):
+            key, low, high = struct.unpack(">hhh", body[6 + 6 * i : 12 + 6 * i])
+            ranges[key] = (low, high)
+        return ranges
+
+
+def _kafka_string(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return struct.pack(">h", len(raw)) + raw
+
+
+def _kafka_bytes(value: bytes) -> bytes:
+    return struct.pack(">i", len(value)) + value
+
+
+def _pick_version(ranges: Mapping[int, tuple[int, int]], api_key: int, low: int, high: int) -> int:
+    """The lowest version both the broker and this module speak."""
+    broker_low, broker_high = ranges.get(api_key, (-1, -1))
+    version = max(low, broker_low)
+    if broker_high < 0 or version > min(high, broker_high):
+        raise _ProbeFailed(f"no common version for API {api_key} ({broker_low}..{broker_high})")
+    return version
+
+
+def _scram_authenticate(
+    wire: _KafkaWire, ranges: Mapping[int, tuple[int, int]], username: str, password: str
+) -> None:
+    """SaslHandshake + SCRAM-SHA-512 in SaslAuthenticate frames (RFC 5802, RFC 7677)."""
+    body = wire.request(
+        _API_SASL_HANDSHAKE,
+        _pick_version(ranges, _API_SASL_HANDSHAKE, 1, 1),
+        _kafka_string(SCRAM_MECHANISM),
+    )
+    if struct.unpack(">h", body[:2])[0] != 0:
+        raise _ProbeFailed(f"{SCRAM_MECHANISM} not enabled on this listener")
+    auth_version = _pick_version(ranges, _API_SASL_AUTHENTICATE, 0, 1)
+
+    def exchange(message: str) -> str:
+        response = wire.request(
+            _API_SASL_AUTHENTICATE, auth_version, _kafka_bytes(message.encode("utf-8"))
+        )
+        error_code, message_len = struct.unpack(">hh", response[:4])
+        offset = 4 + max(message_len, 0)
+        if error_code != 0:
+            text = response[4:offset].decode("utf-8", "replace") if message_len > 0 else ""
+            raise _ProbeFailed(f"SASL authentication failed (error {error_code}): {text}")
+        (length,) = struct.unpack(">i", response[offset : offset + 4])
+        return response[offset + 4 : offset + 4 + length].decode("utf-8")
+
+    name = username.replace("=", "=3D").replace(",", "=2C")
+    client_nonce = secrets.token_urlsafe(24)
+    client_first_bare = f"n={name},r={client_nonce}"
+    server_first = exchange("n,," + client_first_bare)
+    fields = dict(part.split("=", 1) for part in server_first.split(","))
+    nonce, salt, iterations = fields["r"], base64.b64decode(fields["s"]), int(fields["i"])
+    if not nonce.startswith(client_nonce):
+        raise _ProbeFailed("SCRAM server nonce does not extend ours")
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha512")
+    stored_key = hashlib.sha512(client_key).digest()
+    without_proof = f"c=biws,r={nonce}"
+    auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()
+    signature = hmac.digest(stored_key, auth_message, "sha512")
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature, strict=True)))
+    server_final = exchange(f"{without_proof},p={proof.decode()}")
+    server_key = hmac.digest(salted, b"Server Key", "sha512")
+    expected = base64.b64encode(hmac.digest(server_key, auth_message, "sha512")).decode()
+    if server_final != f"v={expected}":
+        raise _ProbeFailed("SCRAM server signature does not match (not our broker?)")
+
+
+def _metadata_brokers(wire: _KafkaWire, ranges: Mapping[int, tuple[int, int]]) -> int:
+    """Metadata (v4..v8, no topics): the number of live (unfenced) brokers it lists."""
+    version = _pick_version(ranges, _API_METADATA, 4, 8)
+    body = struct.pack(">ib", 0, 0)  # topics: empty array (none); allow auto-create: false
+    if version >= 8:
+        body += struct.pack(">bb", 0, 0)  # no authorized operations
+    response = wire.request(_API_METADATA, version, body)
+    (count,) = struct.unpack(">i", response[4:8])  # after throttle_time_ms
+    return int(count)
+
+
+def broker_usable(
+    host: str,
+    port: int,
+    logins: Sequence[tuple[str, str]],
+    timeout: float = 5.0,
+) -> str | None:
+    """None when a client can use the broker now, else why not (for the start-up log).
+
+    "Usable" means what a client needs, not merely a listening socket: ApiVersions answers,
+    and for every (username, password) in `logins` a SCRAM-SHA-512 login succeeds and a
+    Metadata request lists at least one live broker. A restarted broker may accept
+    connections before it serves every client; this waits until it does.
+    """
+    for username, password in logins:
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                sock.settimeout(timeout)
+                wire = _KafkaWire(sock)
+                ranges = wire.api_versions()
+                _scram_authenticate(wire, ranges, username, password)
+                if _metadata_brokers(wire, ranges) < 1:
+                    return "metadata lists no live broker yet"
+        except _ProbeFailed as exc:
+            return f"{username}: {exc}"
+        except (OSError, struct.error, ConnectionError, KeyError, ValueError) as exc:
+            return f"{username}: {type(exc).__name__}: {exc}"
+    return None
+
+
+_API_ALTER_USER_SCRAM_CREDENTIALS = 51
+_SCRAM_SHA_512_TYPE = 2  # org.apache.kafka.clients.admin.ScramMechanism
+_SCRAM_ITERATIONS = 8192
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _compact_string(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return _uvarint(len(raw) + 1) + raw
+
+
+def _compact_bytes(value: bytes) -> bytes:
+    return _uvarint(len(value) + 1) + value
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def restore_scram_credentials(
+    host: str,
+    controller_port: int,
+    admin: tuple[str, str],
+    users: Sequence[tuple[str, str]],
+    timeout: float = 10.0,
+) -> None:
+    """Upsert SCRAM-SHA-512 credentials through the controller listener (admin, SASL/PLAIN).
+
+    Why: Kafka 4.1 brokers were seen to come back from a restart without any SCRAM
+    credential in their cache once a credential had been deleted (`koppelpunt access
+    revoke`): every SCRAM login then fails, the admin's too, so the broker listener cannot
+    be used to repair it. The controller listener authenticates the admin with PLAIN (a
+    static JAAS entry), and writing the credentials again puts fresh records in the
+    metadata log, which the broker applies to its cache at once.
+    """
+    with socket.create_connection((host, controller_port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        wire = _KafkaWire(sock)
+        ranges = wire.api_versions()
+        body = wire.request(
+            _API_SASL_HANDSHAKE,
+            _pick_version(ranges, _API_SASL_HANDSHAKE, 1, 1),
+            _kafka_string("PLAIN"),
+        )
+        if struct.unpack(">h", body[:2])[0] != 0:
+            raise _ProbeFailed("PLAIN not enabled on the controller listener")
+        token = b"\0" + admin[0].encode() + b"\0" + admin[1].encode()
+        response = wire.request(
+            _API_SASL_AUTHENTICATE,
+            _pick_version(ranges, _API_SASL_AUTHENTICATE, 0, 1),
+            _kafka_bytes(token),
+        )
+        if struct.unpack(">h", response[:2])[0] != 0:
+            raise _ProbeFailed("the controller refused the admin's PLAIN login")
+        _pick_version(ranges, _API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0)
+        upsertions = b""
+        for name, password in users:
+            salt = secrets.token_bytes(32)
+            salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _SCRAM_ITERATIONS)
+            upsertions += (
+                _compact_string(name)
+                + struct.pack(">bi", _SCRAM_SHA_512_TYPE, _SCRAM_ITERATIONS)
+                + _compact_bytes(salt)
+                + _compact_bytes(salted)
+                + b"\0"  # no tagged fields
+            )
+        # v0 is a flexible version: compact arrays and strings, tagged fields everywhere,
+        # and request header v2 (the v1 header plus an empty tagged-field section).
+        request = _uvarint(1) + _uvarint(len(users) + 1) + upsertions + b"\0"
+        response = wire.request(_API_ALTER_USER_SCRAM_CREDENTIALS, 0, request, flexible=True)
+        pos = 1 + 4  # response header v1 tagged fields (empty), throttle_time_ms
+        count, pos = _read_uvarint(response, pos)
+        for _ in range(count - 1):
+            length, pos = _read_uvarint(response, pos)
+            user = response[pos : pos + length - 1].decode()
+            pos += length - 1
+            (error_code,) = struct.unpack(">h", response[pos : pos + 2])
+            pos += 2
+            length, pos = _read_uvarint(response, pos)
+            message = response[pos : pos + length - 1].decode() if length else ""
+            pos += max(length - 1, 0)
+            _, pos = _read_uvarint(response, pos)  # tagged fields
+            if error_code:
+                raise _ProbeFailed(f"restoring {user!r} failed: error {error_code} {message}")
+
+
 def api_versions_roundtrip(host: str, port: int, timeout: float = 2.0) -> bool:
     """True when a Kafka ApiVersions (v0) request is answered without error.
 
-    ApiVersions is the one request a SASL listener serves before authentication, and a KRaft
-    broker only accepts connections once its metadata and authorizer are loaded. A TCP
+    ApiVersions is the one request a SASL listener serves before authentication, so this
+    says "a Kafka broker listens here", not "clients can use it" (see broker_usable). A TCP
     connect alone is not enough: the port may belong to something else.
     """
-    client_id = b"koppelpunt-broker-check"
-    correlation_id = 0x4B50
-    request = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            sock.sendall(struct.pack(">i", len(request)) + request)
-            size: int = struct.unpack(">i", _recv_exact(sock, 4))[0]
-            if not 10 <= size <= 1 << 20:  # not a Kafka ApiVersions response
-                return False
-            body = _recv_exact(sock, size)
-    except (OSError, struct.error, ConnectionError):
+            _KafkaWire(sock).api_versions()
+    except (_ProbeFailed, OSError, struct.error, ConnectionError):
         return False
-    corr, error_code, n_apis = struct.unpack(">ihi", body[:10])
-    return bool(corr == correlation_id and error_code == 0 and n_apis > 0)
+    return True
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -317,8 +570,18 @@ class LocalBroker:
     def answers(self, timeout: float = 2.0) -> bool:
         return api_versions_roundtrip("127.0.0.1", self.port, timeout)
 
+    def not_usable_because(self, timeout: float = 5.0) -> str | None:
+        """None when clients can log in (admin and service) and read metadata, else why not."""
+        creds = self.credentials()
+        logins = [
+            (creds["admin_username"], creds["admin_password"]),
+            (creds["service_username"], creds["service_password"]),
+        ]
+        return broker_usable("127.0.0.1", self.port, logins, timeout)
+
     def is_running(self) -> bool:
-        return self.pid() is not None and self.answers()
+        """Our process is alive and usable by clients (not merely listening)."""
+        return self.pid() is not None and self.not_usable_because() is None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> None:
@@ -414,14 +677,50 @@ class LocalBroker:
             os.kill(pid, sig)
 
     def _wait_ready(self, pid: int, timeout: float) -> None:
+        """Wait until clients can use the broker: SCRAM login as admin and service, metadata.
+
+        Not just ApiVersions: a broker may answer that while no client can log in. Kafka
+        4.1.1 comes back from a restart with an empty SCRAM credential cache once any
+        credential was ever deleted (`koppelpunt access revoke`; reproduced, see the
+        README): every SCRAM login fails with SaslAuthenticationFailed, for good. When the
+        admin's or the service's login is refused for a few seconds after the broker
+        answers, their credentials are written again through the controller listener
+        (restore_scram_credentials), once; vendors' credentials need `access grant` again.
+        """
         deadline = time.monotonic() + timeout
+        reason = "no answer yet"
+        refused_since: float | None = None
+        restored = False
         while time.monotonic() < deadline:
             if self.answers(timeout=1):
-                return
+                reason = self.not_usable_because(timeout=5) or ""
+                if not reason:
+                    return
+                if "authentication failed" not in reason.lower():
+                    refused_since = None
+                elif refused_since is None:
+                    refused_since = time.monotonic()
+                elif not restored and time.monotonic() - refused_since > _LOGIN_GRACE_SECONDS:
+                    restored = True
+                    self._restore_credentials(reason)
             if self.pid() != pid:
                 raise BrokerError(f"broker exited during start-up; {self._excerpt()}")
-            time.sleep(0.1)
-        raise BrokerError(f"broker not ready after {timeout:.0f}s; {self._excerpt()}")
+            time.sleep(0.2)
+        raise BrokerError(f"broker not usable after {timeout:.0f}s ({reason}); {self._excerpt()}")
+
+    def _restore_credentials(self, reason: str) -> None:
+        creds = self.credentials()
+        admin = (creds["admin_username"], creds["admin_password"])
+        service = (creds["service_username"], creds["service_password"])
+        print(
+            f"warning: kafka in {self.data_dir} refuses SCRAM logins after its start ({reason}); "
+            "writing the admin and service credentials again via the controller listener",
+            file=sys.stderr,
+        )
+        try:
+            restore_scram_credentials("127.0.0.1", self.controller_port, admin, [admin, service])
+        except (_ProbeFailed, OSError, struct.error, ConnectionError, IndexError) as exc:
+            print(f"warning: restoring the SCRAM credentials failed: {exc}", file=sys.stderr)
 
     def _excerpt(self, lines: int = 15) -> str:
         """The log's ERROR lines (the cause) and its last lines (the context)."""
@@ -611,6 +910,10 @@ def main(argv: list[str] | None = None) -> int:
         return 3  # LSB: program is not running
     if not broker.answers():
         print(f"kafka process {pid} is up but {broker.bootstrap} does not answer (starting?)")
+        return 1
+    reason = broker.not_usable_because()
+    if reason:
+        print(f"kafka process {pid} answers on {broker.bootstrap} but is not usable: {reason}")
         return 1
     print(f"kafka running: bootstrap {broker.bootstrap} (pid {pid}, dir {data_dir})")
     return 0

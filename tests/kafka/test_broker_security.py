@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
-from tests.kafka_fixtures import broker_module
+from tests.kafka_fixtures import broker_module, free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -53,3 +53,37 @@ class TestBrokerSecurity:
         with pytest.raises(KafkaConnectionError):
             await consumer.start()
         await consumer.stop()
+
+
+class TestReadinessProbe:
+    """LocalBroker's readiness is "a client can log in and read metadata", checked in stdlib
+    Python (kafka/broker.py runs before the venv exists), so it must speak SCRAM correctly."""
+
+    def test_running_broker_is_usable_for_admin_and_service(self, own_broker: Any) -> None:
+        """Both principals log in with SCRAM-SHA-512 and the metadata lists the broker."""
+        assert own_broker.not_usable_because() is None
+        assert own_broker.is_running()
+
+    def test_wrong_password_is_reported_not_usable(self, own_broker: Any) -> None:
+        """The probe really authenticates: a wrong password is a reason, not a success."""
+        creds = own_broker.credentials()
+        reason = broker_module.broker_usable(
+            "127.0.0.1", own_broker.port, [(creds["service_username"], "not-the-password")]
+        )
+        assert reason is not None
+        assert "authentication failed" in reason.lower()
+
+    def test_unknown_user_is_reported_not_usable(self, own_broker: Any) -> None:
+        """A principal the broker has no SCRAM credential for cannot be "ready"."""
+        reason = broker_module.broker_usable(
+            "127.0.0.1", own_broker.port, [("nobody-here", "secret")]
+        )
+        assert reason is not None
+        assert "authentication failed" in reason.lower()
+
+    def test_nothing_listening_is_not_usable(self) -> None:
+        """A closed port gives a reason in bounded time."""
+        reason = broker_module.broker_usable(
+            "127.0.0.1", free_port(), [("koppelpunt", "x")], timeout=2
+        )
+        assert reason is not None

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
@@ -56,6 +57,50 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+async def login_problem(settings: Settings, timeout: float = 3.0) -> str | None:  # noqa: ASYNC109
+    """Why the broker refused our login, or None (it accepted it, or is simply unreachable).
+
+    aiokafka reports a refused SASL login while bootstrapping as a plain "Unable to
+    bootstrap" KafkaConnectionError (the cause only goes to its log). One direct connection
+    to the first bootstrap address brings the broker's own error back, so operators (relay
+    last_error, logs) see "authentication refused" rather than "unreachable".
+    """
+    if not settings.kafka_sasl_mechanism:
+        return None
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    kwargs = client_kwargs(settings)
+    try:
+        async with asyncio.timeout(timeout):
+            conn = await create_conn(
+                host.strip("[]") or "localhost",
+                int(port),
+                request_timeout_ms=int(timeout * 1000),
+                ssl_context=kwargs.get("ssl_context"),
+                security_protocol=kwargs["security_protocol"],
+                sasl_mechanism=kwargs["sasl_mechanism"],
+                sasl_plain_username=kwargs["sasl_plain_username"],
+                sasl_plain_password=kwargs["sasl_plain_password"],
+            )
+    except (KafkaConnectionError, OSError, TimeoutError, ValueError):
+        return None  # not a refusal: the broker is not there (yet)
+    except KafkaError as exc:  # SaslAuthenticationFailed, UnsupportedSaslMechanism, ...
+        return (
+            f"Kafka at {settings.kafka_bootstrap} refused the login of "
+            f"{settings.kafka_username!r}: {type(exc).__name__}: {exc}"
+        )
+    conn.close()
+    return None
+
+
+async def describe_unavailable(settings: Settings, exc: BaseException) -> str:
+    """A message for a failed connect: the broker's refusal when it refused our login."""
+    if isinstance(exc, KafkaConnectionError | TimeoutError):
+        refusal = await login_problem(settings)
+        if refusal is not None:
+            return refusal
+    return f"Kafka at {settings.kafka_bootstrap} is unreachable: {type(exc).__name__}: {exc}"
+
+
 async def _admin(settings: Settings, timeout: float) -> AIOKafkaAdminClient:  # noqa: ASYNC109
     admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=int(timeout * 1000))
     try:
@@ -63,9 +108,7 @@ async def _admin(settings: Settings, timeout: float) -> AIOKafkaAdminClient:  # 
             await admin.start()
     except (KafkaError, OSError, TimeoutError) as exc:
         await admin.close()
-        raise ServiceUnavailableError(
-            f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc!r}"
-        ) from exc
+        raise ServiceUnavailableError(await describe_unavailable(settings, exc)) from exc
     return admin
 
 

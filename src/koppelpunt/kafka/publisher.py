@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, ServiceUnavailableError
-from koppelpunt.kafka.admin import client_kwargs, ensure_topics
+from koppelpunt.kafka.admin import client_kwargs, describe_unavailable, ensure_topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +248,10 @@ class KafkaPublisher:
                 await producer.start()
         except (KafkaError, OSError, TimeoutError) as exc:
             await _abandon(producer, self._request_timeout)
-            raise ServiceUnavailableError(
-                f"Kafka at {self._settings.kafka_bootstrap} is unreachable: {_describe(exc)}"
-            ) from exc
+            # A refused login (e.g. a restarted broker that does not know the service's
+            # credential yet) is an outage like an absent broker: the caller retries later
+            # with a fresh producer. The message names the refusal so operators can tell.
+            raise ServiceUnavailableError(await describe_unavailable(self._settings, exc)) from exc
         return producer
 
     async def _discard(self) -> None:
