@@ -9,6 +9,7 @@ import json
 import httpx
 
 from koppelpunt.config import Settings
+from koppelpunt.store.verwerkingenlog import LogCipher, find_by_bsn, list_lines
 from tests.conftest import Running
 from tests.messages import BSN, A
 from tests.test_derived_end_to_end import post_status, register, run_cli, settled
@@ -93,6 +94,16 @@ async def test_buiten_flow(client: httpx.AsyncClient, running: Running, settings
         "X-1": BSN[0],
         "X-2": BSN[1],
     }
+
+    # Each BSN shown is a disclosure: one verwerkingenlog line per person per --show-bsn run,
+    # found by that person's BSN (blind index), and none for the runs without --show-bsn.
+    cipher = LogCipher.from_settings(settings)
+    async with running.runtime.sessions() as session:
+        shown_lines = await list_lines(session, name_prefix="beheer.aanmeldingen_buiten_flow")
+        first = await find_by_bsn(session, cipher, BSN[0])
+    assert len(shown_lines) == 4
+    assert {line.attributes["aanmeldingId"] for line in shown_lines} == {"X-1", "X-2"}
+    assert sum(line.name == "beheer.aanmeldingen_buiten_flow" for line in first) == 2
 
 
 async def test_none_flagged(running: Running, settings: Settings) -> None:

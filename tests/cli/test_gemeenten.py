@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from koppelpunt.config import Settings
 from koppelpunt.pipeline.gemeenten import COL_CODE, COL_EINDE, COL_INGANG, COL_NAAM, COL_NIEUW
 from koppelpunt.runtime import Runtime
+from koppelpunt.store.db import create_engine, session_factory
+from koppelpunt.store.verwerkingenlog import StoredLine, list_lines
 
 PACKAGED = Path(__file__).resolve().parents[2] / "data" / "rvig-tabel33-gemeenten.csv"
 HEADER = f"{COL_CODE},{COL_NAAM},{COL_NIEUW},{COL_INGANG},{COL_EINDE}\n"
@@ -56,6 +58,20 @@ def loaded(url: str) -> Runtime:
     return asyncio.run(run())
 
 
+def logged_imports(url: str) -> list[StoredLine]:
+    """The verwerkingenlog lines of `gemeenten import` (an operator action)."""
+
+    async def run() -> list[StoredLine]:
+        engine = create_engine(url)
+        try:
+            async with session_factory(engine)() as session:
+                return await list_lines(session, name_prefix="beheer.gemeenten_import")
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 class TestImport:
     def test_newer_table_replaces_the_packaged_one(self, tmp_path: Path, db: str) -> None:
         """After an import the runtime (service, CLI) uses the imported table, not the file."""
@@ -68,6 +84,9 @@ class TestImport:
         assert rt.gemeenten.resolve("0060", date(2026, 6, 1)) == "1970"
         assert rt.gemeenten.resolve("0060", date(2025, 6, 1)) == "0060"
         assert "import 1" in rt.gemeenten_source
+        (line,) = logged_imports(db)
+        assert line.actor is not None and line.actor.startswith("cli:")
+        assert (line.attributes["tabel"], line.attributes["bron"]) == (1, "tabel33-2026.csv")
 
     def test_reimport_is_a_no_op(self, tmp_path: Path, db: str) -> None:
         """Importing the table already in use stores nothing new."""

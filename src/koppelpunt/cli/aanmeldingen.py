@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from koppelpunt.cli._common import ActorOption, actor_name
 from koppelpunt.config import Settings
 
 app = typer.Typer(help="Aanmeldingen as stored (read only).", no_args_is_help=True)
@@ -38,14 +39,18 @@ def buiten_flow(
     show_bsn: Annotated[
         bool,
         typer.Option(
-            "--show-bsn", help="Also print each pupil's BSN (for the operator; off by default)."
+            "--show-bsn",
+            help="Also print each pupil's BSN (for the operator; off by default). Each BSN "
+            "shown is a disclosure and gets its own verwerkingenlog line.",
         ),
     ] = False,
+    actor: ActorOption = None,
 ) -> None:
     """List aanmeldingen flagged outside the legal status flow: BRIN, aanmeldingId, statuses."""
     from koppelpunt.store import aanmeldingen as store
     from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
     from koppelpunt.store.leerlingen import list_buiten_flow
+    from koppelpunt.store.verwerkingenlog import log_operator_action
 
     s = Settings()
     upgrade_sync(s.database_url)
@@ -59,6 +64,19 @@ def buiten_flow(
                 keys = [(f.instelling_brin, f.aanmelding_id) for f in flagged]
                 histories = await store.histories(session, keys)
                 found = await store.bsns(session, keys) if show_bsn else {}
+            if found:
+                # Showing a BSN to an operator discloses it: one line per person, BSN encrypted.
+                who = actor_name(actor)
+                async with session_factory(engine).begin() as session:
+                    for (brin, aanmelding_id), bsn in found.items():
+                        await log_operator_action(
+                            session,
+                            who,
+                            "aanmeldingen_buiten_flow",
+                            {"instellingBrin": brin, "aanmeldingId": aanmelding_id},
+                            settings=s,
+                            bsn=bsn,
+                        )
         finally:
             await engine.dispose()
         rows = [

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from koppelpunt.cli._common import ActorOption, actor_name
 from koppelpunt.config import Settings
 from koppelpunt.pipeline.gemeenten import GemeenteTable, decode_table_file, parse_gemeente_csv
 
@@ -34,6 +35,7 @@ def import_table(
             exists=True, dir_okay=False, help="RvIG Tabel 33 CSV (UTF-8, or UTF-16 with BOM)"
         ),
     ],
+    actor: ActorOption = None,
 ) -> None:
     """Check an RvIG Tabel 33 file and make it the gemeente table in use.
 
@@ -42,6 +44,7 @@ def import_table(
     with its line number and nothing is imported then (exit 1). A running service uses the new
     table after a restart.
     """
+    from koppelpunt.operations.audit import log_action
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
     from koppelpunt.store.gemeenten import add_gemeentetabel
@@ -74,6 +77,12 @@ def import_table(
                     aantal=len(table.gemeenten),
                     imported_at=datetime.now(UTC),
                 )
+            await log_action(
+                rt,
+                actor_name(actor),
+                "gemeenten_import",
+                {"bron": file.name, "tabel": pk, "aantal": len(table.gemeenten)},
+            )
             return f"imported as table {pk}; {_changes(previous, table)}"
         finally:
             await rt.close()
