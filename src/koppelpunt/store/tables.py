@@ -46,7 +46,7 @@ berichten = Table(
     Column("sender", String(128), nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("raw", LargeBinary, nullable=False),
-    Column("received_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False, index=True),
     Column("receipt", JSON, nullable=False),
     Column("trace_id", String(64), nullable=True),
 )
@@ -94,7 +94,7 @@ signaleringen = Table(
     Column("topic", String(255), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("headers", JSON, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
     # Derived signaleringen (e.g. NIET_AANGEMELD on 1 April) have no source message.
     Column("bericht_pk", BigIntId, ForeignKey("berichten.id"), nullable=True, index=True),
 )
@@ -145,7 +145,7 @@ leerling_prognoses = Table(
     Column("brin", String(4), nullable=False),
     Column("vestiging", String(2), nullable=True),
     Column("onderwijssoort", String(32), nullable=False),
-    Column("verzonden", UTCDateTime, nullable=False),
+    Column("verzonden", UTCDateTime, nullable=False, index=True),
     Column("bericht_pk", BigIntId, ForeignKey("berichten.id"), nullable=True),
 )
 
@@ -167,7 +167,7 @@ aanmeldingen = Table(
     Column("eerste_statusdatum", Date, nullable=False),
     # Some transition in its history lies outside the legal flow (for operators).
     Column("buiten_flow", Boolean, nullable=False, server_default=false()),
-    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, index=True),
 )
 
 # The full status history: every distinct (status, statusdatum) received, in receipt order (id).
@@ -198,7 +198,7 @@ leerling_gemeenten = Table(
     Column("bsn", String(16), primary_key=True),
     Column("gemeentecode", String(8), nullable=False),
     Column("peildatum", Date, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, index=True),
 )
 
 # Peildatum checks that ran (not dry runs), so the in-service scheduler does not rerun them.

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-# The coordinator re-chains this after the revisions of the other branches at merge.
 down_revision: str | None = "0003_gemeenten"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
