@@ -36,6 +36,29 @@ ActorOption = Annotated[
 ]
 
 
+# Commands that fill the outbox (peildatum, parked retry) can also publish it themselves.
+PublishOption = Annotated[
+    bool,
+    typer.Option(
+        "--publish",
+        help="Also publish the outbox before exiting (when no service/relay is running).",
+    ),
+]
+
+
+async def publish_outbox(runtime: Runtime) -> int:
+    """Drain the outbox once with a relay of this command's own; returns how many it sent."""
+    from koppelpunt.kafka.publisher import KafkaPublisher
+    from koppelpunt.kafka.relay import OutboxRelay
+
+    s = runtime.settings
+    relay = OutboxRelay(s, runtime.sessions, KafkaPublisher(s), runtime.clock, runtime.metrics)
+    try:
+        return await relay.drain()
+    finally:
+        await relay.stop()
+
+
 def actor_name(actor: str | None) -> str:
     """The --actor given, else the OS user as 'cli:<login>'."""
     return actor.strip() if actor and actor.strip() else operator_name()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli._common import ActorOption, actor_name
+from koppelpunt.cli._common import ActorOption, PublishOption, actor_name, publish_outbox
 from koppelpunt.config import Settings
 
 app = typer.Typer(
@@ -47,21 +47,13 @@ def list_parked(
 @app.command("retry")
 def retry(
     limit: Annotated[int, typer.Option(help="At most this many records.", min=1)] = 10_000,
-    publish: Annotated[
-        bool,
-        typer.Option(
-            "--publish",
-            help="Also publish the outbox before exiting (when no service/relay is running).",
-        ),
-    ] = False,
+    publish: PublishOption = False,
     actor: ActorOption = None,
 ) -> None:
     """Decide parked records again now (the outbox relay publishes what they yield).
 
     Exit code 1 when records stay parked because the lookup is still unavailable.
     """
-    from koppelpunt.kafka.publisher import KafkaPublisher
-    from koppelpunt.kafka.relay import OutboxRelay
     from koppelpunt.logging import configure_logging
     from koppelpunt.operations.audit import PARKED_RETRY, log_action, parked_retry_details
     from koppelpunt.parked import retry_parked
@@ -84,11 +76,7 @@ def retry(
                 f"{result.signaleringen} new signaleringen"
             )
             if result.signaleringen and publish:
-                relay = OutboxRelay(s, rt.sessions, KafkaPublisher(s), rt.clock, rt.metrics)
-                try:
-                    typer.echo(f"published {await relay.drain()} signaleringen")
-                finally:
-                    await relay.stop()
+                typer.echo(f"published {await publish_outbox(rt)} signaleringen")
             return 1 if result.still_parked else 0
         finally:
             await rt.close()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli._common import ActorOption, actor_name
+from koppelpunt.cli._common import ActorOption, PublishOption, actor_name, publish_outbox
 from koppelpunt.config import Settings
 
 
@@ -30,13 +30,7 @@ def peildatum(
             help="Show what would be signalled; write nothing (but the verwerkingenlog line).",
         ),
     ] = False,
-    publish: Annotated[
-        bool,
-        typer.Option(
-            "--publish",
-            help="Also publish the outbox before exiting (when no service/relay is running).",
-        ),
-    ] = False,
+    publish: PublishOption = False,
     actor: ActorOption = None,
 ) -> None:
     """Run the checks whose date is --datum (NIET_AANGEMELD on the aanmeld-peildatum,
@@ -49,8 +43,6 @@ def peildatum(
     """
     day = _date(datum)
     from koppelpunt.derived import run_peildatum
-    from koppelpunt.kafka.publisher import KafkaPublisher
-    from koppelpunt.kafka.relay import OutboxRelay
     from koppelpunt.logging import configure_logging
     from koppelpunt.operations.audit import PEILDATUM, log_action, peildatum_details
     from koppelpunt.runtime import Runtime
@@ -85,12 +77,7 @@ def peildatum(
                 typer.echo("dry run: nothing written")
                 return 0
             if result.new and publish:
-                relay = OutboxRelay(s, rt.sessions, KafkaPublisher(s), rt.clock, rt.metrics)
-                try:
-                    published = await relay.drain()
-                finally:
-                    await relay.stop()
-                typer.echo(f"published {published} signaleringen")
+                typer.echo(f"published {await publish_outbox(rt)} signaleringen")
             return 0
         finally:
             await rt.close()

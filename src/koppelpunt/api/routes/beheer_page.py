@@ -43,6 +43,7 @@ from koppelpunt.runtime import Runtime
 from koppelpunt.store import leerlingen
 from koppelpunt.store import outbox as outbox_repo
 from koppelpunt.store import parked as parked_repo
+from koppelpunt.store.berichten import list_afwijzingen
 from koppelpunt.store.tables import afwijzingen, outbox, signaleringen
 from koppelpunt.store.verwerkingenlog import LogCipher
 
@@ -245,19 +246,7 @@ async def signaleringen_per_dag(
 
 
 async def recente_afwijzingen(session: AsyncSession, limit: int = 25) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        select(
-            afwijzingen.c.id,
-            afwijzingen.c.received_at,
-            afwijzingen.c.sender,
-            afwijzingen.c.soort,
-            afwijzingen.c.bericht_id,
-            afwijzingen.c.status_code,
-            afwijzingen.c.reasons,
-        )
-        .order_by(afwijzingen.c.id.desc())
-        .limit(limit)
-    )
+    rows = await list_afwijzingen(session, limit=limit)
     out = []
     for r in rows:
         reasons = r.reasons if isinstance(r.reasons, list) else []
@@ -434,9 +423,9 @@ def _shown(moment: datetime | None, empty: str) -> str:
     return local.strftime("%Y-%m-%d %H:%M") + f" ({local.tzname()}, Amsterdam)"
 
 
-@router.post("/replay")
-async def replay_confirm(request: Request) -> Response:
-    """Step 1: show what will be replayed and ask for confirmation (nothing happens yet)."""
+async def _operator_post(request: Request) -> tuple[BeheerSession, dict[str, str]] | Response:
+    """An operator's form POST: logged in, same origin and a valid CSRF token; else the answer
+    to send instead (the login page, or 403)."""
     session_info = _authenticate(request)
     if session_info is None:
         return _to_login()
@@ -445,6 +434,16 @@ async def replay_confirm(request: Request) -> Response:
         return _page(
             "message.html", status_code=403, titel="Geweigerd", tekst="Ongeldig formulier."
         )
+    return session_info, form
+
+
+@router.post("/replay")
+async def replay_confirm(request: Request) -> Response:
+    """Step 1: show what will be replayed and ask for confirmation (nothing happens yet)."""
+    checked = await _operator_post(request)
+    if isinstance(checked, Response):
+        return checked
+    session_info, form = checked
     params = _replay_params(form)
     if not params["gemeente"]:
         return _page(
@@ -466,15 +465,11 @@ async def replay_confirm(request: Request) -> Response:
 
 @router.post("/replay/bevestigen")
 async def replay_start(request: Request) -> Response:
-    """Step 2: start the replay (operations.replay.start_replay), when that is available."""
-    session_info = _authenticate(request)
-    if session_info is None:
-        return _to_login()
-    form = await _form(request)
-    if _cross_origin(request) or not _csrf_ok(session_info, form):
-        return _page(
-            "message.html", status_code=403, titel="Geweigerd", tekst="Ongeldig formulier."
-        )
+    """Step 2: start the replay (operations.replay.start_replay) in the background."""
+    checked = await _operator_post(request)
+    if isinstance(checked, Response):
+        return checked
+    session_info, form = checked
     params = _replay_params(form)
     from koppelpunt.operations.replay import ReplayRequest, start_replay
 
