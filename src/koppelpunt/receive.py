@@ -338,10 +338,4 @@ def _count(
             m.records.labels(soort.value, "geparkeerd").inc()
     if verwerking.afgewezen:
         m.records.labels(soort.value, "afgewezen").inc(len(verwerking.afgewezen))
-    by_type: dict[str, int] = {}
-    ids = set(inserted)
-    for s in signaleringen:
-        if s.signalering_id in ids:
-            by_type[s.type.value] = by_type.get(s.type.value, 0) + 1
-    for t, n in by_type.items():
-        m.signaleringen_created.labels(t).inc(n)
+    m.count_created(signaleringen, inserted)
