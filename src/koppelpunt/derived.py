@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.model import Signalering
 from koppelpunt.pipeline import derive
-from koppelpunt.pipeline.run import AMSTERDAM, LookupUnavailable, Verwerking, route
+from koppelpunt.pipeline.run import AMSTERDAM, LookupUnavailable, Verwerking
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import leerlingen, outbox
 
@@ -148,18 +148,11 @@ async def _batch(
             if isinstance(code, LookupUnavailable):
                 result.unavailable += 1
                 continue
-            state = states[c.bsn]
-            gemeente = route(runtime.gemeenten, code, c.peildatum, today)
-            s = derive.peildatum_signalering(c, state, gemeente, rules, now)
-            if s is None:
-                continue
-            moved, new_last = derive.moves(
-                state,
-                c.bsn,
-                state.geboortedatum,
+            signalled, new_last = derive.on_peildatum(
+                c,
+                states[c.bsn],
+                code,
                 changed.get(c.bsn) or last.get(c.bsn),
-                s.gemeentecode,
-                c.peildatum,
                 runtime.gemeenten,
                 rules,
                 now,
@@ -167,7 +160,7 @@ async def _batch(
             )
             if new_last is not None:
                 changed[c.bsn] = new_last
-            for item in (*moved, s):
+            for item in signalled:
                 made.setdefault(item.signalering_id, item)
         existing = await leerlingen.existing_signalering_ids(session, list(made))
         result.already += len(existing)

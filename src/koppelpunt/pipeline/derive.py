@@ -41,7 +41,7 @@ from koppelpunt.pipeline.leerlingen import (
     add_status,
 )
 from koppelpunt.pipeline.rules import Facts, RuleSet, evaluate, evaluate_pre_lookup
-from koppelpunt.pipeline.run import AMSTERDAM, Verwerking
+from koppelpunt.pipeline.run import AMSTERDAM, Verwerking, route
 from koppelpunt.pipeline.signalering import derived_id, signalering_id
 
 
@@ -427,6 +427,38 @@ def peildatum_signalering(
         now,
         as_of=candidate.peildatum,
     )
+
+
+def on_peildatum(
+    candidate: Candidate,
+    state: PupilState,
+    brp_code: str | None,
+    last: LastGemeente | None,
+    gemeenten: GemeenteTable,
+    rules: RuleSet,
+    now: datetime,
+    today: date,
+) -> tuple[list[Signalering], LastGemeente | None]:
+    """One candidate of a check whose woongemeente lookup answered: its signalering (none if
+    filtered), preceded by the OVERDRACHT/VERHUISD of a move it reveals, and the new last
+    gemeente (None when unchanged). Shared by the peildatum run and the rules dry run."""
+    gemeente = route(gemeenten, brp_code, candidate.peildatum, today)
+    s = peildatum_signalering(candidate, state, gemeente, rules, now)
+    if s is None:
+        return [], None
+    moved, new_last = moves(
+        state,
+        candidate.bsn,
+        state.geboortedatum,
+        last,
+        s.gemeentecode,
+        candidate.peildatum,
+        gemeenten,
+        rules,
+        now,
+        today,
+    )
+    return [*moved, s], new_last
 
 
 def count(signaleringen: Sequence[Signalering]) -> dict[tuple[str, str], int]:

@@ -43,7 +43,6 @@ from koppelpunt.pipeline.run import (
     LookupUnavailable,
     decide,
     lookups_needed,
-    route,
 )
 
 GroupKey = tuple[str, SignaleringType]  # (gemeentecode, type)
@@ -234,18 +233,11 @@ class DryRun:
                     side.geparkeerd += 1
                     continue
                 assert not isinstance(code, LookupUnavailable)
-                state = side.states[c.bsn]
-                gemeente = route(side.table, code, c.peildatum, today)
-                s = derive.peildatum_signalering(c, state, gemeente, side.rules, self.now)
-                if s is None:
-                    continue
-                moved, new_last = derive.moves(
-                    state,
-                    c.bsn,
-                    state.geboortedatum,
+                signalled, new_last = derive.on_peildatum(
+                    c,
+                    side.states[c.bsn],
+                    code,
                     side.last.get(c.bsn),
-                    s.gemeentecode,
-                    c.peildatum,
                     side.table,
                     side.rules,
                     self.now,
@@ -253,7 +245,7 @@ class DryRun:
                 )
                 if new_last is not None:
                     side.last[c.bsn] = new_last
-                side.keep((*moved, s))
+                side.keep(signalled)
 
     # --- the report ---------------------------------------------------------------------------
 
