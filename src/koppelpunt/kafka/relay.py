@@ -115,7 +115,7 @@ class OutboxRelay:
                     topic=item.topic,
                     key=item.key.encode("utf-8"),
                     value=item.payload,
-                    headers=tuple((k, v.encode("utf-8")) for k, v in item.headers),
+                    headers=item.kafka_headers,
                     ref=item.id,
                 )
                 for item in items
@@ -125,8 +125,13 @@ class OutboxRelay:
             failed = [r for r in results if not r.ok]
             if ok:
                 await outbox.mark_published(session, ok, self._clock())
+                by_id = {item.id: item for item in items}
                 await verwerkingenlog.log_published(
-                    session, self._settings, ok, started=now, ended=self._clock()
+                    session,
+                    self._settings,
+                    [by_id[ref] for ref in ok],
+                    started=now,
+                    ended=self._clock(),
                 )
             if failed and not ok and not await self._publisher.ping(timeout=2.0):
                 # Broker outage: leave the rows untouched (no attempts counted); roll back.

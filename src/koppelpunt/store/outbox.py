@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.store._dialect import chunks, dialect_name
-from koppelpunt.store.tables import outbox, signaleringen
+from koppelpunt.store.tables import berichten, outbox, signaleringen
 
 # The longest error text kept per outbox row: enough for a Kafka error, not a whole traceback.
 MAX_ERROR_LENGTH = 2000
@@ -41,15 +41,29 @@ class NewSignalering:
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """What the relay sends: `key` is the BSN, so one pupil's signaleringen stay in order."""
+    """What the relay sends: `key` is the BSN, so one pupil's signaleringen stay in order.
+
+    `kafka_headers` are the stored headers encoded once for the producer. `type`,
+    `gemeentecode`, `trace_id` and `bericht_id` (those two None without a stored message)
+    are what the verwerkingenlog's `publiceren` line needs, read by the same claim.
+    """
 
     id: int
     signalering_id: str
     topic: str
     key: str
     payload: bytes
-    headers: list[tuple[str, str]]
+    kafka_headers: tuple[tuple[str, bytes], ...]
     attempts: int
+    type: str
+    gemeentecode: str
+    trace_id: str | None
+    bericht_id: str | None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The stored (name, value) headers as text."""
+        return [(name, value.decode("utf-8")) for name, value in self.kafka_headers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +203,14 @@ async def claim_pending(
             signaleringen.c.bsn,
             signaleringen.c.payload,
             signaleringen.c.headers,
+            signaleringen.c.type,
+            signaleringen.c.gemeentecode,
+            berichten.c.trace_id,
+            berichten.c.bericht_id,
         )
         .join(signaleringen, signaleringen.c.signalering_id == outbox.c.signalering_id)
+        # For the verwerkingenlog (log_published): no second query after the publish.
+        .outerjoin(berichten, berichten.c.id == signaleringen.c.bericht_pk)
         .order_by(outbox.c.id)
         .limit(limit)
     )
@@ -226,8 +246,14 @@ def _items(rows: Any) -> list[OutboxItem]:
             topic=row.topic,
             key=row.bsn,
             payload=bytes(row.payload),
-            headers=_headers(row.headers),
+            kafka_headers=tuple(
+                [(str(name), str(value).encode("utf-8")) for name, value in row.headers]
+            ),
             attempts=row.attempts,
+            type=row.type,
+            gemeentecode=row.gemeentecode,
+            trace_id=row.trace_id,
+            bericht_id=row.bericht_id,
         )
         for row in rows
     ]

@@ -44,7 +44,8 @@ from koppelpunt.pipeline.run import (
     RecordOutcome,
     Verwerking,
 )
-from koppelpunt.store.tables import berichten, outbox, signaleringen, verwerkingenlog
+from koppelpunt.store.outbox import OutboxItem
+from koppelpunt.store.tables import verwerkingenlog
 
 # Registered processing activities (the verwerkingsregister's ids; our choice of names).
 ACTIVITY_SIGNALEREN = "vva-signaleren-gemeenten"  # WEB art. 8.0.x: receive, filter, forward
@@ -338,50 +339,37 @@ async def log_receive(
 async def log_published(
     session: AsyncSession,
     settings: Settings,
-    outbox_ids: Sequence[int],
+    items: Sequence[OutboxItem],
     *,
     started: datetime,
     ended: datetime,
 ) -> None:
     """The relay hook: one `publiceren` line per signalering Kafka acknowledged (a disclosure
-    to that gemeente), in the trace of the message that caused it."""
-    if not outbox_ids:
+    to that gemeente), in the trace of the message that caused it, in claim order.
+
+    `items` are the relay's claimed outbox items: the claim already read the signalering's
+    type, gemeente, topic and its message's trace and id, so nothing is read again here.
+    """
+    if not items:
         return
-    lines: list[LogLine] = []
-    for start in range(0, len(outbox_ids), 1000):
-        chunk = outbox_ids[start : start + 1000]
-        rows = await session.execute(
-            select(
-                signaleringen.c.signalering_id,
-                signaleringen.c.type,
-                signaleringen.c.gemeentecode,
-                signaleringen.c.bsn,
-                signaleringen.c.topic,
-                berichten.c.trace_id,
-                berichten.c.bericht_id,
-            )
-            .join(outbox, outbox.c.signalering_id == signaleringen.c.signalering_id)
-            .outerjoin(berichten, berichten.c.id == signaleringen.c.bericht_pk)
-            .where(outbox.c.id.in_(chunk))
+    lines = [
+        LogLine(
+            trace_id=item.trace_id or new_trace_id(),
+            name=OP_PUBLICEREN,
+            start_time=started,
+            end_time=ended,
+            verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
+            bsn=item.key,
+            gemeentecode=item.gemeentecode,
+            attributes={
+                "signaleringId": item.signalering_id,
+                "type": item.type,
+                "topic": item.topic,
+                **({"berichtId": item.bericht_id} if item.bericht_id else {}),
+            },
         )
-        for row in rows:
-            lines.append(
-                LogLine(
-                    trace_id=row.trace_id or new_trace_id(),
-                    name=OP_PUBLICEREN,
-                    start_time=started,
-                    end_time=ended,
-                    verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
-                    bsn=row.bsn,
-                    gemeentecode=row.gemeentecode,
-                    attributes={
-                        "signaleringId": row.signalering_id,
-                        "type": row.type,
-                        "topic": row.topic,
-                        **({"berichtId": row.bericht_id} if row.bericht_id else {}),
-                    },
-                )
-            )
+        for item in items
+    ]
     await append(session, LogCipher.from_settings(settings), lines)
 
 
