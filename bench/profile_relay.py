@@ -20,8 +20,12 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from bench import generate as gen
 from bench import harness
@@ -29,6 +33,14 @@ from bench.run import load_broker_module, make_database
 
 PREFIX = "vva.signalering"  # the service principal may write only these topics (ACLs)
 PER_BERICHT = 500
+
+# Round trips to the database during the drains, by statement kind (machine-independent).
+STATEMENTS: Counter[str] = Counter()
+
+
+def _count_statement(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+    words = statement.split()
+    STATEMENTS[" ".join(words[:3])[:60] if words else "?"] += 1
 
 
 def _payload(rng: random.Random, bsn: str, code: str) -> bytes:
@@ -141,8 +153,10 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
                 await fill(url, 1000, -1)  # warm-up: producer, metadata, known topics
                 await relay.drain()
                 prof = cProfile.Profile() if profile else None
+                published_total = 0
                 for r in range(rounds):
                     await fill(url, n, r)
+                    event.listen(Engine, "before_cursor_execute", _count_statement)
                     cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
                     t0 = time.perf_counter()
                     if prof is not None:
@@ -150,6 +164,8 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
                     published = await relay.drain()
                     if prof is not None:
                         prof.disable()
+                    event.remove(Engine, "before_cursor_execute", _count_statement)
+                    published_total += published
                     wall = time.perf_counter() - t0
                     cpu = time.process_time() - cpu0
                     bcpu = harness.cpu_seconds(broker_pid) - bcpu0
@@ -160,6 +176,9 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
                         file=sys.stderr,
                         flush=True,
                     )
+                print(f"SQL statements per 1000 signaleringen (batch {batch}):", file=sys.stderr)
+                for kind, count in STATEMENTS.most_common():
+                    print(f"  {count * 1000 / published_total:8.1f}  {kind}", file=sys.stderr)
                 if prof is not None:
                     pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
                     pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
