@@ -105,6 +105,8 @@ class TestSameBytesAsSqlAlchemy:
             _log_row(4, attributes={"naam": "Zoë “quotes” \\ /", "l": [1, 2.5, None, True]}),
             _log_row(5, attributes={}, parent_operation_id="f" * 16, gemeentecode=None),
             _log_row(6, attributes=None),
+            # the instant of row 0's start_time in another zone (converted once, memoised)
+            _log_row(7, start_time=T0.astimezone(KIRITIMATI), end_time=T0),
         ]
         expected, got = await _both_ways(engine, verwerkingenlog, rows)
         assert got == expected

@@ -27,9 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Date, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from koppelpunt.store.types import UTCDateTime
 
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER: 32766 since 3.32.0, 999 before.
 SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
@@ -52,14 +54,17 @@ class DoUpdate:
 
 
 OnConflict = DoNothing | DoUpdate | None
+# Types whose bind processor is a pure function of an immutable value that equals only values
+# with the same result (aware datetimes that are equal are the same instant, so the same UTC).
+_MEMOISED = (UTCDateTime, Date)
 _Processor = Callable[[Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
     columns: tuple[str, ...]
-    # (position, bind processor) of the columns that have one
-    processors: tuple[tuple[int, _Processor], ...]
+    # (position, bind processor, memoise) of the columns that have a processor
+    processors: tuple[tuple[int, _Processor, bool], ...]
     # the executemany statement (one row of placeholders)
     many_sql: str
     # SQLite with RETURNING: multi-row VALUES are `insert_into VALUES row, row, ... tail`
@@ -126,7 +131,10 @@ async def insert_rows(
 
 def _convert(plan: _Plan, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
     width = len(plan.columns)
-    processors = plan.processors
+    # A message's rows share a few timestamps (`now`): each distinct one is converted once.
+    processors: list[tuple[int, _Processor, dict[Any, Any] | None]] = [
+        (index, process, {} if memoise else None) for index, process, memoise in plan.processors
+    ]
     out: list[tuple[Any, ...]] = []
     for row in rows:
         if len(row) != width:
@@ -136,8 +144,14 @@ def _convert(plan: _Plan, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]
             continue
         values = list(row)
         # SQLAlchemy calls processors for None too (e.g. JSON writes 'null' for it).
-        for index, process in processors:
-            values[index] = process(values[index])
+        for index, process, memo in processors:
+            value = values[index]
+            if memo is None:
+                values[index] = process(value)
+            elif value in memo:
+                values[index] = memo[value]
+            else:
+                values[index] = memo[value] = process(value)
         out.append(tuple(values))
     return out
 
@@ -168,11 +182,12 @@ def _build_plan(
     if len(set(columns)) != len(columns):
         raise ValueError(f"duplicate columns in {columns}")
     quote = dialect.identifier_preparer.quote
-    processors: list[tuple[int, _Processor]] = []
+    processors: list[tuple[int, _Processor, bool]] = []
     for index, name in enumerate(columns):
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        column_type = table.c[name].type
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
-            processors.append((index, process))
+            processors.append((index, process, isinstance(column_type, _MEMOISED)))
     names = ", ".join(quote(name) for name in columns)
     insert_into = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names})"
     tail = _conflict_sql(quote, columns, on_conflict)
