@@ -43,7 +43,7 @@ def _signaleringen(n: int) -> list[NewSignalering]:
             topic="vva.signalering.gm0363",
             payload=b"<signalering>" + b"x" * 600 + b"</signalering>",
             headers=[("ce_type", "nl.vva.aanmeldstatus"), ("ce_id", f"{i:064x}")],
-            created_at=T0 + timedelta(microseconds=i),
+            created_at=T0,  # as in receive: one clock reading per message
             bericht_pk=None,
         )
         for i in range(n)
@@ -56,7 +56,7 @@ def _lines(n: int) -> list[LogLine]:
             trace_id="a" * 32,
             name="beslissen",
             start_time=T0,
-            end_time=T0 + timedelta(milliseconds=i),
+            end_time=T0 + timedelta(milliseconds=i % 3),
             verwerkingsactiviteit="vva-signaleren-gemeenten",
             bsn=f"{999000000 + i // 3}",
             gemeentecode="GM0363",

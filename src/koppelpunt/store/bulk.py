@@ -25,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import JSON, Date, Table
@@ -115,7 +116,7 @@ async def insert_rows(
         for start in range(0, len(params), per_statement):
             chunk = params[start : start + per_statement]
             sql = f"{plan.insert_into} VALUES {', '.join([plan.row] * len(chunk))}{plan.tail}"
-            flat = tuple(value for row in chunk for value in row)
+            flat = tuple(chain.from_iterable(chunk))
             result = await connection.exec_driver_sql(sql, flat)
             found.update(result.scalars())
     position = plan.columns.index(returning)
