@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import JSON, Date, Table
 from sqlalchemy.engine import Dialect
@@ -76,7 +77,9 @@ class _Plan:
     unnest_sql: str | None
 
 
-_plans: dict[tuple[Any, ...], _Plan] = {}
+# Per dialect instance (i.e. per engine: processors may depend on its settings, such as a
+# json_serializer), then per statement shape.
+_plans: WeakKeyDictionary[Dialect, dict[tuple[Any, ...], _Plan]] = WeakKeyDictionary()
 
 
 async def insert_rows(
@@ -164,10 +167,13 @@ def _plan(
     on_conflict: OnConflict,
     returning: str | None,
 ) -> _Plan:
-    key = (dialect.name, table, columns, on_conflict, returning)
-    plan = _plans.get(key)
+    plans = _plans.get(dialect)
+    if plans is None:
+        plans = _plans[dialect] = {}
+    key = (table, columns, on_conflict, returning)
+    plan = plans.get(key)
     if plan is None:
-        plan = _plans[key] = _build_plan(dialect, table, columns, on_conflict, returning)
+        plan = plans[key] = _build_plan(dialect, table, columns, on_conflict, returning)
     return plan
 
 
