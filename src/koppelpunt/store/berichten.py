@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.store.bulk import insert_rows
 from koppelpunt.store.tables import afwijzingen, berichten, beslissingen
 
 
@@ -126,24 +127,36 @@ async def add_beslissingen(
     session: AsyncSession, bericht_pk: int, rows: Sequence[BeslissingRow]
 ) -> None:
     """Store the decision per record in one executemany (10,000 records per message)."""
-    if not rows:
-        return
-    await session.execute(
-        insert(beslissingen),
+    await insert_rows(
+        session,
+        beslissingen,
+        _BESLISSING_COLUMNS,
         [
-            {
-                "bericht_pk": bericht_pk,
-                "record_index": row.record_index,
-                "uitkomst": row.uitkomst,
-                "reden": row.reden,
-                "details": row.details,
-                "gemeentecode": row.gemeentecode,
-                "rules_version": row.rules_version,
-                "bsn": row.bsn,
-            }
+            (
+                bericht_pk,
+                row.record_index,
+                row.uitkomst,
+                row.reden,
+                row.details,
+                row.gemeentecode,
+                row.rules_version,
+                row.bsn,
+            )
             for row in rows
         ],
     )
+
+
+_BESLISSING_COLUMNS = (
+    "bericht_pk",
+    "record_index",
+    "uitkomst",
+    "reden",
+    "details",
+    "gemeentecode",
+    "rules_version",
+    "bsn",
+)
 
 
 async def list_beslissingen(session: AsyncSession, bericht_pk: int) -> list[BeslissingRow]:

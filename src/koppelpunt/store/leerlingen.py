@@ -25,6 +25,7 @@ from koppelpunt.pipeline.leerlingen import (
     StatusFact,
 )
 from koppelpunt.store._dialect import chunks, dialect_name
+from koppelpunt.store.bulk import DoNothing, DoUpdate, insert_rows
 from koppelpunt.store.tables import (
     aanmelding_statussen,
     aanmeldingen,
@@ -38,17 +39,14 @@ BATCH = 500
 
 
 async def _upsert(
-    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    keys: tuple[str, ...],
 ) -> None:
-    if not rows:
-        return
-    insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    statement = insert_(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={c: statement.excluded[c] for c in rows[0] if c not in keys},
-    )
-    await session.execute(statement, list(rows))
+    """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, rows applied in order."""
+    await insert_rows(session, table, columns, rows, on_conflict=DoUpdate(keys))
 
 
 async def lock_pupils(session: AsyncSession, bsns: Iterable[str]) -> None:
@@ -139,6 +137,43 @@ def max_seq(states: Mapping[str, PupilState]) -> int:
     )
 
 
+_PROGNOSE_COLUMNS = (
+    "bsn",
+    "schooljaar",
+    "geboortedatum",
+    "hoogste_diploma",
+    "brin",
+    "vestiging",
+    "onderwijssoort",
+    "verzonden",
+    "bericht_pk",
+)
+_AANMELDING_COLUMNS = (
+    "instelling_brin",
+    "aanmelding_id",
+    "bsn",
+    "geboortedatum",
+    "hoogste_diploma",
+    "crebo",
+    "niveau",
+    "leerweg",
+    "status",
+    "statusdatum",
+    "eerste_statusdatum",
+    "buiten_flow",
+    "updated_at",
+)
+_STATUS_COLUMNS = (
+    "instelling_brin",
+    "aanmelding_id",
+    "status",
+    "statusdatum",
+    "buiten_flow",
+    "received_at",
+    "bericht_pk",
+)
+
+
 async def save_states(
     session: AsyncSession,
     before: Mapping[str, PupilState],
@@ -148,9 +183,9 @@ async def save_states(
     now: datetime,
 ) -> None:
     """Write what changed between `before` and `after` (new history rows in receipt order)."""
-    prognose_rows: list[dict[str, Any]] = []
-    aanmelding_rows: list[dict[str, Any]] = []
-    new_facts: list[tuple[int, dict[str, Any]]] = []
+    prognose_rows: list[tuple[Any, ...]] = []
+    aanmelding_rows: list[tuple[Any, ...]] = []
+    new_facts: list[tuple[int, tuple[Any, ...]]] = []
     flag_changes: list[tuple[int, bool]] = []
     for bsn, state in after.items():
         old = before.get(bsn)
@@ -158,17 +193,17 @@ async def save_states(
         for p in state.prognoses:
             if p not in old_prognoses:
                 prognose_rows.append(
-                    {
-                        "bsn": bsn,
-                        "schooljaar": p.schooljaar,
-                        "geboortedatum": state.geboortedatum,
-                        "hoogste_diploma": state.hoogste_diploma,
-                        "brin": p.school.brin,
-                        "vestiging": p.school.vestiging,
-                        "onderwijssoort": p.onderwijssoort,
-                        "verzonden": p.verzonden,
-                        "bericht_pk": bericht_pk,
-                    }
+                    (
+                        bsn,
+                        p.schooljaar,
+                        state.geboortedatum,
+                        state.hoogste_diploma,
+                        p.school.brin,
+                        p.school.vestiging,
+                        p.onderwijssoort,
+                        p.verzonden,
+                        bericht_pk,
+                    )
                 )
         for a in state.aanmeldingen:
             previous = old.aanmelding(a.key) if old else None
@@ -180,53 +215,56 @@ async def save_states(
                     new_facts.append(
                         (
                             f.seq,
-                            {
-                                "instelling_brin": a.instelling_brin,
-                                "aanmelding_id": a.aanmelding_id,
-                                "status": f.status.value,
-                                "statusdatum": f.statusdatum,
-                                "buiten_flow": f.buiten_flow,
-                                "received_at": now,
-                                "bericht_pk": bericht_pk,
-                            },
+                            (
+                                a.instelling_brin,
+                                a.aanmelding_id,
+                                f.status.value,
+                                f.statusdatum,
+                                f.buiten_flow,
+                                now,
+                                bericht_pk,
+                            ),
                         )
                     )
                 elif old_flags[f.seq] != f.buiten_flow:
                     flag_changes.append((f.seq, f.buiten_flow))
             aanmelding_rows.append(
-                {
-                    "instelling_brin": a.instelling_brin,
-                    "aanmelding_id": a.aanmelding_id,
-                    "bsn": bsn,
-                    "geboortedatum": state.geboortedatum,
-                    "hoogste_diploma": state.hoogste_diploma,
-                    "crebo": a.opleiding.crebo,
-                    "niveau": a.opleiding.niveau,
-                    "leerweg": a.opleiding.leerweg,
-                    "status": a.current.status.value,
-                    "statusdatum": a.current.statusdatum,
-                    "eerste_statusdatum": a.eerste_statusdatum,
-                    "buiten_flow": a.buiten_flow,
-                    "updated_at": now,
-                }
+                (
+                    a.instelling_brin,
+                    a.aanmelding_id,
+                    bsn,
+                    state.geboortedatum,
+                    state.hoogste_diploma,
+                    a.opleiding.crebo,
+                    a.opleiding.niveau,
+                    a.opleiding.leerweg,
+                    a.current.status.value,
+                    a.current.statusdatum,
+                    a.eerste_statusdatum,
+                    a.buiten_flow,
+                    now,
+                )
             )
-    await _upsert(session, leerling_prognoses, prognose_rows, ("bsn", "schooljaar"))
-    await _upsert(session, aanmeldingen, aanmelding_rows, ("instelling_brin", "aanmelding_id"))
+    await _upsert(
+        session, leerling_prognoses, _PROGNOSE_COLUMNS, prognose_rows, ("bsn", "schooljaar")
+    )
+    await _upsert(
+        session,
+        aanmeldingen,
+        _AANMELDING_COLUMNS,
+        aanmelding_rows,
+        ("instelling_brin", "aanmelding_id"),
+    )
     if new_facts:
         # executemany runs in list order, so row ids follow the receipt order (seq).
         new_facts.sort(key=lambda item: item[0])
         # ON CONFLICT DO NOTHING: the same status may arrive in two messages at the same time.
-        insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-        await session.execute(
-            insert_(aanmelding_statussen).on_conflict_do_nothing(
-                index_elements=[
-                    aanmelding_statussen.c.instelling_brin,
-                    aanmelding_statussen.c.aanmelding_id,
-                    aanmelding_statussen.c.status,
-                    aanmelding_statussen.c.statusdatum,
-                ]
-            ),
+        await insert_rows(
+            session,
+            aanmelding_statussen,
+            _STATUS_COLUMNS,
             [row for _, row in new_facts],
+            on_conflict=DoNothing(("instelling_brin", "aanmelding_id", "status", "statusdatum")),
         )
     for seq, flag in flag_changes:
         await session.execute(
@@ -254,11 +292,14 @@ async def load_last_gemeenten(
 async def save_last_gemeenten(
     session: AsyncSession, changed: Mapping[str, LastGemeente], now: datetime
 ) -> None:
-    rows = [
-        {"bsn": bsn, "gemeentecode": g.gemeentecode, "peildatum": g.peildatum, "updated_at": now}
-        for bsn, g in sorted(changed.items())
-    ]
-    await _upsert(session, leerling_gemeenten, rows, ("bsn",))
+    rows = [(bsn, g.gemeentecode, g.peildatum, now) for bsn, g in sorted(changed.items())]
+    await _upsert(
+        session,
+        leerling_gemeenten,
+        ("bsn", "gemeentecode", "peildatum", "updated_at"),
+        rows,
+        ("bsn",),
+    )
 
 
 # --- peildatum checks ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.config import DEV_LOG_ENCRYPTION_KEY, Settings
@@ -44,6 +44,7 @@ from koppelpunt.pipeline.run import (
     RecordOutcome,
     Verwerking,
 )
+from koppelpunt.store.bulk import insert_rows
 from koppelpunt.store.tables import berichten, outbox, signaleringen, verwerkingenlog
 
 # Registered processing activities (the verwerkingsregister's ids; our choice of names).
@@ -204,7 +205,8 @@ async def append(session: AsyncSession, cipher: LogCipher, lines: Sequence[LogLi
     if not lines:
         return
     encrypted: dict[str, tuple[bytes, str]] = {}
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
+    key_id = cipher.key_id
     for line in lines:
         blob: bytes | None = None
         index: str | None = None
@@ -213,24 +215,42 @@ async def append(session: AsyncSession, cipher: LogCipher, lines: Sequence[LogLi
                 encrypted[line.bsn] = (cipher.encrypt(line.bsn), cipher.blind_index(line.bsn))
             blob, index = encrypted[line.bsn]
         rows.append(
-            {
-                "trace_id": line.trace_id,
-                "operation_id": line.operation_id,
-                "parent_operation_id": line.parent_operation_id,
-                "name": line.name,
-                "status_code": line.status_code,
-                "start_time": line.start_time,
-                "end_time": line.end_time,
-                "verwerkingsactiviteit": line.verwerkingsactiviteit,
-                "actor": line.actor,
-                "gemeentecode": line.gemeentecode,
-                "bsn_encrypted": blob,
-                "bsn_index": index,
-                "key_id": cipher.key_id if blob is not None else None,
-                "attributes": dict(line.attributes),
-            }
+            (
+                line.trace_id,
+                line.operation_id,
+                line.parent_operation_id,
+                line.name,
+                line.status_code,
+                line.start_time,
+                line.end_time,
+                line.verwerkingsactiviteit,
+                line.actor,
+                line.gemeentecode,
+                blob,
+                index,
+                key_id if blob is not None else None,
+                dict(line.attributes),
+            )
         )
-    await session.execute(insert(verwerkingenlog), rows)
+    await insert_rows(session, verwerkingenlog, _LINE_COLUMNS, rows)
+
+
+_LINE_COLUMNS = (
+    "trace_id",
+    "operation_id",
+    "parent_operation_id",
+    "name",
+    "status_code",
+    "start_time",
+    "end_time",
+    "verwerkingsactiviteit",
+    "actor",
+    "gemeentecode",
+    "bsn_encrypted",
+    "bsn_index",
+    "key_id",
+    "attributes",
+)
 
 
 def receive_lines(
