@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ def json_dumps(value: Any) -> str:
     """The JSON columns' encoder: orjson, because signalering headers and verwerkingenlog
     attributes are encoded several times per record on the hot path (bench/README.md).
     Same JSON values as the json module; the text is compact and UTF-8 (not \\u-escaped)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except TypeError:
+        # orjson refuses lone surrogates (e.g. an argv decoded with surrogateescape); the json
+        # module escapes them, so such a value is still stored rather than refused.
+        return json.dumps(value)
 
 
 def create_engine(url: str) -> AsyncEngine:
