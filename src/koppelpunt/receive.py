@@ -10,12 +10,14 @@ Refused messages are stored too (afwijzingen), with their raw bytes and every re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.derived import on_receipt
 from koppelpunt.errors import ConflictError, InvalidMessageError
@@ -217,65 +219,51 @@ async def receive(
     bericht = outcome.bericht
     structlog.contextvars.bind_contextvars(berichtId=bericht.bericht_id)
     try:
+        # One session, so one pooled connection, per message: idempotency check, lookup (when
+        # the lookup reads the local register) and writes. The check comes first, so a resend
+        # is answered before any lookup. The berichtId's unique index still decides a race
+        # between two deliveries (IntegrityError below). On SQLite the reads take no lock
+        # (the driver begins the transaction at the first INSERT); on PostgreSQL they run in
+        # the same READ COMMITTED transaction, which sees every commit up to each statement.
+        lookup = runtime.lookup
         async with runtime.sessions() as session:
             existing = await berichten.find_bericht(session, bericht.bericht_id)
-        if existing is not None:
-            return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
-
-        keys = run.lookups_needed(outcome, runtime.rules)
-        lookup_started = runtime.clock()
-        found = await runtime.lookup.lookup(keys)
-        now = runtime.clock()
-        # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
-        trace_id = trace_id or verwerkingenlog.new_trace_id()
-        verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
-        try:
-            async with runtime.sessions.begin() as session:
-                # The receipt is written by the INSERT itself, counting every signalering of
-                # the decision as new; only when some were stored before (deterministic ids:
-                # a derived signalering already sent) is it corrected, in this transaction.
-                expected = len({s.signalering_id for s in verwerking.signaleringen})
-                receipt = run.receipt(verwerking, expected)
-                pk = await berichten.add_bericht(
-                    session,
-                    bericht_id=bericht.bericht_id,
-                    soort=soort.value,
-                    sender=sender,
-                    sha256=sha256,
-                    raw=body,
-                    received_at=now,
-                    receipt=receipt,
-                    trace_id=trace_id,
-                )
-                await berichten.add_beslissingen(
-                    session, pk, beslissing_rows(verwerking, runtime.rules.version)
-                )
-                derived = await on_receipt(session, runtime, verwerking, now, bericht_pk=pk)
-                signaleringen = (*verwerking.signaleringen, *derived.signaleringen)
-                inserted = await outbox.add_signaleringen(
-                    session, [to_outbox(runtime, s, pk) for s in signaleringen]
-                )
-                if len(inserted) != expected:
-                    receipt = run.receipt(verwerking, len(inserted))
-                    await berichten.set_receipt(session, pk, receipt)
-                await verwerkingenlog.log_receive(
-                    session,
-                    runtime.settings,
-                    verwerking,
-                    found,
-                    trace_id=trace_id,
-                    bericht_id=bericht.bericht_id,
-                    sender=sender,
-                    received_at=received_at,
-                    lookup_started=lookup_started,
-                    decided_at=now,
-                )
-        except IntegrityError:
-            # Lost a race with a concurrent identical berichtId: answer as for a resend.
-            async with runtime.sessions() as session:
-                existing = await berichten.find_bericht(session, bericht.bericht_id)
             if existing is None:
-                raise
+                keys = run.lookups_needed(outcome, runtime.rules)
+                lookup_started = runtime.clock()
+                if lookup.shares_session:
+                    found = await lookup.lookup(keys, session)
+                else:
+                    # A remote lookup (HTTP): no transaction stays open while it runs.
+                    await session.commit()
+                    found = await lookup.lookup(keys)
+                now = runtime.clock()
+                # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
+                trace_id = trace_id or verwerkingenlog.new_trace_id()
+                verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
+                try:
+                    receipt, signaleringen, inserted = await _store(
+                        session,
+                        runtime,
+                        verwerking,
+                        found,
+                        soort=soort,
+                        sender=sender,
+                        sha256=sha256,
+                        raw=body,
+                        trace_id=trace_id,
+                        received_at=received_at,
+                        lookup_started=lookup_started,
+                        now=now,
+                    )
+                    await session.commit()
+                except IntegrityError:
+                    # Lost a race with a concurrent identical berichtId: answer as a resend.
+                    await session.rollback()
+                    existing = await berichten.find_bericht(session, bericht.bericht_id)
+                    if existing is None:
+                        raise
+        if existing is not None:
             return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
         _count(runtime, verwerking, signaleringen, inserted, soort)
         if inserted:
@@ -290,6 +278,66 @@ async def receive(
         return Received(202, receipt)
     finally:
         structlog.contextvars.unbind_contextvars("berichtId")
+
+
+async def _store(
+    session: AsyncSession,
+    runtime: Runtime,
+    verwerking: run.Verwerking,
+    found: Mapping[run.LookupKey, run.LookupResult],
+    *,
+    soort: Soort,
+    sender: str,
+    sha256: str,
+    raw: bytes,
+    trace_id: str,
+    received_at: datetime,
+    lookup_started: datetime,
+    now: datetime,
+) -> tuple[dict[str, Any], tuple[Signalering, ...], list[str]]:
+    """Bericht, beslissingen, pupil state, signaleringen, outbox rows and verwerkingenlog lines,
+    in the caller's transaction; returns the receipt, the signaleringen and the ids inserted."""
+    bericht_id = verwerking.bericht.bericht_id
+    # The receipt is written by the INSERT itself, counting every signalering of the decision
+    # as new; only when some were stored before (deterministic ids: a derived signalering
+    # already sent) or derived ones were added is it corrected, in this transaction.
+    expected = len({s.signalering_id for s in verwerking.signaleringen})
+    receipt = run.receipt(verwerking, expected)
+    pk = await berichten.add_bericht(
+        session,
+        bericht_id=bericht_id,
+        soort=soort.value,
+        sender=sender,
+        sha256=sha256,
+        raw=raw,
+        received_at=now,
+        receipt=receipt,
+        trace_id=trace_id,
+    )
+    await berichten.add_beslissingen(
+        session, pk, beslissing_rows(verwerking, runtime.rules.version)
+    )
+    derived = await on_receipt(session, runtime, verwerking, now, bericht_pk=pk)
+    signaleringen = (*verwerking.signaleringen, *derived.signaleringen)
+    inserted = await outbox.add_signaleringen(
+        session, [to_outbox(runtime, s, pk) for s in signaleringen]
+    )
+    if len(inserted) != expected:
+        receipt = run.receipt(verwerking, len(inserted))
+        await berichten.set_receipt(session, pk, receipt)
+    await verwerkingenlog.log_receive(
+        session,
+        runtime.settings,
+        verwerking,
+        found,
+        trace_id=trace_id,
+        bericht_id=bericht_id,
+        sender=sender,
+        received_at=received_at,
+        lookup_started=lookup_started,
+        decided_at=now,
+    )
+    return receipt, signaleringen, inserted
 
 
 async def _resend(
