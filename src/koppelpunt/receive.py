@@ -9,6 +9,7 @@ Refused messages are stored too (afwijzingen), with their raw bytes and every re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ def issue_json(issue: ValidationIssue) -> dict[str, Any]:
     }
 
 
+# The topic per (prefix, gemeentecode), validated once: every signalering needs one, and there
+# are 342 gemeenten. A ValueError (not a gemeentecode) is raised each time: it is not cached.
+_topic_for = functools.lru_cache(maxsize=4096)(topic_for)
+
+
 def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSignalering:
     """Render a signalering and its CloudEvents headers exactly as they will be published."""
     headers = cloudevent_headers(
@@ -69,7 +75,7 @@ def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSi
         type=s.type.value,
         gemeentecode=s.gemeentecode,
         bsn=s.bsn,
-        topic=topic_for(runtime.settings.topic_prefix, s.gemeentecode),
+        topic=_topic_for(runtime.settings.topic_prefix, s.gemeentecode),
         payload=render_signalering(s),
         headers=[(name, value.decode("utf-8")) for name, value in headers],
         created_at=s.aangemaakt,
@@ -377,13 +383,21 @@ def _count(
 ) -> None:
     m = runtime.metrics
     m.berichten.labels(soort.value, "accepted").inc()
+    # Counted per outcome first, then one labels().inc(n) each: labels() is slow per record.
+    outcomes: dict[str, int] = {}
     for o in verwerking.outcomes:
-        if isinstance(o.decision, Forwarded):
-            m.records.labels(soort.value, "doorgestuurd").inc()
-        elif isinstance(o.decision, Filtered):
-            m.records.labels(soort.value, f"gefilterd:{o.decision.reden.value}").inc()
+        decision = o.decision
+        if isinstance(decision, Forwarded):
+            outcome = "doorgestuurd"
+        elif isinstance(decision, Filtered):
+            outcome = f"gefilterd:{decision.reden.value}"
         elif o.parked:
-            m.records.labels(soort.value, "geparkeerd").inc()
+            outcome = "geparkeerd"
+        else:
+            continue
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for outcome, n in outcomes.items():
+        m.records.labels(soort.value, outcome).inc(n)
     if verwerking.afgewezen:
         m.records.labels(soort.value, "afgewezen").inc(len(verwerking.afgewezen))
     m.count_created(signaleringen, inserted)
