@@ -26,7 +26,7 @@ from koppelpunt.store.register import upsert_woonregister
 from koppelpunt.store.tables import berichten as berichten_table
 from koppelpunt.store.tables import outbox
 from tests.conftest import Running
-from tests.messages import BSN, A, aanmeldstatus_xml
+from tests.messages import BSN, ONDERWIJSNUMMER, A, L, aanmeldstatus_xml, prognose_xml
 
 SENDER = "koppelpunt-mbo"
 
@@ -177,3 +177,36 @@ class TestConcurrentDeliveries:
         assert stored.receipt == results[0].receipt
         assert count == 1
         assert outbox_rows == 1
+
+
+class TestRecordCounts:
+    async def test_records_counted_per_outcome(self, running: Running) -> None:
+        """koppelpunt_records_total moves by one per record and outcome, over two messages."""
+        runtime = running.runtime
+        async with runtime.sessions.begin() as session:
+            await upsert_woonregister(session, [(BSN[0], "0363", None), (BSN[1], "1999", None)])
+        records = [
+            L(bsn=BSN[0]),  # doorgestuurd
+            L(bsn=BSN[1]),  # RNI: geenWoongemeente
+            L(bsn=BSN[2], geboortedatum="2000-01-01"),  # leeftijd
+            L(bsn=None, onderwijsnummer=ONDERWIJSNUMMER),  # geenBsn
+            L(bsn="999990008"),  # elfproef fails: afgewezen
+            L(bsn=BSN[4]),  # not in the register: geenWoongemeente
+        ]
+        for bericht_id in ("cnt-1", "cnt-2"):
+            received = await receive(
+                runtime, prognose_xml(bericht_id, records), Soort.PROGNOSE, "koppelpunt-vo"
+            )
+            assert received.status_code == 202
+
+        def value(outcome: str) -> float | None:
+            return runtime.metrics.registry.get_sample_value(
+                "koppelpunt_records_total", {"soort": "prognose", "outcome": outcome}
+            )
+
+        assert value("doorgestuurd") == 2
+        assert value("gefilterd:geenWoongemeente") == 4
+        assert value("gefilterd:leeftijd") == 2
+        assert value("gefilterd:geenBsn") == 2
+        assert value("afgewezen") == 2
+        assert value("geparkeerd") is None
