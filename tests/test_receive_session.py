@@ -178,6 +178,47 @@ class TestConcurrentDeliveries:
         assert count == 1
         assert outbox_rows == 1
 
+    async def test_a_commit_between_check_and_write_is_no_conflict(self, running: Running) -> None:
+        """Message A has read (check, lookup) when message B commits; A still writes (202):
+        its reads held no snapshot that B's commit could invalidate (SQLite: no BEGIN before
+        the first write; PostgreSQL: READ COMMITTED)."""
+        runtime = running.runtime
+        await register(runtime)
+        inner = runtime.lookup
+        a_has_read, b_done = asyncio.Event(), asyncio.Event()
+
+        class Paused:
+            shares_session = True
+
+            async def lookup(
+                self, keys: Sequence[LookupKey], session: AsyncSession | None = None
+            ) -> dict[LookupKey, LookupResult]:
+                found = await inner.lookup(keys, session)
+                if any(bsn == BSN[0] for bsn, _ in keys):
+                    a_has_read.set()
+                    await b_done.wait()
+                return found
+
+        runtime.lookup = Paused()
+        a = asyncio.create_task(
+            receive(
+                runtime, aanmeldstatus_xml("ab-a", [A(bsn=BSN[0])]), Soort.AANMELDSTATUS, SENDER
+            )
+        )
+        await a_has_read.wait()
+        b = await receive(
+            runtime,
+            aanmeldstatus_xml("ab-b", [A(bsn=BSN[1], aanmelding_id="X-2")]),
+            Soort.AANMELDSTATUS,
+            SENDER,
+        )
+        b_done.set()
+        assert b.status_code == 202
+        assert (await a).status_code == 202
+        async with runtime.sessions() as session:
+            count = await session.scalar(select(func.count()).select_from(berichten_table))
+        assert count == 2
+
 
 class TestRecordCounts:
     async def test_records_counted_per_outcome(self, running: Running) -> None:
