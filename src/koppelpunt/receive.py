@@ -1,7 +1,9 @@
 """Receive one inbound message: the adapter that wires the pure pipeline to storage.
 
-    parse/validate ─▶ (idempotency check) ─▶ lookup ─▶ decide ─▶ ONE transaction:
+    parse/validate ─▶ ONE session: (idempotency check) ─▶ lookup ─▶ decide ─▶
     bericht + beslissingen + signaleringen + outbox rows ─▶ commit ─▶ receipt ─▶ wake relay
+
+(A remote BRP lookup is the exception: the session's read transaction ends before it.)
 
 Nothing is acknowledged before it is stored: the receipt is only returned after the commit.
 Refused messages are stored too (afwijzingen), with their raw bytes and every reason.
