@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.store.bulk import insert_rows
@@ -100,9 +100,10 @@ async def add_bericht(
     Raises IntegrityError when the bericht_id exists: two deliveries of one message can race,
     and only the database decides which one wins (the loser returns the winner's receipt).
     """
-    pk = await session.scalar(
-        insert(berichten)
-        .values(
+    # No explicit RETURNING: the dialect fetches the new pk its cheapest way (PostgreSQL adds
+    # RETURNING itself; SQLite reads the cursor's lastrowid, saving a fetch round trip).
+    result = await session.execute(
+        insert(berichten).values(
             bericht_id=bericht_id,
             soort=soort,
             sender=sender,
@@ -112,9 +113,11 @@ async def add_bericht(
             receipt=receipt,
             trace_id=trace_id,
         )
-        .returning(berichten.c.id)
     )
-    assert pk is not None
+    assert isinstance(result, CursorResult)  # an INSERT's result
+    inserted = result.inserted_primary_key
+    assert inserted is not None and inserted[0] is not None
+    pk = inserted[0]
     return int(pk)
 
 
