@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, select, text, union, update
@@ -69,65 +70,90 @@ async def lock_pupils(session: AsyncSession, bsns: Iterable[str]) -> None:
         )
 
 
+_STATUS = {s.value: s for s in Status}
+
+
 async def load_states(session: AsyncSession, bsns: Iterable[str]) -> dict[str, PupilState]:
     """The state of each pupil in `bsns` that has any (unknown pupils are absent)."""
     wanted = sorted(set(bsns))
+    p, a, s = leerling_prognoses.c, aanmeldingen.c, aanmelding_statussen.c
+    # Only the columns the state needs (no timestamps of receipt, no bericht links), read as
+    # plain tuples: this runs for every pupil of every message.
     prognoses: dict[str, list[Any]] = defaultdict(list)
     current: dict[str, list[Any]] = defaultdict(list)
     history: dict[tuple[str, str], list[StatusFact]] = defaultdict(list)
     for chunk in chunks(wanted, BATCH):
-        for row in await session.execute(
-            select(leerling_prognoses).where(leerling_prognoses.c.bsn.in_(chunk))
+        for p_row in await session.execute(
+            select(
+                p.bsn,
+                p.schooljaar,
+                p.brin,
+                p.vestiging,
+                p.onderwijssoort,
+                p.verzonden,
+                p.geboortedatum,
+                p.hoogste_diploma,
+            ).where(p.bsn.in_(chunk))
         ):
-            prognoses[row.bsn].append(row)
+            prognoses[p_row[0]].append(p_row)
         with_aanmeldingen = False
-        for row in await session.execute(select(aanmeldingen).where(aanmeldingen.c.bsn.in_(chunk))):
-            current[row.bsn].append(row)
+        for a_row in await session.execute(
+            select(
+                a.bsn,
+                a.instelling_brin,
+                a.aanmelding_id,
+                a.crebo,
+                a.niveau,
+                a.leerweg,
+                a.statusdatum,
+                a.geboortedatum,
+                a.hoogste_diploma,
+            ).where(a.bsn.in_(chunk))
+        ):
+            current[a_row[0]].append(a_row)
             with_aanmeldingen = True
         if not with_aanmeldingen:
             continue  # no history to read: a round trip saved for pupils seen the first time
-        for row in await session.execute(
-            select(aanmelding_statussen)
+        for brin, aanmelding_id, status, statusdatum, seq, buiten_flow in await session.execute(
+            select(s.instelling_brin, s.aanmelding_id, s.status, s.statusdatum, s.id, s.buiten_flow)
             .join(
                 aanmeldingen,
-                (aanmeldingen.c.instelling_brin == aanmelding_statussen.c.instelling_brin)
-                & (aanmeldingen.c.aanmelding_id == aanmelding_statussen.c.aanmelding_id),
+                (a.instelling_brin == s.instelling_brin) & (a.aanmelding_id == s.aanmelding_id),
             )
-            .where(aanmeldingen.c.bsn.in_(chunk))
+            .where(a.bsn.in_(chunk))
         ):
-            history[(row.instelling_brin, row.aanmelding_id)].append(
-                StatusFact(Status(row.status), row.statusdatum, row.id, row.buiten_flow)
+            history[(brin, aanmelding_id)].append(
+                StatusFact(_STATUS[status], statusdatum, seq, buiten_flow)
             )
     states: dict[str, PupilState] = {}
     for bsn in wanted:
-        p_rows, a_rows = prognoses.get(bsn, []), current.get(bsn, [])
+        p_rows, a_rows = prognoses.get(bsn), current.get(bsn)
         if not p_rows and not a_rows:
             continue
-        facts = tuple(
-            PrognoseFact(r.schooljaar, School(r.brin, r.vestiging), r.onderwijssoort, r.verzonden)
-            for r in sorted(p_rows, key=lambda r: r.schooljaar)
-        )
-        ams = tuple(
-            Aanmelding(
-                r.instelling_brin,
-                r.aanmelding_id,
-                Opleiding(r.crebo, r.niveau, r.leerweg),
-                tuple(
-                    sorted(
-                        history[(r.instelling_brin, r.aanmelding_id)],
-                        key=lambda f: (f.statusdatum, f.seq),
-                    )
-                ),
-            )
-            for r in a_rows
-        )
-        # Personal details from the newest fact: the newest aanmelding, else the newest prognose.
+        facts: tuple[PrognoseFact, ...] = ()
+        if p_rows:
+            by_schooljaar = sorted(p_rows, key=itemgetter(1)) if len(p_rows) > 1 else p_rows
+            facts = tuple(PrognoseFact(r[1], School(r[2], r[3]), r[4], r[5]) for r in by_schooljaar)
         if a_rows:
-            newest = max(a_rows, key=lambda r: r.statusdatum)
+            ams = []
+            for r in a_rows:
+                facts_of = history.get((r[1], r[2]), [])
+                if len(facts_of) > 1:
+                    facts_of.sort(key=_history_order)
+                ams.append(Aanmelding(r[1], r[2], Opleiding(r[3], r[4], r[5]), tuple(facts_of)))
+            # Personal details from the newest fact: the newest aanmelding, else the newest
+            # prognose (the first of equals, in the order the database returned them).
+            newest = max(a_rows, key=itemgetter(6))
+            states[bsn] = PupilState(bsn, newest[7], newest[8], facts, tuple(ams))
         else:
-            newest = max(p_rows, key=lambda r: r.verzonden)
-        states[bsn] = PupilState(bsn, newest.geboortedatum, newest.hoogste_diploma, facts, ams)
+            assert p_rows
+            newest = max(p_rows, key=itemgetter(5))
+            states[bsn] = PupilState(bsn, newest[6], newest[7], facts)
     return states
+
+
+def _history_order(fact: StatusFact) -> tuple[date, int]:
+    return (fact.statusdatum, fact.seq)
 
 
 def max_seq(states: Mapping[str, PupilState]) -> int:
