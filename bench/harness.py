@@ -212,7 +212,11 @@ class SignaleringConsumer:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # One reader over all 342 topics: let the broker collect 64 KiB (or 100 ms) per
+            # fetch instead of answering every few records; that costs the broker less CPU
+            # and adds at most 0.1 s to the time until the last signalering is read.
             fetch_max_wait_ms=100,
+            fetch_min_bytes=64 * 1024,
             **self._security,
         )
         await consumer.start()

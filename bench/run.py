@@ -100,10 +100,11 @@ async def fill_register(url: str, rows: list[tuple[str, str, Any]]) -> None:
 
 
 class RssSampler:
-    """Samples the service's RSS every 0.5 s in a thread (independent of the event loop)."""
+    """Samples the service's RSS every 0.5 s in a thread (independent of the event loop); with
+    several service processes (BENCH_API_PROCESSES) their sum, and the sum of their peaks."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -113,9 +114,9 @@ class RssSampler:
     def _run(self) -> None:
         t0 = self.t0
         while not self._stop.wait(0.5):
-            rss, hwm = harness.rss_kib(self.pid)
-            self.samples.append((time.monotonic() - t0, rss))
-            self.peak_kib = max(self.peak_kib, hwm)
+            both = [harness.rss_kib(pid) for pid in self.pids]
+            self.samples.append((time.monotonic() - t0, sum(rss for rss, _ in both)))
+            self.peak_kib = max(self.peak_kib, sum(hwm for _, hwm in both))
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -130,12 +131,16 @@ class CpuMeter:
     """CPU seconds used by the service, the broker and this load generator during a phase:
     figures that say what the phase costs independent of what else runs on the machine."""
 
-    def __init__(self, service_pid: int, broker_pid: int | None) -> None:
-        self.pids = {"service": service_pid, "broker": broker_pid}
+    def __init__(self, service_pids: list[int], broker_pid: int | None) -> None:
+        self.service_pids = service_pids
+        self.broker_pid = broker_pid
         self._start: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        now = {name: harness.cpu_seconds(pid) for name, pid in self.pids.items()}
+        now = {
+            "service": sum(harness.cpu_seconds(pid) for pid in self.service_pids),
+            "broker": harness.cpu_seconds(self.broker_pid),
+        }
         usage = os.times()
         now["loadgen"] = usage.user + usage.system
         return now
@@ -169,7 +174,23 @@ class Sent:
             self.records += records
 
 
-async def post(client: httpx.AsyncClient, m: gen.Message, sent: Sent) -> None:
+class RoundRobin:
+    """Spreads requests over the API processes (BENCH_API_PROCESSES), as a load balancer would."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self._clients = clients
+        self._next = 0
+
+    async def post(self, path: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        client = self._clients[self._next % len(self._clients)]
+        self._next += 1
+        return await client.post(path, content=content, headers=headers)
+
+
+Client = httpx.AsyncClient | RoundRobin
+
+
+async def post(client: Client, m: gen.Message, sent: Sent) -> None:
     try:
         r = await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
     except httpx.HTTPError as exc:
@@ -179,7 +200,7 @@ async def post(client: httpx.AsyncClient, m: gen.Message, sent: Sent) -> None:
 
 
 async def closed_loop(
-    client: httpx.AsyncClient, messages: Iterable[gen.Message], concurrency: int, seconds: float
+    client: Client, messages: Iterable[gen.Message], concurrency: int, seconds: float
 ) -> tuple[Sent, float]:
     """`concurrency` workers send the next message as soon as their previous one is answered,
     until the messages run out or `seconds` pass. Returns (what was sent, elapsed seconds)."""
@@ -199,7 +220,7 @@ async def closed_loop(
 
 
 async def open_loop(
-    client: httpx.AsyncClient, messages: Iterable[gen.Message], rate: float, seconds: float
+    client: Client, messages: Iterable[gen.Message], rate: float, seconds: float
 ) -> Sent:
     """Send at a fixed rate whatever the answers; latency counted from the *intended* send time
     (no coordinated omission: a stall shows up in every request scheduled during it)."""
@@ -372,7 +393,17 @@ async def measure(
         topic_prefix=prefix,
         extra={"KOPPELPUNT_TOPIC_PARTITIONS": "1", "KOPPELPUNT_LOG_LEVEL": "INFO"},
     )
-    service = harness.serve(env, tmp / "service.log")
+    n_api = api_processes()
+    if n_api == 1:  # the default: one `koppelpunt serve`, relay in-process
+        services = [harness.serve(env, tmp / "service.log")]
+        relay: Process | None = None
+    else:  # N API processes without relay + one `koppelpunt relay` (docs/scaling.md)
+        api_env = {**env, "KOPPELPUNT_RELAY_ENABLED": "false"}
+        services = [harness.serve(api_env, tmp / f"service-{i}.log") for i in range(n_api)]
+        # no in-process wake-up across processes: the relay polls often instead
+        relay = harness.relay({**env, "KOPPELPUNT_RELAY_POLL_SECONDS": "0.05"}, tmp / "relay.log")
+    service = services[0]
+    service_pids = [s.pid for s in services] + ([relay.pid] if relay else [])
     reader = settings.model_copy(
         update={
             "kafka_username": settings.kafka_admin_username,
@@ -383,7 +414,8 @@ async def measure(
     consumer = SignaleringConsumer(bootstrap, topics, security=security)
     profiler: subprocess.Popen[bytes] | None = None
     try:
-        await service.wait_ready()
+        for s in services:
+            await s.wait_ready()
         await consumer.start()
         profile_to = os.environ.get("BENCH_PROFILE")
         if profile_to:
@@ -394,13 +426,20 @@ async def measure(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        with RssSampler(service.pid) as rss:
-            async with httpx.AsyncClient(
-                base_url=service.base_url,
-                timeout=120,
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
-            ) as client:
-                cpu = CpuMeter(service.pid, broker_pid)
+        with RssSampler(service_pids) as rss:
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [
+                    await stack.enter_async_context(
+                        httpx.AsyncClient(
+                            base_url=s.base_url,
+                            timeout=120,
+                            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+                        )
+                    )
+                    for s in services
+                ]
+                client: Client = clients[0] if n_api == 1 else RoundRobin(clients)
+                cpu = CpuMeter(service_pids, broker_pid)
                 out |= await phases(client, consumer, people, n_statuses, n_prognoses,
                                     scale, seconds, concurrency, rss, out["bare"], cpu)  # fmt: skip
         out["memory"] = memory_summary(rss, out.get("year_window", (0.0, 0.0)))
@@ -412,12 +451,16 @@ async def measure(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 profiler.wait(30)
         await consumer.stop()
-        service.stop()
+        for s in services:
+            s.stop()
+        if relay is not None:
+            relay.stop()
+    out["api_processes"] = n_api
     return out
 
 
 async def phases(
-    client: httpx.AsyncClient,
+    client: Client,
     consumer: SignaleringConsumer,
     people: list[gen.Pupil],
     n_statuses: int,
@@ -494,7 +537,8 @@ async def phases(
     base = consumer.consumed.unique
     y0 = time.monotonic()
     cpu.start()
-    sent, elapsed = await closed_loop(client, messages, 2, 1e9)
+    # two senders (the Koppelpunt VO and MBO), at least one request in flight per API process
+    sent, elapsed = await closed_loop(client, messages, max(2, api_processes()), 1e9)
     done = await wait_consumed(consumer, base + sent.signaleringen, 3600)
     used = cpu.stop(sent.records)
     # records of the distinct messages (an identical resend is not new work for the sender)
@@ -518,7 +562,7 @@ async def phases(
 
 
 async def batches(
-    client: httpx.AsyncClient,
+    client: Client,
     statuses: list[gen.Status],
     consumer: SignaleringConsumer,
     concurrency: int,
@@ -564,6 +608,11 @@ def memory_summary(rss: RssSampler, window: tuple[float, float]) -> dict[str, An
     return summary
 
 
+def api_processes() -> int:
+    """BENCH_API_PROCESSES: API processes behind a round-robin (default 1, relay in-process)."""
+    return max(1, int(os.environ.get("BENCH_API_PROCESSES", "1")))
+
+
 def table(r: dict[str, Any]) -> str:
     def ok(passed: bool) -> str:
         return "met" if passed else "NOT met"
@@ -598,6 +647,7 @@ def table(r: dict[str, Any]) -> str:
     width = [max(len(str(row[i])) for row in rows) for i in range(4)]
     lines = [
         f"koppelpunt bench {r['date']}  db={r['database']}  scale={r['scale']:g}  "
+        f"api processes={r.get('api_processes', 1)}  "
         f"load avg before={r['machine']['load_average_before'][0]:.2f}"
     ]
     for row in rows:

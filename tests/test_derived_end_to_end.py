@@ -119,11 +119,15 @@ class FlakyLookup:
     """A BRP that can be switched off: answers UNAVAILABLE while down (a test double of a BRP,
     not of infrastructure: the register behind it is the real local one)."""
 
+    shares_session = False  # like a remote BRP: asked outside the caller's transaction
+
     def __init__(self, inner: WoongemeenteLookup) -> None:
         self.inner = inner
         self.down = True
 
-    async def lookup(self, keys: Sequence[LookupKey]) -> dict[LookupKey, LookupResult]:
+    async def lookup(
+        self, keys: Sequence[LookupKey], session: object = None
+    ) -> dict[LookupKey, LookupResult]:
         if self.down:
             return dict.fromkeys(keys, UNAVAILABLE)
         return await self.inner.lookup(keys)

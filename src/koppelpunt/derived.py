@@ -139,7 +139,10 @@ async def _batch(
             await leerlingen.lock_pupils(session, bsns)
         states = await leerlingen.load_states(session, bsns)
         found = derive.candidates(states.values(), rules, day)
-        looked_up = await runtime.lookup.lookup(sorted({(c.bsn, c.peildatum) for c in found}))
+        keys = sorted({(c.bsn, c.peildatum) for c in found})
+        # The local register reads through this transaction (one connection, not two).
+        shared = session if runtime.lookup.shares_session else None
+        looked_up = await runtime.lookup.lookup(keys, shared)
         last = await leerlingen.load_last_gemeenten(session, {c.bsn for c in found})
         made: dict[str, Signalering] = {}
         changed: dict[str, derive.LastGemeente] = {}

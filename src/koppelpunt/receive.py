@@ -1,7 +1,9 @@
 """Receive one inbound message: the adapter that wires the pure pipeline to storage.
 
-    parse/validate ─▶ (idempotency check) ─▶ lookup ─▶ decide ─▶ ONE transaction:
+    parse/validate ─▶ ONE session: (idempotency check) ─▶ lookup ─▶ decide ─▶
     bericht + beslissingen + signaleringen + outbox rows ─▶ commit ─▶ receipt ─▶ wake relay
+
+(A remote BRP lookup is the exception: the session's read transaction ends before it.)
 
 Nothing is acknowledged before it is stored: the receipt is only returned after the commit.
 Refused messages are stored too (afwijzingen), with their raw bytes and every reason.
@@ -9,13 +11,16 @@ Refused messages are stored too (afwijzingen), with their raw bytes and every re
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.derived import on_receipt
 from koppelpunt.errors import ConflictError, InvalidMessageError
@@ -53,6 +58,11 @@ def issue_json(issue: ValidationIssue) -> dict[str, Any]:
     }
 
 
+# The topic per (prefix, gemeentecode), validated once: every signalering needs one, and there
+# are 342 gemeenten. A ValueError (not a gemeentecode) is raised each time: it is not cached.
+_topic_for = functools.lru_cache(maxsize=4096)(topic_for)
+
+
 def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSignalering:
     """Render a signalering and its CloudEvents headers exactly as they will be published."""
     headers = cloudevent_headers(
@@ -67,7 +77,7 @@ def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSi
         type=s.type.value,
         gemeentecode=s.gemeentecode,
         bsn=s.bsn,
-        topic=topic_for(runtime.settings.topic_prefix, s.gemeentecode),
+        topic=_topic_for(runtime.settings.topic_prefix, s.gemeentecode),
         payload=render_signalering(s),
         headers=[(name, value.decode("utf-8")) for name, value in headers],
         created_at=s.aangemaakt,
@@ -217,65 +227,51 @@ async def receive(
     bericht = outcome.bericht
     structlog.contextvars.bind_contextvars(berichtId=bericht.bericht_id)
     try:
+        # One session, so one pooled connection, per message: idempotency check, lookup (when
+        # the lookup reads the local register) and writes. The check comes first, so a resend
+        # is answered before any lookup. The berichtId's unique index still decides a race
+        # between two deliveries (IntegrityError below). On SQLite the reads take no lock
+        # (the driver begins the transaction at the first INSERT); on PostgreSQL they run in
+        # the same READ COMMITTED transaction, which sees every commit up to each statement.
+        lookup = runtime.lookup
         async with runtime.sessions() as session:
             existing = await berichten.find_bericht(session, bericht.bericht_id)
-        if existing is not None:
-            return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
-
-        keys = run.lookups_needed(outcome, runtime.rules)
-        lookup_started = runtime.clock()
-        found = await runtime.lookup.lookup(keys)
-        now = runtime.clock()
-        # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
-        trace_id = trace_id or verwerkingenlog.new_trace_id()
-        verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
-        try:
-            async with runtime.sessions.begin() as session:
-                # The receipt is written by the INSERT itself, counting every signalering of
-                # the decision as new; only when some were stored before (deterministic ids:
-                # a derived signalering already sent) is it corrected, in this transaction.
-                expected = len({s.signalering_id for s in verwerking.signaleringen})
-                receipt = run.receipt(verwerking, expected)
-                pk = await berichten.add_bericht(
-                    session,
-                    bericht_id=bericht.bericht_id,
-                    soort=soort.value,
-                    sender=sender,
-                    sha256=sha256,
-                    raw=body,
-                    received_at=now,
-                    receipt=receipt,
-                    trace_id=trace_id,
-                )
-                await berichten.add_beslissingen(
-                    session, pk, beslissing_rows(verwerking, runtime.rules.version)
-                )
-                derived = await on_receipt(session, runtime, verwerking, now, bericht_pk=pk)
-                signaleringen = (*verwerking.signaleringen, *derived.signaleringen)
-                inserted = await outbox.add_signaleringen(
-                    session, [to_outbox(runtime, s, pk) for s in signaleringen]
-                )
-                if len(inserted) != expected:
-                    receipt = run.receipt(verwerking, len(inserted))
-                    await berichten.set_receipt(session, pk, receipt)
-                await verwerkingenlog.log_receive(
-                    session,
-                    runtime.settings,
-                    verwerking,
-                    found,
-                    trace_id=trace_id,
-                    bericht_id=bericht.bericht_id,
-                    sender=sender,
-                    received_at=received_at,
-                    lookup_started=lookup_started,
-                    decided_at=now,
-                )
-        except IntegrityError:
-            # Lost a race with a concurrent identical berichtId: answer as for a resend.
-            async with runtime.sessions() as session:
-                existing = await berichten.find_bericht(session, bericht.bericht_id)
             if existing is None:
-                raise
+                keys = run.lookups_needed(outcome, runtime.rules)
+                lookup_started = runtime.clock()
+                if lookup.shares_session:
+                    found = await lookup.lookup(keys, session)
+                else:
+                    # A remote lookup (HTTP): no transaction stays open while it runs.
+                    await session.commit()
+                    found = await lookup.lookup(keys)
+                now = runtime.clock()
+                # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
+                trace_id = trace_id or verwerkingenlog.new_trace_id()
+                verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
+                try:
+                    receipt, signaleringen, inserted = await _store(
+                        session,
+                        runtime,
+                        verwerking,
+                        found,
+                        soort=soort,
+                        sender=sender,
+                        sha256=sha256,
+                        raw=body,
+                        trace_id=trace_id,
+                        received_at=received_at,
+                        lookup_started=lookup_started,
+                        now=now,
+                    )
+                    await session.commit()
+                except IntegrityError:
+                    # Lost a race with a concurrent identical berichtId: answer as a resend.
+                    await session.rollback()
+                    existing = await berichten.find_bericht(session, bericht.bericht_id)
+                    if existing is None:
+                        raise
+        if existing is not None:
             return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
         _count(runtime, verwerking, signaleringen, inserted, soort)
         if inserted:
@@ -290,6 +286,66 @@ async def receive(
         return Received(202, receipt)
     finally:
         structlog.contextvars.unbind_contextvars("berichtId")
+
+
+async def _store(
+    session: AsyncSession,
+    runtime: Runtime,
+    verwerking: run.Verwerking,
+    found: Mapping[run.LookupKey, run.LookupResult],
+    *,
+    soort: Soort,
+    sender: str,
+    sha256: str,
+    raw: bytes,
+    trace_id: str,
+    received_at: datetime,
+    lookup_started: datetime,
+    now: datetime,
+) -> tuple[dict[str, Any], tuple[Signalering, ...], list[str]]:
+    """Bericht, beslissingen, pupil state, signaleringen, outbox rows and verwerkingenlog lines,
+    in the caller's transaction; returns the receipt, the signaleringen and the ids inserted."""
+    bericht_id = verwerking.bericht.bericht_id
+    # The receipt is written by the INSERT itself, counting every signalering of the decision
+    # as new; only when some were stored before (deterministic ids: a derived signalering
+    # already sent) or derived ones were added is it corrected, in this transaction.
+    expected = len({s.signalering_id for s in verwerking.signaleringen})
+    receipt = run.receipt(verwerking, expected)
+    pk = await berichten.add_bericht(
+        session,
+        bericht_id=bericht_id,
+        soort=soort.value,
+        sender=sender,
+        sha256=sha256,
+        raw=raw,
+        received_at=now,
+        receipt=receipt,
+        trace_id=trace_id,
+    )
+    await berichten.add_beslissingen(
+        session, pk, beslissing_rows(verwerking, runtime.rules.version)
+    )
+    derived = await on_receipt(session, runtime, verwerking, now, bericht_pk=pk)
+    signaleringen = (*verwerking.signaleringen, *derived.signaleringen)
+    inserted = await outbox.add_signaleringen(
+        session, [to_outbox(runtime, s, pk) for s in signaleringen]
+    )
+    if len(inserted) != expected:
+        receipt = run.receipt(verwerking, len(inserted))
+        await berichten.set_receipt(session, pk, receipt)
+    await verwerkingenlog.log_receive(
+        session,
+        runtime.settings,
+        verwerking,
+        found,
+        trace_id=trace_id,
+        bericht_id=bericht_id,
+        sender=sender,
+        received_at=received_at,
+        lookup_started=lookup_started,
+        decided_at=now,
+    )
+    return receipt, signaleringen, inserted
 
 
 async def _resend(
@@ -329,13 +385,21 @@ def _count(
 ) -> None:
     m = runtime.metrics
     m.berichten.labels(soort.value, "accepted").inc()
+    # Counted per outcome first, then one labels().inc(n) each: labels() is slow per record.
+    outcomes: dict[str, int] = {}
     for o in verwerking.outcomes:
-        if isinstance(o.decision, Forwarded):
-            m.records.labels(soort.value, "doorgestuurd").inc()
-        elif isinstance(o.decision, Filtered):
-            m.records.labels(soort.value, f"gefilterd:{o.decision.reden.value}").inc()
+        decision = o.decision
+        if isinstance(decision, Forwarded):
+            outcome = "doorgestuurd"
+        elif isinstance(decision, Filtered):
+            outcome = f"gefilterd:{decision.reden.value}"
         elif o.parked:
-            m.records.labels(soort.value, "geparkeerd").inc()
+            outcome = "geparkeerd"
+        else:
+            continue
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for outcome, n in outcomes.items():
+        m.records.labels(soort.value, outcome).inc(n)
     if verwerking.afgewezen:
         m.records.labels(soort.value, "afgewezen").inc(len(verwerking.afgewezen))
     m.count_created(signaleringen, inserted)

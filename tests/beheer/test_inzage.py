@@ -109,7 +109,11 @@ class TestInzageEndpoint:
 class DownLookup:
     """A BRP that is down (a double of the BRP, not of infrastructure): records get parked."""
 
-    async def lookup(self, keys: Sequence[LookupKey]) -> dict[LookupKey, LookupResult]:
+    shares_session = False
+
+    async def lookup(
+        self, keys: Sequence[LookupKey], session: object = None
+    ) -> dict[LookupKey, LookupResult]:
         return dict.fromkeys(keys, UNAVAILABLE)
 
 

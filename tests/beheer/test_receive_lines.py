@@ -70,3 +70,25 @@ def test_one_receive_and_one_decision_per_person(
         uitkomst = mine[-1].attributes["uitkomst"]
         assert (uitkomst == "geparkeerd") == outcome.parked
         assert (uitkomst == "doorgestuurd") == (mine[-1].gemeentecode is not None)
+
+
+@given(bericht=prognose_berichten(max_records=6), data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_operation_ids_are_distinct_span_ids(bericht: PrognoseBericht, data: st.DataObject) -> None:
+    """Every line has its own operation id: 16 lowercase hex digits (a W3C span id)."""
+    parsed = Parsed(bericht)
+    found = {key: data.draw(ANSWERS) for key in run.lookups_needed(parsed, RULES)}
+    verwerking = run.decide(parsed, RULES, GEMEENTEN, found, NOW)
+    lines = vlog.receive_lines(
+        verwerking,
+        found,
+        trace_id=vlog.new_trace_id(),
+        bericht_id=bericht.bericht_id,
+        sender="vo",
+        received_at=NOW,
+        lookup_started=NOW,
+        decided_at=NOW,
+    )
+    ids = [line.operation_id for line in lines]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and set(i) <= set("0123456789abcdef") for i in ids)

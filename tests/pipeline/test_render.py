@@ -18,6 +18,7 @@ from koppelpunt.model import (
     SignaleringType,
     Status,
 )
+from koppelpunt.pipeline import render
 from koppelpunt.pipeline.parse import SIGNALERING_NS, SchemaRegistry, hardened_parser
 from koppelpunt.pipeline.render import render_signalering
 from tests.strategies import signaleringen
@@ -186,3 +187,31 @@ class TestDerivedTypesRender:
             xsd.assertValid(etree.fromstring(render_signalering(s)))
             types.add(s.type.value)
         assert types == {"GEEN_PLAATSING", "NIET_INGESCHREVEN", "OVERDRACHT", "VERHUISD"}
+
+
+def built(s: Signalering) -> bytes:
+    """The reference: the document built element by element."""
+    return etree.tostring(render._build(s), xml_declaration=True, encoding="UTF-8")
+
+
+class TestRenderFastPath:
+    @settings(max_examples=300)
+    @given(signalering=signaleringen)
+    def test_byte_identical_to_the_element_by_element_build(self, signalering: Signalering) -> None:
+        """The template copy renders exactly the bytes the element-by-element build does."""
+        assert render_signalering(signalering) == built(signalering)
+
+    def test_same_shape_other_values(self) -> None:
+        """Two signaleringen of one shape share a template, each with its own values."""
+        first = minimal(bron_bericht_id="B-1")
+        second = minimal(bron_bericht_id="B-2&<", bsn="999990007", signalering_id="sig-2")
+        assert render_signalering(first) == built(first)
+        assert render_signalering(second) == built(second)
+        assert render_signalering(first) == built(first)
+
+    def test_templates_keep_no_values(self) -> None:
+        """The cached trees hold blank texts only: no BSN stays in memory after rendering."""
+        render_signalering(minimal(bsn="999993653", peildatum=date(2027, 3, 1)))
+        for template, leaves in render._TEMPLATES.values():
+            texts = [e.text for e in template.iter() if len(e) == 0]
+            assert texts == [""] * len(leaves)

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.config import Settings
 from koppelpunt.lookup.circuit_breaker import CircuitBreaker
@@ -62,6 +63,10 @@ def gemeente_of(persoon: dict[str, Any]) -> str | None:
 
 class HaalCentraalLookup:
     """The WoongemeenteLookup adapter for Haal Centraal; close() it when done."""
+
+    # A remote call of up to (retries + 1) timeouts: callers must not hold a transaction (or a
+    # pooled connection) open during it.
+    shares_session = False
 
     def __init__(
         self,
@@ -108,7 +113,10 @@ class HaalCentraalLookup:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def lookup(self, keys: Sequence[LookupKey]) -> dict[LookupKey, LookupResult]:
+    async def lookup(
+        self, keys: Sequence[LookupKey], session: AsyncSession | None = None
+    ) -> dict[LookupKey, LookupResult]:
+        """`session` is ignored: the BRP is asked over HTTP, outside any transaction."""
         bsns = sorted({bsn for bsn, _ in keys})
         batches = [
             bsns[start : start + MAX_BSNS_PER_REQUEST]

@@ -11,10 +11,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from koppelpunt.pipeline.run import LookupKey, LookupResult
 
 
 class WoongemeenteLookup(Protocol):
-    async def lookup(self, keys: Sequence[LookupKey]) -> dict[LookupKey, LookupResult]:
-        """The BRP gemeentecode per key; None if not found; UNAVAILABLE if it cannot answer."""
+    # True when lookup() reads the database through the caller's `session` (the local
+    # register): the caller may then run it inside its own transaction, one connection per
+    # message. False for a remote lookup (the BRP over HTTP): it ignores `session`, and the
+    # caller ends its transaction first, so no connection is held open during HTTP calls.
+    shares_session: bool
+
+    async def lookup(
+        self, keys: Sequence[LookupKey], session: AsyncSession | None = None
+    ) -> dict[LookupKey, LookupResult]:
+        """The BRP gemeentecode per key; None if not found; UNAVAILABLE if it cannot answer.
+
+        `session`: the caller's session, used by an adapter that shares it (else ignored);
+        without one, an adapter that reads the database opens its own.
+        """
         ...

@@ -28,12 +28,22 @@ def woongemeente_on(rows: Sequence[tuple[date, str]], peildatum: date) -> str | 
 
 
 class LocalRegisterLookup:
+    # The register is a table in the service's own database: it reads through the caller's
+    # session, so a message's idempotency check, lookup and writes share one connection.
+    shares_session = True
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def lookup(self, keys: Sequence[LookupKey]) -> dict[LookupKey, LookupResult]:
+    async def lookup(
+        self, keys: Sequence[LookupKey], session: AsyncSession | None = None
+    ) -> dict[LookupKey, LookupResult]:
         if not keys:
             return {}
-        async with self._sessions() as session:
-            rows = await find_woonregister(session, sorted({bsn for bsn, _ in keys}))
-        return {(bsn, day): woongemeente_on(rows.get(bsn, []), day) for bsn, day in keys}
+        bsns = {bsn for bsn, _ in keys}
+        if session is not None:
+            rows = await find_woonregister(session, bsns)
+        else:
+            async with self._sessions() as own:
+                rows = await find_woonregister(own, bsns)
+        return {(bsn, day): woongemeente_on(rows.get(bsn, ()), day) for bsn, day in keys}

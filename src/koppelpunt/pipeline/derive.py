@@ -200,8 +200,11 @@ def moves(
     status), so it never signals a move. A code dissolved by a herindeling into the new one is
     not a move.
     """
-    if last is not None and peildatum < last.peildatum:
-        return [], None
+    if last is not None and (
+        peildatum < last.peildatum
+        or (peildatum == last.peildatum and gemeentecode == last.gemeentecode)
+    ):
+        return [], None  # a late fact, or the very same one: nothing changes
     new_last = LastGemeente(gemeentecode, peildatum)
     if last is None or last.gemeentecode == gemeentecode:
         return [], (new_last if last != new_last else None)
@@ -330,10 +333,12 @@ def on_receipt(
         for s in moved:
             found.setdefault(s.signalering_id, s)
         if isinstance(record, AanmeldstatusRecord) and bsn in states:
-            if result is not None:
+            if result is None:
+                gp = _if_current(states[bsn], record, rules, gemeentecode, now)
+            elif record.status in CLOSED:  # else, current or not, it closed nothing
                 gp = geen_plaatsing(states[bsn], result, rules, gemeentecode, now)
             else:
-                gp = _if_current(states[bsn], record, rules, gemeentecode, now)
+                gp = None
             if gp is not None:
                 found.setdefault(gp.signalering_id, gp)
     return Derived(tuple(found.values()), tuple(applied), changed)

@@ -122,10 +122,17 @@ class PupilState:
     aanmeldingen: tuple[Aanmelding, ...] = ()
 
     def prognose(self, schooljaar: str) -> PrognoseFact | None:
-        return next((p for p in self.prognoses if p.schooljaar == schooljaar), None)
+        for p in self.prognoses:
+            if p.schooljaar == schooljaar:
+                return p
+        return None
 
     def aanmelding(self, key: tuple[str, str]) -> Aanmelding | None:
-        return next((a for a in self.aanmeldingen if a.key == key), None)
+        brin, aanmelding_id = key
+        for a in self.aanmeldingen:
+            if a.aanmelding_id == aanmelding_id and a.instelling_brin == brin:
+                return a
+        return None
 
 
 def sort_history(facts: Iterable[StatusFact]) -> tuple[StatusFact, ...]:
@@ -153,37 +160,90 @@ class StatusApplied:
 def add_status(
     state: PupilState | None, record: AanmeldstatusRecord, seq: int
 ) -> tuple[PupilState, StatusApplied]:
-    """Add one status to a pupil's state (a new pupil when `state` is None)."""
-    assert record.leerling.bsn is not None
-    bsn = record.leerling.bsn
+    """Add one status to a pupil's state (a new pupil when `state` is None).
+
+    `seq` must be above every seq in the state (the store numbers new statuses after the
+    loaded ones). The common case, a status that sorts after the aanmelding's current one,
+    appends it with only its own flag computed; anything else (a late status, or a history
+    not as `sort_history` leaves it) rebuilds the history with `sort_history`. Both give the
+    same values (tests/pipeline/test_leerlingen.py checks this against the full rebuild).
+    """
+    leerling = record.leerling
+    bsn = leerling.bsn
+    assert bsn is not None
+    brin, aanmelding_id = record.instelling_brin, record.aanmelding_id
+    key = (brin, aanmelding_id)
     if state is None:
-        state = PupilState(bsn, record.leerling.geboortedatum, record.hoogste_diploma)
-    key = (record.instelling_brin, record.aanmelding_id)
-    existing = state.aanmelding(key)
-    fact = StatusFact(record.status, record.statusdatum, seq)
-    if existing is not None and any(f.key == fact.key for f in existing.history):
-        return state, StatusApplied(bsn, key, new=False, current=False, buiten_flow=False)
-    history = sort_history((*(existing.history if existing else ()), fact))
-    placed = next(f for f in history if f.seq == seq)
+        state = PupilState(bsn, leerling.geboortedatum, record.hoogste_diploma)
+    # One pass: the aanmelding (the first with this key), the others in their order, and the
+    # newest current statusdatum among the others.
+    existing: Aanmelding | None = None
+    others: list[Aanmelding] = []
+    latest: date | None = None
+    for a in state.aanmeldingen:
+        if a.aanmelding_id == aanmelding_id and a.instelling_brin == brin:
+            if existing is None:
+                existing = a
+            continue
+        others.append(a)
+        day = a.history[-1].statusdatum
+        if latest is None or day > latest:
+            latest = day
+    status, statusdatum = record.status, record.statusdatum
+    if existing is None:
+        history: tuple[StatusFact, ...] = (StatusFact(status, statusdatum, seq),)
+        placed = history[0]
+        opleiding = record.opleiding
+    else:
+        appended = _append(existing.history, status, statusdatum, seq)
+        if appended is None:  # a resend
+            return state, StatusApplied(bsn, key, new=False, current=False, buiten_flow=False)
+        if appended:
+            history = appended
+            placed = history[-1]
+        else:
+            history = sort_history((*existing.history, StatusFact(status, statusdatum, seq)))
+            placed = next(f for f in history if f.seq == seq)
+        opleiding = record.opleiding if history[-1].seq == seq else existing.opleiding
     became_current = history[-1].seq == seq
-    aanmelding = Aanmelding(
-        record.instelling_brin,
-        record.aanmelding_id,
-        record.opleiding if became_current or existing is None else existing.opleiding,
-        history,
-    )
-    others = tuple(a for a in state.aanmeldingen if a.key != key)
-    latest = max(
-        (a.current.statusdatum for a in others), default=None
-    )  # the newest record also carries the newest personal details
-    newest = latest is None or record.statusdatum >= latest
-    state = replace(
-        state,
-        aanmeldingen=(*others, aanmelding),
-        geboortedatum=record.leerling.geboortedatum if newest else state.geboortedatum,
-        hoogste_diploma=record.hoogste_diploma if newest else state.hoogste_diploma,
+    others.append(Aanmelding(brin, aanmelding_id, opleiding, history))
+    # The newest record also carries the newest personal details.
+    newest = latest is None or statusdatum >= latest
+    state = PupilState(
+        state.bsn,
+        leerling.geboortedatum if newest else state.geboortedatum,
+        record.hoogste_diploma if newest else state.hoogste_diploma,
+        state.prognoses,
+        tuple(others),
     )
     return state, StatusApplied(bsn, key, True, became_current, placed.buiten_flow)
+
+
+def _append(
+    history: tuple[StatusFact, ...], status: Status, statusdatum: date, seq: int
+) -> tuple[StatusFact, ...] | None:
+    """`history` plus the new fact when that is what `sort_history` would give: the history is
+    sorted and flagged as `sort_history` leaves it and the new fact sorts last; () when the
+    full rebuild is needed; None when the fact is a resend (already in the history)."""
+    fast = True
+    previous: StatusFact | None = None
+    for f in history:
+        if f.status == status and f.statusdatum == statusdatum:
+            return None
+        if fast and (
+            f.seq == seq
+            or f.buiten_flow == legal(previous.status if previous else None, f.status)
+            or (
+                previous is not None
+                and (f.statusdatum, f.seq) < (previous.statusdatum, previous.seq)
+            )
+        ):
+            fast = False
+        previous = f
+    if not fast or previous is None or (statusdatum, seq) < (previous.statusdatum, previous.seq):
+        return ()
+    flag = not legal(previous.status, status)
+    return (*history, StatusFact(status, statusdatum, seq, flag))
 
 
 def add_prognose(
@@ -197,15 +257,22 @@ def add_prognose(
     """Keep the prognose if it is the latest for its schooljaar; True when it replaced one."""
     if state is None:
         state = PupilState(bsn, geboortedatum, hoogste_diploma)
-    fact = PrognoseFact(bericht.schooljaar, bericht.school, onderwijssoort, bericht.verzonden)
-    old = state.prognose(bericht.schooljaar)
-    if old is not None and old.verzonden > fact.verzonden:
+    schooljaar = bericht.schooljaar
+    old: PrognoseFact | None = None
+    others: list[PrognoseFact] = []
+    for p in state.prognoses:
+        if p.schooljaar != schooljaar:
+            others.append(p)
+        elif old is None:
+            old = p
+    if old is not None and old.verzonden > bericht.verzonden:
         return state, False
-    others = tuple(p for p in state.prognoses if p.schooljaar != bericht.schooljaar)
-    state = replace(state, prognoses=(*others, fact))
-    if not state.aanmeldingen:  # aanmeldstatussen carry newer personal details
-        state = replace(state, geboortedatum=geboortedatum, hoogste_diploma=hoogste_diploma)
-    return state, True
+    others.append(PrognoseFact(schooljaar, bericht.school, onderwijssoort, bericht.verzonden))
+    if state.aanmeldingen:  # aanmeldstatussen carry newer personal details
+        geboortedatum, hoogste_diploma = state.geboortedatum, state.hoogste_diploma
+    return PupilState(
+        state.bsn, geboortedatum, hoogste_diploma, tuple(others), state.aanmeldingen
+    ), True
 
 
 def apply_aanmeldstatussen(

@@ -6,6 +6,7 @@ structure of the document. Pure: the caller publishes the bytes.
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,91 @@ def render_signalering(s: Signalering) -> bytes:
     """The signalering as an XML document; optional parts that are None or empty are left out.
 
     Raises ValueError for a naive `aangemaakt`: a moment without timezone is a programming fault.
+
+    Fast path of `_build`, byte for byte the same document: each shape of signalering (which
+    optional parts, how many aanmeldingen) is built once, element by element, with its texts
+    blanked; a rendering copies that tree (in C) and sets the texts of its leaves in document
+    order. Values only ever become element text, so they cannot change the structure.
     """
+    shape, texts = _shape_and_texts(s)
+    cached = _TEMPLATES.get(shape)
+    if cached is None:
+        cached = _template(s)
+        if len(_TEMPLATES) < _MAX_TEMPLATES:
+            _TEMPLATES[shape] = cached
+    template, leaves = cached
+    root = _copy(template)
+    elements = list(root.iter())
+    for index, text in zip(leaves, texts, strict=True):
+        elements[index].text = text
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+# (shape) -> (tree with blank texts, positions of its leaves in document order). Shapes are few
+# (optional parts × number of aanmeldingen); the bound only guards against odd input.
+_TEMPLATES: dict[tuple[bool, bool, int, int, bool], tuple[etree._Element, tuple[int, ...]]] = {}
+_MAX_TEMPLATES = 256
+_copy = copy.deepcopy
+
+
+def _shape_and_texts(s: Signalering) -> tuple[tuple[bool, bool, int, int, bool], list[str]]:
+    """The shape `_build` gives `s`, and the texts of its leaves in the order `_build` adds
+    them (document order). Any change to `_build` must be mirrored here (tests compare)."""
+    texts = [
+        s.signalering_id,
+        s.type.value,
+        s.gemeentecode,
+        _tijdstip(s.aangemaakt),
+        s.bsn,
+        s.geboortedatum.isoformat(),
+    ]
+    if s.peildatum is not None:
+        texts.append(s.peildatum.isoformat())
+    if s.schooljaar:
+        texts.append(s.schooljaar)
+    prognose = 0
+    if s.prognose is not None:
+        p = s.prognose
+        texts.append(p.school.brin)
+        prognose = 1
+        if p.school.vestiging:
+            texts.append(p.school.vestiging)
+            prognose = 2
+        texts.append(p.schooljaar)
+        texts.append(p.onderwijssoort)
+    for a in s.aanmeldingen:
+        texts.append(a.instelling_brin)
+        texts.append(a.opleiding.crebo)
+        texts.append(str(a.opleiding.niveau))
+        texts.append(a.opleiding.leerweg)
+        texts.append(a.status.value)
+        texts.append(a.statusdatum.isoformat())
+        texts.append(a.aanmelding_id)
+    if s.bron_bericht_id:
+        texts.append(s.bron_bericht_id)
+    shape = (
+        s.peildatum is not None,
+        bool(s.schooljaar),
+        prognose,
+        len(s.aanmeldingen),
+        bool(s.bron_bericht_id),
+    )
+    return shape, texts
+
+
+def _template(s: Signalering) -> tuple[etree._Element, tuple[int, ...]]:
+    """`s` built element by element, its texts blanked (no value of `s` is kept)."""
+    root = _build(s)
+    leaves: list[int] = []
+    for index, elem in enumerate(root.iter()):
+        if len(elem) == 0:
+            elem.text = ""
+            leaves.append(index)
+    return root, tuple(leaves)
+
+
+def _build(s: Signalering) -> etree._Element:
+    """The signalering document, element by element (the reference for the fast path)."""
     root = etree.Element(_Q["signalering"], nsmap=_NSMAP)
     _sub(root, "signaleringId", s.signalering_id)
     _sub(root, "type", s.type.value)
@@ -49,7 +134,7 @@ def render_signalering(s: Signalering) -> bytes:
         _aanmelding(root, aanmelding)
     if s.bron_bericht_id:
         _sub(_sub_element(root, _Q["bron"]), "berichtId", s.bron_bericht_id)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return root
 
 
 def _sub(parent: etree._Element, name: str, text: str) -> etree._Element:

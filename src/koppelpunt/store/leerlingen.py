@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, select, text, union, update
@@ -25,6 +26,7 @@ from koppelpunt.pipeline.leerlingen import (
     StatusFact,
 )
 from koppelpunt.store._dialect import chunks, dialect_name
+from koppelpunt.store.bulk import DoNothing, DoUpdate, insert_rows
 from koppelpunt.store.tables import (
     aanmelding_statussen,
     aanmeldingen,
@@ -38,17 +40,14 @@ BATCH = 500
 
 
 async def _upsert(
-    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    keys: tuple[str, ...],
 ) -> None:
-    if not rows:
-        return
-    insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    statement = insert_(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={c: statement.excluded[c] for c in rows[0] if c not in keys},
-    )
-    await session.execute(statement, list(rows))
+    """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, rows applied in order."""
+    await insert_rows(session, table, columns, rows, on_conflict=DoUpdate(keys))
 
 
 async def lock_pupils(session: AsyncSession, bsns: Iterable[str]) -> None:
@@ -71,65 +70,90 @@ async def lock_pupils(session: AsyncSession, bsns: Iterable[str]) -> None:
         )
 
 
+_STATUS = {s.value: s for s in Status}
+
+
 async def load_states(session: AsyncSession, bsns: Iterable[str]) -> dict[str, PupilState]:
     """The state of each pupil in `bsns` that has any (unknown pupils are absent)."""
     wanted = sorted(set(bsns))
+    p, a, s = leerling_prognoses.c, aanmeldingen.c, aanmelding_statussen.c
+    # Only the columns the state needs (no timestamps of receipt, no bericht links), read as
+    # plain tuples: this runs for every pupil of every message.
     prognoses: dict[str, list[Any]] = defaultdict(list)
     current: dict[str, list[Any]] = defaultdict(list)
     history: dict[tuple[str, str], list[StatusFact]] = defaultdict(list)
     for chunk in chunks(wanted, BATCH):
-        for row in await session.execute(
-            select(leerling_prognoses).where(leerling_prognoses.c.bsn.in_(chunk))
+        for p_row in await session.execute(
+            select(
+                p.bsn,
+                p.schooljaar,
+                p.brin,
+                p.vestiging,
+                p.onderwijssoort,
+                p.verzonden,
+                p.geboortedatum,
+                p.hoogste_diploma,
+            ).where(p.bsn.in_(chunk))
         ):
-            prognoses[row.bsn].append(row)
+            prognoses[p_row[0]].append(p_row)
         with_aanmeldingen = False
-        for row in await session.execute(select(aanmeldingen).where(aanmeldingen.c.bsn.in_(chunk))):
-            current[row.bsn].append(row)
+        for a_row in await session.execute(
+            select(
+                a.bsn,
+                a.instelling_brin,
+                a.aanmelding_id,
+                a.crebo,
+                a.niveau,
+                a.leerweg,
+                a.statusdatum,
+                a.geboortedatum,
+                a.hoogste_diploma,
+            ).where(a.bsn.in_(chunk))
+        ):
+            current[a_row[0]].append(a_row)
             with_aanmeldingen = True
         if not with_aanmeldingen:
             continue  # no history to read: a round trip saved for pupils seen the first time
-        for row in await session.execute(
-            select(aanmelding_statussen)
+        for brin, aanmelding_id, status, statusdatum, seq, buiten_flow in await session.execute(
+            select(s.instelling_brin, s.aanmelding_id, s.status, s.statusdatum, s.id, s.buiten_flow)
             .join(
                 aanmeldingen,
-                (aanmeldingen.c.instelling_brin == aanmelding_statussen.c.instelling_brin)
-                & (aanmeldingen.c.aanmelding_id == aanmelding_statussen.c.aanmelding_id),
+                (a.instelling_brin == s.instelling_brin) & (a.aanmelding_id == s.aanmelding_id),
             )
-            .where(aanmeldingen.c.bsn.in_(chunk))
+            .where(a.bsn.in_(chunk))
         ):
-            history[(row.instelling_brin, row.aanmelding_id)].append(
-                StatusFact(Status(row.status), row.statusdatum, row.id, row.buiten_flow)
+            history[(brin, aanmelding_id)].append(
+                StatusFact(_STATUS[status], statusdatum, seq, buiten_flow)
             )
     states: dict[str, PupilState] = {}
     for bsn in wanted:
-        p_rows, a_rows = prognoses.get(bsn, []), current.get(bsn, [])
+        p_rows, a_rows = prognoses.get(bsn), current.get(bsn)
         if not p_rows and not a_rows:
             continue
-        facts = tuple(
-            PrognoseFact(r.schooljaar, School(r.brin, r.vestiging), r.onderwijssoort, r.verzonden)
-            for r in sorted(p_rows, key=lambda r: r.schooljaar)
-        )
-        ams = tuple(
-            Aanmelding(
-                r.instelling_brin,
-                r.aanmelding_id,
-                Opleiding(r.crebo, r.niveau, r.leerweg),
-                tuple(
-                    sorted(
-                        history[(r.instelling_brin, r.aanmelding_id)],
-                        key=lambda f: (f.statusdatum, f.seq),
-                    )
-                ),
-            )
-            for r in a_rows
-        )
-        # Personal details from the newest fact: the newest aanmelding, else the newest prognose.
+        facts: tuple[PrognoseFact, ...] = ()
+        if p_rows:
+            by_schooljaar = sorted(p_rows, key=itemgetter(1)) if len(p_rows) > 1 else p_rows
+            facts = tuple(PrognoseFact(r[1], School(r[2], r[3]), r[4], r[5]) for r in by_schooljaar)
         if a_rows:
-            newest = max(a_rows, key=lambda r: r.statusdatum)
+            ams = []
+            for r in a_rows:
+                facts_of = history.get((r[1], r[2]), [])
+                if len(facts_of) > 1:
+                    facts_of.sort(key=_history_order)
+                ams.append(Aanmelding(r[1], r[2], Opleiding(r[3], r[4], r[5]), tuple(facts_of)))
+            # Personal details from the newest fact: the newest aanmelding, else the newest
+            # prognose (the first of equals, in the order the database returned them).
+            newest = max(a_rows, key=itemgetter(6))
+            states[bsn] = PupilState(bsn, newest[7], newest[8], facts, tuple(ams))
         else:
-            newest = max(p_rows, key=lambda r: r.verzonden)
-        states[bsn] = PupilState(bsn, newest.geboortedatum, newest.hoogste_diploma, facts, ams)
+            assert p_rows
+            newest = max(p_rows, key=itemgetter(5))
+            states[bsn] = PupilState(bsn, newest[6], newest[7], facts)
     return states
+
+
+def _history_order(fact: StatusFact) -> tuple[date, int]:
+    return (fact.statusdatum, fact.seq)
 
 
 def max_seq(states: Mapping[str, PupilState]) -> int:
@@ -137,6 +161,43 @@ def max_seq(states: Mapping[str, PupilState]) -> int:
     return max(
         (f.seq for s in states.values() for a in s.aanmeldingen for f in a.history), default=0
     )
+
+
+_PROGNOSE_COLUMNS = (
+    "bsn",
+    "schooljaar",
+    "geboortedatum",
+    "hoogste_diploma",
+    "brin",
+    "vestiging",
+    "onderwijssoort",
+    "verzonden",
+    "bericht_pk",
+)
+_AANMELDING_COLUMNS = (
+    "instelling_brin",
+    "aanmelding_id",
+    "bsn",
+    "geboortedatum",
+    "hoogste_diploma",
+    "crebo",
+    "niveau",
+    "leerweg",
+    "status",
+    "statusdatum",
+    "eerste_statusdatum",
+    "buiten_flow",
+    "updated_at",
+)
+_STATUS_COLUMNS = (
+    "instelling_brin",
+    "aanmelding_id",
+    "status",
+    "statusdatum",
+    "buiten_flow",
+    "received_at",
+    "bericht_pk",
+)
 
 
 async def save_states(
@@ -148,9 +209,9 @@ async def save_states(
     now: datetime,
 ) -> None:
     """Write what changed between `before` and `after` (new history rows in receipt order)."""
-    prognose_rows: list[dict[str, Any]] = []
-    aanmelding_rows: list[dict[str, Any]] = []
-    new_facts: list[tuple[int, dict[str, Any]]] = []
+    prognose_rows: list[tuple[Any, ...]] = []
+    aanmelding_rows: list[tuple[Any, ...]] = []
+    new_facts: list[tuple[int, tuple[Any, ...]]] = []
     flag_changes: list[tuple[int, bool]] = []
     for bsn, state in after.items():
         old = before.get(bsn)
@@ -158,17 +219,17 @@ async def save_states(
         for p in state.prognoses:
             if p not in old_prognoses:
                 prognose_rows.append(
-                    {
-                        "bsn": bsn,
-                        "schooljaar": p.schooljaar,
-                        "geboortedatum": state.geboortedatum,
-                        "hoogste_diploma": state.hoogste_diploma,
-                        "brin": p.school.brin,
-                        "vestiging": p.school.vestiging,
-                        "onderwijssoort": p.onderwijssoort,
-                        "verzonden": p.verzonden,
-                        "bericht_pk": bericht_pk,
-                    }
+                    (
+                        bsn,
+                        p.schooljaar,
+                        state.geboortedatum,
+                        state.hoogste_diploma,
+                        p.school.brin,
+                        p.school.vestiging,
+                        p.onderwijssoort,
+                        p.verzonden,
+                        bericht_pk,
+                    )
                 )
         for a in state.aanmeldingen:
             previous = old.aanmelding(a.key) if old else None
@@ -180,53 +241,56 @@ async def save_states(
                     new_facts.append(
                         (
                             f.seq,
-                            {
-                                "instelling_brin": a.instelling_brin,
-                                "aanmelding_id": a.aanmelding_id,
-                                "status": f.status.value,
-                                "statusdatum": f.statusdatum,
-                                "buiten_flow": f.buiten_flow,
-                                "received_at": now,
-                                "bericht_pk": bericht_pk,
-                            },
+                            (
+                                a.instelling_brin,
+                                a.aanmelding_id,
+                                f.status.value,
+                                f.statusdatum,
+                                f.buiten_flow,
+                                now,
+                                bericht_pk,
+                            ),
                         )
                     )
                 elif old_flags[f.seq] != f.buiten_flow:
                     flag_changes.append((f.seq, f.buiten_flow))
             aanmelding_rows.append(
-                {
-                    "instelling_brin": a.instelling_brin,
-                    "aanmelding_id": a.aanmelding_id,
-                    "bsn": bsn,
-                    "geboortedatum": state.geboortedatum,
-                    "hoogste_diploma": state.hoogste_diploma,
-                    "crebo": a.opleiding.crebo,
-                    "niveau": a.opleiding.niveau,
-                    "leerweg": a.opleiding.leerweg,
-                    "status": a.current.status.value,
-                    "statusdatum": a.current.statusdatum,
-                    "eerste_statusdatum": a.eerste_statusdatum,
-                    "buiten_flow": a.buiten_flow,
-                    "updated_at": now,
-                }
+                (
+                    a.instelling_brin,
+                    a.aanmelding_id,
+                    bsn,
+                    state.geboortedatum,
+                    state.hoogste_diploma,
+                    a.opleiding.crebo,
+                    a.opleiding.niveau,
+                    a.opleiding.leerweg,
+                    a.current.status.value,
+                    a.current.statusdatum,
+                    a.eerste_statusdatum,
+                    a.buiten_flow,
+                    now,
+                )
             )
-    await _upsert(session, leerling_prognoses, prognose_rows, ("bsn", "schooljaar"))
-    await _upsert(session, aanmeldingen, aanmelding_rows, ("instelling_brin", "aanmelding_id"))
+    await _upsert(
+        session, leerling_prognoses, _PROGNOSE_COLUMNS, prognose_rows, ("bsn", "schooljaar")
+    )
+    await _upsert(
+        session,
+        aanmeldingen,
+        _AANMELDING_COLUMNS,
+        aanmelding_rows,
+        ("instelling_brin", "aanmelding_id"),
+    )
     if new_facts:
         # executemany runs in list order, so row ids follow the receipt order (seq).
         new_facts.sort(key=lambda item: item[0])
         # ON CONFLICT DO NOTHING: the same status may arrive in two messages at the same time.
-        insert_ = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-        await session.execute(
-            insert_(aanmelding_statussen).on_conflict_do_nothing(
-                index_elements=[
-                    aanmelding_statussen.c.instelling_brin,
-                    aanmelding_statussen.c.aanmelding_id,
-                    aanmelding_statussen.c.status,
-                    aanmelding_statussen.c.statusdatum,
-                ]
-            ),
+        await insert_rows(
+            session,
+            aanmelding_statussen,
+            _STATUS_COLUMNS,
             [row for _, row in new_facts],
+            on_conflict=DoNothing(("instelling_brin", "aanmelding_id", "status", "statusdatum")),
         )
     for seq, flag in flag_changes:
         await session.execute(
@@ -254,11 +318,14 @@ async def load_last_gemeenten(
 async def save_last_gemeenten(
     session: AsyncSession, changed: Mapping[str, LastGemeente], now: datetime
 ) -> None:
-    rows = [
-        {"bsn": bsn, "gemeentecode": g.gemeentecode, "peildatum": g.peildatum, "updated_at": now}
-        for bsn, g in sorted(changed.items())
-    ]
-    await _upsert(session, leerling_gemeenten, rows, ("bsn",))
+    rows = [(bsn, g.gemeentecode, g.peildatum, now) for bsn, g in sorted(changed.items())]
+    await _upsert(
+        session,
+        leerling_gemeenten,
+        ("bsn", "gemeentecode", "peildatum", "updated_at"),
+        rows,
+        ("bsn",),
+    )
 
 
 # --- peildatum checks ------------------------------------------------------------------------

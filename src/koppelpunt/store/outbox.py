@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, func, insert, or_, select, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.store._dialect import chunks, dialect_name
+from koppelpunt.store.bulk import DoNothing, insert_rows
 from koppelpunt.store.tables import berichten, outbox, signaleringen
 
 # The longest error text kept per outbox row: enough for a Kafka error, not a whole traceback.
@@ -85,16 +85,20 @@ class StoredSignalering:
     last_error: str | None
 
 
-def _insert_ignore(session: AsyncSession) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL a concurrent insert of the same id
-    waits for the other transaction and is then skipped, so no pre-select race exists."""
-    if dialect_name(session) == "postgresql":
-        return postgresql.insert(signaleringen).on_conflict_do_nothing(
-            index_elements=[signaleringen.c.signalering_id]
-        )
-    return sqlite.insert(signaleringen).on_conflict_do_nothing(
-        index_elements=[signaleringen.c.signalering_id]
-    )
+_SIGNALERING_COLUMNS = (
+    "signalering_id",
+    "type",
+    "gemeentecode",
+    "bsn",
+    "topic",
+    "payload",
+    "headers",
+    "created_at",
+    "bericht_pk",
+)
+# ON CONFLICT DO NOTHING: on PostgreSQL a concurrent insert of the same id waits for the other
+# transaction and is then skipped, so no pre-select race exists.
+_SKIP_STORED = DoNothing(("signalering_id",))
 
 
 async def add_signaleringen(session: AsyncSession, items: Sequence[NewSignalering]) -> list[str]:
@@ -108,42 +112,37 @@ async def add_signaleringen(session: AsyncSession, items: Sequence[NewSignalerin
         unique.setdefault(item.signalering_id, item)
     if not unique:
         return []
-    statement = _insert_ignore(session).returning(signaleringen.c.signalering_id)
-    # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends batches of multi-row
-    # INSERTs within the drivers' parameter limits and collects what each batch returns.
-    result = await session.execute(
-        statement,
+    # The ids actually inserted (not stored before), in input order.
+    inserted = await insert_rows(
+        session,
+        signaleringen,
+        _SIGNALERING_COLUMNS,
         [
-            {
-                "signalering_id": item.signalering_id,
-                "type": item.type,
-                "gemeentecode": item.gemeentecode,
-                "bsn": item.bsn,
-                "topic": item.topic,
-                "payload": item.payload,
+            (
+                item.signalering_id,
+                item.type,
+                item.gemeentecode,
+                item.bsn,
+                item.topic,
+                item.payload,
                 # (name, value) tuples: the JSON encoder writes them as [name, value] arrays
-                "headers": item.headers,
-                "created_at": item.created_at,
-                "bericht_pk": item.bericht_pk,
-            }
+                item.headers,
+                item.created_at,
+                item.bericht_pk,
+            )
             for item in unique.values()
         ],
+        on_conflict=_SKIP_STORED,
+        returning="signalering_id",
     )
-    inserted = set(result.scalars())
-    new = [item for item in unique.values() if item.signalering_id in inserted]
-    if new:
-        # executemany runs row by row in list order, so outbox ids follow the input order.
-        await session.execute(
-            insert(outbox),
-            [
-                {
-                    "signalering_id": item.signalering_id,
-                    "topic": item.topic,
-                    "created_at": item.created_at,
-                }
-                for item in new
-            ],
-        )
+    new = [unique[signalering_id] for signalering_id in inserted]
+    # executemany runs row by row in list order, so outbox ids follow the input order.
+    await insert_rows(
+        session,
+        outbox,
+        ("signalering_id", "topic", "created_at"),
+        [(item.signalering_id, item.topic, item.created_at) for item in new],
+    )
     return [item.signalering_id for item in new]
 
 

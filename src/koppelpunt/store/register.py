@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 
 from sqlalchemy import select
@@ -56,7 +56,7 @@ async def upsert_woonregister(
 
 
 async def find_woonregister(
-    session: AsyncSession, bsns: Sequence[str]
+    session: AsyncSession, bsns: Collection[str]
 ) -> dict[str, list[tuple[date, str]]]:
     """All (geldig_vanaf, gemeentecode) rows per BSN, oldest first; unknown BSNs are absent."""
     found: dict[str, list[tuple[date, str]]] = defaultdict(list)

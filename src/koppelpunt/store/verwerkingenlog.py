@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.config import DEV_LOG_ENCRYPTION_KEY, Settings
@@ -44,6 +44,7 @@ from koppelpunt.pipeline.run import (
     RecordOutcome,
     Verwerking,
 )
+from koppelpunt.store.bulk import insert_rows
 from koppelpunt.store.outbox import OutboxItem
 from koppelpunt.store.tables import verwerkingenlog
 
@@ -205,7 +206,8 @@ async def append(session: AsyncSession, cipher: LogCipher, lines: Sequence[LogLi
     if not lines:
         return
     encrypted: dict[str, tuple[bytes, str]] = {}
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
+    key_id = cipher.key_id
     for line in lines:
         blob: bytes | None = None
         index: str | None = None
@@ -214,24 +216,42 @@ async def append(session: AsyncSession, cipher: LogCipher, lines: Sequence[LogLi
                 encrypted[line.bsn] = (cipher.encrypt(line.bsn), cipher.blind_index(line.bsn))
             blob, index = encrypted[line.bsn]
         rows.append(
-            {
-                "trace_id": line.trace_id,
-                "operation_id": line.operation_id,
-                "parent_operation_id": line.parent_operation_id,
-                "name": line.name,
-                "status_code": line.status_code,
-                "start_time": line.start_time,
-                "end_time": line.end_time,
-                "verwerkingsactiviteit": line.verwerkingsactiviteit,
-                "actor": line.actor,
-                "gemeentecode": line.gemeentecode,
-                "bsn_encrypted": blob,
-                "bsn_index": index,
-                "key_id": cipher.key_id if blob is not None else None,
-                "attributes": dict(line.attributes),
-            }
+            (
+                line.trace_id,
+                line.operation_id,
+                line.parent_operation_id,
+                line.name,
+                line.status_code,
+                line.start_time,
+                line.end_time,
+                line.verwerkingsactiviteit,
+                line.actor,
+                line.gemeentecode,
+                blob,
+                index,
+                key_id if blob is not None else None,
+                dict(line.attributes),
+            )
         )
-    await session.execute(insert(verwerkingenlog), rows)
+    await insert_rows(session, verwerkingenlog, _LINE_COLUMNS, rows)
+
+
+_LINE_COLUMNS = (
+    "trace_id",
+    "operation_id",
+    "parent_operation_id",
+    "name",
+    "status_code",
+    "start_time",
+    "end_time",
+    "verwerkingsactiviteit",
+    "actor",
+    "gemeentecode",
+    "bsn_encrypted",
+    "bsn_index",
+    "key_id",
+    "attributes",
+)
 
 
 def receive_lines(
@@ -246,25 +266,36 @@ def receive_lines(
     decided_at: datetime,
 ) -> list[LogLine]:
     """Per person in a message: received, woongemeente looked up (if it was), decided."""
+    # Operation ids as new_operation_id() makes them (8 random bytes, 16 hex digits), drawn
+    # in one os.urandom call per message instead of one per line: at most 3 lines a person.
+    ids = os.urandom(24 * len(verwerking.outcomes)).hex()
+    next_id = 0
+    soort = verwerking.bericht.soort.value
     lines: list[LogLine] = []
+    append = lines.append
     for outcome in verwerking.outcomes:
+        bsn = outcome.bsn
         base = {"berichtId": bericht_id, "record": outcome.index}
-        received = LogLine(
-            trace_id=trace_id,
-            name=OP_ONTVANGEN,
-            start_time=received_at,
-            end_time=decided_at,
-            verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
-            bsn=outcome.bsn,
-            actor=sender,
-            attributes={**base, "soort": verwerking.bericht.soort.value},
+        received_id = ids[next_id : next_id + 16]
+        next_id += 16
+        append(
+            LogLine(
+                trace_id=trace_id,
+                name=OP_ONTVANGEN,
+                start_time=received_at,
+                end_time=decided_at,
+                verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
+                operation_id=received_id,
+                bsn=bsn,
+                actor=sender,
+                attributes={**base, "soort": soort},
+            )
         )
-        lines.append(received)
-        key = (outcome.bsn, outcome.peildatum) if outcome.bsn is not None else None
+        key = (bsn, outcome.peildatum) if bsn is not None else None
         if key is not None and key in found and _passed_pre_lookup(outcome):
-            result = found.get(key) if key is not None else None
+            result = found.get(key)
             unavailable = outcome.parked or isinstance(result, LookupUnavailable)
-            lines.append(
+            append(
                 LogLine(
                     trace_id=trace_id,
                     name=OP_WOONGEMEENTE,
@@ -272,8 +303,9 @@ def receive_lines(
                     end_time=decided_at,
                     verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
                     status_code=STATUS_ERROR if unavailable else STATUS_OK,
-                    parent_operation_id=received.operation_id,
-                    bsn=outcome.bsn,
+                    operation_id=ids[next_id : next_id + 16],
+                    parent_operation_id=received_id,
+                    bsn=bsn,
                     attributes={
                         **base,
                         "foreign_operation": "woongemeente_lookup",
@@ -282,6 +314,7 @@ def receive_lines(
                     },
                 )
             )
+            next_id += 16
         decision = outcome.decision
         uitkomst = "geparkeerd"
         extra: dict[str, Any] = {}
@@ -290,19 +323,21 @@ def receive_lines(
             uitkomst, gemeentecode = "doorgestuurd", decision.gemeentecode
         elif isinstance(decision, Filtered):
             uitkomst, extra = "gefilterd", {"reden": decision.reden.value}
-        lines.append(
+        append(
             LogLine(
                 trace_id=trace_id,
                 name=OP_BESLISSEN,
                 start_time=decided_at,
                 end_time=decided_at,
                 verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
-                parent_operation_id=received.operation_id,
-                bsn=outcome.bsn,
+                operation_id=ids[next_id : next_id + 16],
+                parent_operation_id=received_id,
+                bsn=bsn,
                 gemeentecode=gemeentecode,
                 attributes={**base, "uitkomst": uitkomst, **extra},
             )
         )
+        next_id += 16
     return lines
 
 
