@@ -1,6 +1,7 @@
 """Profile the receive path in-process (cProfile), without HTTP server, broker or load generator.
 
     python -m bench.profile_receive [records-per-message] [messages]
+    BENCH_CPROFILE=off python -m bench.profile_receive …   (timing only, e.g. under py-spy)
 
 Posts messages through the ASGI app (SQLite in a temp dir, no broker: the relay waits and stays
 out of the profile) and prints where the CPU time of one message goes. Complements the py-spy
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
@@ -38,6 +40,12 @@ def _count_statement(_conn: object, _cursor: object, statement: str, *_args: obj
     words = statement.split()
     kind = " ".join(words[:3]) if words else "?"
     STATEMENTS[kind[:60]] += 1
+
+
+class _NoProfile:
+    def enable(self) -> None: ...
+
+    def disable(self) -> None: ...
 
 
 async def main(per_message: int, count: int) -> None:
@@ -74,7 +82,9 @@ async def main(per_message: int, count: int) -> None:
                     await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
                 STATEMENTS.clear()
                 event.listen(Engine, "before_cursor_execute", _count_statement)
-                profile = cProfile.Profile()
+                # BENCH_CPROFILE=off: time and count only, e.g. under py-spy (no double overhead)
+                cprofile = os.environ.get("BENCH_CPROFILE", "on") != "off"
+                profile = cProfile.Profile() if cprofile else _NoProfile()
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()  # this process, all threads (aiosqlite's too)
                 profile.enable()
@@ -89,11 +99,16 @@ async def main(per_message: int, count: int) -> None:
         per = 1000 * elapsed / n
         print(f"{n} messages of {per_message} records: {per:.2f} ms per message, "
               f"{per / per_message:.3f} ms per record (profiled, sequential)")  # fmt: skip
-        print(f"process CPU {1000 * cpu / n:.2f} ms per message (with cProfile's overhead)")
+        print(
+            f"process CPU {1000 * cpu / n:.2f} ms per message"
+            " (with cProfile's overhead unless BENCH_CPROFILE=off)"
+        )
         total = sum(STATEMENTS.values())
         print(f"{total / n:.1f} SQL statements per message (commits not counted):")
         for kind, k in STATEMENTS.most_common():
             print(f"  {k / n:6.2f}  {kind}")
+        if not isinstance(profile, cProfile.Profile):
+            return
         stats = pstats.Stats(profile)
         stats.sort_stats("cumulative").print_stats(45)
         stats.sort_stats("tottime").print_stats(25)
