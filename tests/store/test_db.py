@@ -6,11 +6,17 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from koppelpunt.store.db import create_engine, is_unique_violation, ping, session_factory
+from koppelpunt.store.db import (
+    SQLITE_CACHED_STATEMENTS,
+    create_engine,
+    is_unique_violation,
+    ping,
+    session_factory,
+)
 from koppelpunt.store.tables import beslissingen
 from tests.db_fixtures import is_postgres
 
@@ -31,6 +37,22 @@ class TestCreateEngine:
         assert (tmp_path / "var").is_dir()
         assert (mode, fks) == ("wal", 1)
         assert timeout is not None and timeout >= 1000
+
+    async def test_sqlite_keeps_a_small_statement_cache(self, tmp_path: Path) -> None:
+        """Each SQLite connection is opened with a bounded prepared-statement cache (memory)."""
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+        seen: list[object] = []
+
+        def on_connect(_d: object, _r: object, _a: object, params: dict[str, object]) -> None:
+            seen.append(params.get("cached_statements"))
+
+        event.listen(engine.sync_engine, "do_connect", on_connect)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+        assert seen == [SQLITE_CACHED_STATEMENTS] and SQLITE_CACHED_STATEMENTS < 128
 
     async def test_foreign_keys_enforced(self, session: AsyncSession) -> None:
         """A decision for a message that does not exist is refused on both backends."""
