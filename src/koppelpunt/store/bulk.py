@@ -33,6 +33,7 @@ from sqlalchemy import JSON, Date, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.store._dialect import chunks
 from koppelpunt.store.types import UTCDateTime
 
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER: 32766 since 3.32.0, 999 before.
@@ -116,8 +117,7 @@ async def insert_rows(
     else:
         width = len(plan.columns)
         per_statement = max(1, SQLITE_MAX_VARIABLES // width)
-        for start in range(0, len(params), per_statement):
-            chunk = params[start : start + per_statement]
+        for chunk in chunks(params, per_statement):
             sql = f"{plan.insert_into} VALUES {', '.join([plan.row] * len(chunk))}{plan.tail}"
             flat = tuple(chain.from_iterable(chunk))
             result = await connection.exec_driver_sql(sql, flat)
