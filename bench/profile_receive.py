@@ -2,6 +2,7 @@
 
     python -m bench.profile_receive [records-per-message] [messages]
     BENCH_CPROFILE=off python -m bench.profile_receive …   (timing only, e.g. under py-spy)
+    BENCH_CONCURRENCY=32 …   (32 messages in flight; KOPPELPUNT_RECEIVE_GROUP_SIZE=1 to compare)
 
 Posts messages through the ASGI app (SQLite in a temp dir, no broker: the relay waits and stays
 out of the profile) and prints where the CPU time of one message goes. Complements the py-spy
@@ -49,6 +50,8 @@ class _NoProfile:
 
 
 async def main(per_message: int, count: int) -> None:
+    # BENCH_CONCURRENCY=n: n messages in flight at once (the group commit needs company).
+    concurrency = int(os.environ.get("BENCH_CONCURRENCY", "1"))
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         url, _ = await make_database(tmp)
@@ -88,9 +91,16 @@ async def main(per_message: int, count: int) -> None:
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()  # this process, all threads (aiosqlite's too)
                 profile.enable()
-                for m in messages[5:]:
-                    r = await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
-                    assert r.status_code == 202, r.text
+                todo = iter(messages[5:])
+
+                async def sender() -> None:
+                    for m in todo:
+                        r = await client.post(
+                            m.path, content=m.body, headers=harness.auth_for(m.path)
+                        )
+                        assert r.status_code == 202, r.text
+
+                await asyncio.gather(*(sender() for _ in range(concurrency)))
                 profile.disable()
                 cpu = time.process_time() - cpu0
                 event.remove(Engine, "before_cursor_execute", _count_statement)
@@ -98,7 +108,7 @@ async def main(per_message: int, count: int) -> None:
         n = len(messages) - 5
         per = 1000 * elapsed / n
         print(f"{n} messages of {per_message} records: {per:.2f} ms per message, "
-              f"{per / per_message:.3f} ms per record (profiled, sequential)")  # fmt: skip
+              f"{per / per_message:.3f} ms per record ({concurrency} at a time)")  # fmt: skip
         print(
             f"process CPU {1000 * cpu / n:.2f} ms per message"
             " (with cProfile's overhead unless BENCH_CPROFILE=off)"

@@ -13,9 +13,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.config import Settings
 from koppelpunt.lookup.port import WoongemeenteLookup
 from koppelpunt.model import Soort
 from koppelpunt.pipeline.run import LookupKey, LookupResult
@@ -29,6 +31,13 @@ from tests.conftest import Running
 from tests.messages import BSN, ONDERWIJSNUMMER, A, L, aanmeldstatus_xml, prognose_xml
 
 SENDER = "koppelpunt-mbo"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A transaction per message: these tests are about that one transaction (the group
+    commit of concurrent messages is tested in tests/test_group_commit.py)."""
+    return settings.model_copy(update={"receive_group_size": 1})
 
 
 @contextmanager

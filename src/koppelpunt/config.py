@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # (postgresql+asyncpg://user:pw@host/db). Every received message is stored here before it
     # is acknowledged.
     database_url: str = "sqlite+aiosqlite:///var/koppelpunt.db"
+    # Group commit: small messages (up to 100 records) that arrive while a transaction runs are
+    # stored together in the next one, up to this many per transaction; each sender still gets
+    # its receipt only after that commit. 1 turns it off (a transaction per message).
+    receive_group_size: int = Field(default=64, ge=1)
 
     # --- Kafka ---------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -1,12 +1,14 @@
 """The adapter for pupil state and derived signaleringen: loads state, calls the pure
 pipeline/derive.py, stores state + signaleringen + outbox rows.
 
-    on_receipt     inside receive()'s transaction: state, moves, GEEN_PLAATSING
+    on_receipt        inside receive()'s transaction: state, moves, GEEN_PLAATSING
+    on_receipt_group  the same for the messages of a group commit, in one transaction
     run_peildatum  NIET_AANGEMELD / NIET_INGESCHREVEN (and moves) for one date, in batches
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -53,6 +55,55 @@ async def on_receipt(
     if apply_state:
         await leerlingen.save_states(session, before, states, bericht_pk=bericht_pk, now=now)
     await leerlingen.save_last_gemeenten(session, result.last, now)
+    _warn_buiten_flow(result)
+    return result
+
+
+async def on_receipt_group(
+    session: AsyncSession,
+    runtime: Runtime,
+    group: Sequence[tuple[Verwerking, int]],
+    now: datetime,
+) -> list[derive.Derived]:
+    """on_receipt for the messages of a group commit, (verwerking, bericht pk) in arrival order.
+
+    The group's messages are about different pupils and aanmeldingen (receive._Claims), so
+    each is derived on its pupils' state as stored, exactly as on its own; its changes become
+    the rows it would write on its own (leerlingen.StateRows, in the same order), and the rows
+    of all messages are written at the end.
+    """
+    bsns = {r.leerling.bsn for v, _ in group for r in v.bericht.records if r.leerling.bsn}
+    await leerlingen.lock_pupils(session, bsns)
+    states = await leerlingen.load_states(session, bsns)
+    last = await leerlingen.load_last_gemeenten(session, bsns)
+    changed: dict[str, derive.LastGemeente] = {}
+    rows = leerlingen.StateRows()
+    results: list[derive.Derived] = []
+    for verwerking, pk in group:
+        mine = {r.leerling.bsn for r in verwerking.bericht.records if r.leerling.bsn}
+        # In the order on_receipt would see them: loaded (sorted by BSN), then new pupils.
+        before = {bsn: state for bsn, state in states.items() if bsn in mine}
+        result = derive.on_receipt(
+            states,
+            verwerking,
+            runtime.rules,
+            runtime.gemeenten,
+            last,
+            now,
+            leerlingen.max_seq(states) + 1,
+        )
+        after = {bsn: state for bsn, state in states.items() if bsn in mine}
+        rows.add(leerlingen.state_rows(before, after, bericht_pk=pk, now=now))
+        last.update(result.last)
+        changed.update(result.last)
+        _warn_buiten_flow(result)
+        results.append(result)
+    await leerlingen.write_state_rows(session, rows)
+    await leerlingen.save_last_gemeenten(session, changed, now)
+    return results
+
+
+def _warn_buiten_flow(result: derive.Derived) -> None:
     for applied in result.applied:
         if applied.new and applied.buiten_flow:
             # The aanmelding is named by its key, never by the pupil's BSN.
@@ -61,7 +112,6 @@ async def on_receipt(
                 instelling=applied.key[0],
                 aanmeldingId=applied.key[1],
             )
-    return result
 
 
 @dataclass

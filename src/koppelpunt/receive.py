@@ -22,17 +22,27 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.derived import on_receipt
+from koppelpunt.derived import on_receipt, on_receipt_group
 from koppelpunt.errors import ConflictError, InvalidMessageError
+from koppelpunt.group_commit import DEFERRED, Deferred, GroupCommit
 from koppelpunt.kafka.admin import topic_for
 from koppelpunt.kafka.publisher import cloudevent_headers
-from koppelpunt.model import Filtered, Forwarded, Invalid, Signalering, Soort, ValidationIssue
+from koppelpunt.model import (
+    AanmeldstatusRecord,
+    Filtered,
+    Forwarded,
+    Invalid,
+    Parsed,
+    Signalering,
+    Soort,
+    ValidationIssue,
+)
 from koppelpunt.pipeline import run
 from koppelpunt.pipeline.parse import parse_message
 from koppelpunt.pipeline.render import render_signalering
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import berichten, outbox, verwerkingenlog
-from koppelpunt.store.berichten import BeslissingRow, StoredBericht
+from koppelpunt.store.berichten import BeslissingRow, NewBericht, StoredBericht
 from koppelpunt.store.outbox import NewSignalering
 
 log = structlog.get_logger(__name__)
@@ -189,6 +199,34 @@ def _same_or_conflict(existing: StoredBericht, sha256: str, sender: str) -> Rece
     )
 
 
+# Messages up to this many records go through the group commit; a larger one already shares
+# its fixed cost (statements, commit) over many records and keeps a transaction of its own.
+GROUP_MAX_RECORDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A parsed, valid message on its way to the database."""
+
+    parsed: Parsed
+    soort: Soort
+    sender: str
+    sha256: str
+    body: bytes
+    trace_id: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A message stored by this delivery: its receipt and what it caused."""
+
+    receipt: dict[str, Any]
+    verwerking: run.Verwerking
+    signaleringen: tuple[Signalering, ...]
+    inserted: list[str]
+
+
 async def receive(
     runtime: Runtime,
     body: bytes,
@@ -224,128 +262,275 @@ async def receive(
             f"het bericht is ongeldig ({len(fouten)} fout(en)); er is niets van verwerkt",
             fouten=fouten,
         )
-    bericht = outcome.bericht
-    structlog.contextvars.bind_contextvars(berichtId=bericht.bericht_id)
+    pending = _Pending(outcome, soort, sender, sha256, body, trace_id, received_at)
+    structlog.contextvars.bind_contextvars(berichtId=outcome.bericht.bericht_id)
     try:
-        # One session, so one pooled connection, per message: idempotency check, lookup (when
-        # the lookup reads the local register) and writes. The check comes first, so a resend
-        # is answered before any lookup. The berichtId's unique index still decides a race
-        # between two deliveries (IntegrityError below). On SQLite the reads take no lock
-        # (the driver begins the transaction at the first INSERT); on PostgreSQL they run in
-        # the same READ COMMITTED transaction, which sees every commit up to each statement.
-        lookup = runtime.lookup
-        async with runtime.sessions() as session:
-            existing = await berichten.find_bericht(session, bericht.bericht_id)
-            if existing is None:
-                keys = run.lookups_needed(outcome, runtime.rules)
-                lookup_started = runtime.clock()
-                if lookup.shares_session:
-                    found = await lookup.lookup(keys, session)
-                else:
-                    # A remote lookup (HTTP): no transaction stays open while it runs.
-                    await session.commit()
-                    found = await lookup.lookup(keys)
-                now = runtime.clock()
-                # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
-                trace_id = trace_id or verwerkingenlog.new_trace_id()
-                verwerking = run.decide(outcome, runtime.rules, runtime.gemeenten, found, now)
-                try:
-                    receipt, signaleringen, inserted = await _store(
-                        session,
-                        runtime,
-                        verwerking,
-                        found,
-                        soort=soort,
-                        sender=sender,
-                        sha256=sha256,
-                        raw=body,
-                        trace_id=trace_id,
-                        received_at=received_at,
-                        lookup_started=lookup_started,
-                        now=now,
-                    )
-                    await session.commit()
-                except IntegrityError:
-                    # Lost a race with a concurrent identical berichtId: answer as a resend.
-                    await session.rollback()
-                    existing = await berichten.find_bericht(session, bericht.bericht_id)
-                    if existing is None:
-                        raise
-        if existing is not None:
-            return await _resend(runtime, existing, sha256, sender, soort, body, content_type)
-        _count(runtime, verwerking, signaleringen, inserted, soort)
-        if inserted:
-            runtime.on_outbox()
+        size = len(outcome.bericht.records) + len(outcome.afgewezen)
+        group_size = runtime.settings.receive_group_size
+        if group_size > 1 and size <= GROUP_MAX_RECORDS:
+            stored = await _group_commit(runtime, group_size).submit(pending)
+        else:
+            stored = await _receive_one(runtime, pending)
+            if isinstance(stored, _Stored) and stored.inserted:
+                runtime.on_outbox()
+        if isinstance(stored, StoredBericht):
+            return await _resend(runtime, stored, sha256, sender, soort, body, content_type)
+        _count(runtime, stored.verwerking, stored.signaleringen, stored.inserted, soort)
         log.info(
             "bericht_accepted",
             soort=soort.value,
-            records=receipt["aantalRecords"],
-            signaleringen=len(inserted),
-            afgewezen=len(verwerking.afgewezen),
+            records=stored.receipt["aantalRecords"],
+            signaleringen=len(stored.inserted),
+            afgewezen=len(stored.verwerking.afgewezen),
         )
-        return Received(202, receipt)
+        return Received(202, stored.receipt)
     finally:
         structlog.contextvars.unbind_contextvars("berichtId")
+
+
+def _group_commit(runtime: Runtime, size: int) -> GroupCommit[_Pending, _Stored | StoredBericht]:
+    group = runtime.group_commit
+    if group is None:
+        group = runtime.group_commit = GroupCommit(functools.partial(_receive_group, runtime), size)
+    return group
+
+
+async def _receive_one(runtime: Runtime, pending: _Pending) -> _Stored | StoredBericht:
+    """One message in a transaction of its own; the stored message if it was received before."""
+    parsed = pending.parsed
+    bericht_id = parsed.bericht.bericht_id
+    # One session, so one pooled connection, per message: idempotency check, lookup (when
+    # the lookup reads the local register) and writes. The check comes first, so a resend
+    # is answered before any lookup. The berichtId's unique index still decides a race
+    # between two deliveries (IntegrityError below). On SQLite the reads take no lock
+    # (the driver begins the transaction at the first INSERT); on PostgreSQL they run in
+    # the same READ COMMITTED transaction, which sees every commit up to each statement.
+    async with runtime.sessions() as session:
+        existing = await berichten.find_bericht(session, bericht_id)
+        if existing is not None:
+            return existing
+        keys = run.lookups_needed(parsed, runtime.rules)
+        lookup_started = runtime.clock()
+        found = await _lookup(runtime, session, keys)
+        now = runtime.clock()
+        verwerking = run.decide(parsed, runtime.rules, runtime.gemeenten, found, now)
+        try:
+            (stored,) = await _store(
+                session, runtime, [(pending, verwerking)], found, lookup_started, now
+            )
+            await session.commit()
+        except IntegrityError:
+            # Lost a race with a concurrent identical berichtId: answer as a resend.
+            await session.rollback()
+            existing = await berichten.find_bericht(session, bericht_id)
+            if existing is None:
+                raise
+            return existing
+    return stored
+
+
+async def _lookup(
+    runtime: Runtime, session: AsyncSession, keys: list[run.LookupKey]
+) -> Mapping[run.LookupKey, run.LookupResult]:
+    lookup = runtime.lookup
+    if lookup.shares_session:
+        return await lookup.lookup(keys, session)
+    # A remote lookup (HTTP): no transaction stays open while it runs.
+    await session.commit()
+    return await lookup.lookup(keys)
+
+
+async def _receive_group(
+    runtime: Runtime, group: list[_Pending]
+) -> list[_Stored | StoredBericht | BaseException | Deferred]:
+    """The group commit's work: the messages in one transaction; if that fails (a berichtId
+    stored meanwhile by another process, the database down), each in a transaction of its own,
+    so one message's fault is only its own."""
+    results: list[_Stored | StoredBericht | BaseException | Deferred]
+    try:
+        results = await _store_group(runtime, group)
+    except Exception as exc:
+        # Only the exception's type: a database error's text can hold statement parameters.
+        log.warning(
+            "group_commit_retried_one_by_one", berichten=len(group), error=type(exc).__name__
+        )
+        results = []
+        for pending in group:
+            structlog.contextvars.bind_contextvars(berichtId=pending.parsed.bericht.bericht_id)
+            try:
+                results.append(await _receive_one(runtime, pending))
+            except Exception as fault:
+                results.append(fault)
+            finally:
+                structlog.contextvars.unbind_contextvars("berichtId")
+    if any(isinstance(r, _Stored) and r.inserted for r in results):
+        runtime.on_outbox()
+    return results
+
+
+class _Claims:
+    """The pupils (BSNs) and aanmeldingen of the messages taken into a group so far.
+
+    A group only takes messages about different pupils and aanmeldingen: then each message
+    is derived on its pupils' state exactly as stored, as it would be on its own. A message
+    about a pupil or aanmelding already in the group waits for the next group, so that it
+    sees what the earlier one stored.
+    """
+
+    def __init__(self) -> None:
+        self._bsns: set[str] = set()
+        self._aanmeldingen: set[tuple[str, str]] = set()
+
+    def take(self, parsed: Parsed) -> bool:
+        """Claim the message's pupils and aanmeldingen, unless one is claimed already."""
+        bsns: set[str] = set()
+        aanmeldingen: set[tuple[str, str]] = set()
+        for r in parsed.bericht.records:
+            if r.leerling.bsn is not None:
+                bsns.add(r.leerling.bsn)
+            if isinstance(r, AanmeldstatusRecord):
+                aanmeldingen.add((r.instelling_brin, r.aanmelding_id))
+        if not bsns.isdisjoint(self._bsns) or not aanmeldingen.isdisjoint(self._aanmeldingen):
+            return False
+        self._bsns |= bsns
+        self._aanmeldingen |= aanmeldingen
+        return True
+
+
+async def _store_group(
+    runtime: Runtime, group: list[_Pending]
+) -> list[_Stored | StoredBericht | BaseException | Deferred]:
+    """Store the group's new messages in one transaction: a result per message, or DEFERRED
+    for the ones that wait for the next group (see _Claims)."""
+    results: list[_Stored | StoredBericht | BaseException | Deferred] = [DEFERRED] * len(group)
+    async with runtime.sessions() as session:
+        existing = await berichten.find_berichten(
+            session, [p.parsed.bericht.bericht_id for p in group]
+        )
+        fresh: list[int] = []
+        seen: set[str] = set()
+        claims = _Claims()
+        for n, pending in enumerate(group):
+            bericht_id = pending.parsed.bericht.bericht_id
+            if bericht_id in existing:
+                results[n] = existing[bericht_id]
+            elif bericht_id in seen or not claims.take(pending.parsed):
+                # This one waits for the next group, and so does every one after it: the
+                # order of arrival is kept. (The same berichtId twice: the next group finds
+                # the first one stored and answers this one as its resend.)
+                break
+            else:
+                seen.add(bericht_id)
+                fresh.append(n)
+        if not fresh:
+            return results
+        keys: dict[run.LookupKey, None] = {}
+        for n in fresh:
+            keys.update(dict.fromkeys(run.lookups_needed(group[n].parsed, runtime.rules)))
+        lookup_started = runtime.clock()
+        found = await _lookup(runtime, session, list(keys))
+        now = runtime.clock()
+        decided = [
+            (
+                group[n],
+                run.decide(group[n].parsed, runtime.rules, runtime.gemeenten, found, now),
+            )
+            for n in fresh
+        ]
+        stored = await _store(session, runtime, decided, found, lookup_started, now)
+        await session.commit()
+    for n, item in zip(fresh, stored, strict=True):
+        results[n] = item
+    return results
 
 
 async def _store(
     session: AsyncSession,
     runtime: Runtime,
-    verwerking: run.Verwerking,
+    decided: list[tuple[_Pending, run.Verwerking]],
     found: Mapping[run.LookupKey, run.LookupResult],
-    *,
-    soort: Soort,
-    sender: str,
-    sha256: str,
-    raw: bytes,
-    trace_id: str,
-    received_at: datetime,
     lookup_started: datetime,
     now: datetime,
-) -> tuple[dict[str, Any], tuple[Signalering, ...], list[str]]:
-    """Bericht, beslissingen, pupil state, signaleringen, outbox rows and verwerkingenlog lines,
-    in the caller's transaction; returns the receipt, the signaleringen and the ids inserted."""
-    bericht_id = verwerking.bericht.bericht_id
+) -> list[_Stored]:
+    """Berichten, beslissingen, pupil state, signaleringen, outbox rows and verwerkingenlog
+    lines of one message or a group, in the caller's transaction, in arrival order.
+
+    Writes what storing the messages one after the other would (a message is derived on the
+    state the ones before it left; a signalering id two messages derive is stored for the
+    first), with one statement per table for the whole group.
+    """
+    settings = runtime.settings
+    rules_version = runtime.rules.version
     # The receipt is written by the INSERT itself, counting every signalering of the decision
     # as new; only when some were stored before (deterministic ids: a derived signalering
     # already sent) or derived ones were added is it corrected, in this transaction.
-    expected = len({s.signalering_id for s in verwerking.signaleringen})
-    receipt = run.receipt(verwerking, expected)
-    pk = await berichten.add_bericht(
+    expected = [len({s.signalering_id for s in v.signaleringen}) for _, v in decided]
+    receipts = [run.receipt(v, n) for (_, v), n in zip(decided, expected, strict=True)]
+    # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
+    trace_ids = [p.trace_id or verwerkingenlog.new_trace_id() for p, _ in decided]
+    new_berichten = [
+        NewBericht(
+            bericht_id=v.bericht.bericht_id,
+            soort=p.soort.value,
+            sender=p.sender,
+            sha256=p.sha256,
+            raw=p.body,
+            received_at=now,
+            receipt=receipt,
+            trace_id=trace_id,
+        )
+        for (p, v), receipt, trace_id in zip(decided, receipts, trace_ids, strict=True)
+    ]
+    pks = await berichten.add_berichten(session, new_berichten)
+    await berichten.add_beslissingen_of(
         session,
-        bericht_id=bericht_id,
-        soort=soort.value,
-        sender=sender,
-        sha256=sha256,
-        raw=raw,
-        received_at=now,
-        receipt=receipt,
-        trace_id=trace_id,
+        [(pk, beslissing_rows(v, rules_version)) for (_, v), pk in zip(decided, pks, strict=True)],
     )
-    await berichten.add_beslissingen(
-        session, pk, beslissing_rows(verwerking, runtime.rules.version)
+    if len(decided) == 1:
+        derived = [await on_receipt(session, runtime, decided[0][1], now, bericht_pk=pks[0])]
+    else:
+        derived = await on_receipt_group(
+            session, runtime, [(v, pk) for (_, v), pk in zip(decided, pks, strict=True)], now
+        )
+    signaleringen = [
+        (*v.signaleringen, *d.signaleringen) for (_, v), d in zip(decided, derived, strict=True)
+    ]
+    inserted_ids = set(
+        await outbox.add_signaleringen(
+            session,
+            [
+                to_outbox(runtime, s, pk)
+                for made, pk in zip(signaleringen, pks, strict=True)
+                for s in made
+            ],
+        )
     )
-    derived = await on_receipt(session, runtime, verwerking, now, bericht_pk=pk)
-    signaleringen = (*verwerking.signaleringen, *derived.signaleringen)
-    inserted = await outbox.add_signaleringen(
-        session, [to_outbox(runtime, s, pk) for s in signaleringen]
-    )
-    if len(inserted) != expected:
-        receipt = run.receipt(verwerking, len(inserted))
-        await berichten.set_receipt(session, pk, receipt)
-    await verwerkingenlog.log_receive(
-        session,
-        runtime.settings,
-        verwerking,
-        found,
-        trace_id=trace_id,
-        bericht_id=bericht_id,
-        sender=sender,
-        received_at=received_at,
-        lookup_started=lookup_started,
-        decided_at=now,
-    )
-    return receipt, signaleringen, inserted
+    stored: list[_Stored] = []
+    lines: list[verwerkingenlog.LogLine] = []
+    for n, (pending, verwerking) in enumerate(decided):
+        # The ids this message stored: its own, in order, unless an earlier one had them.
+        inserted: list[str] = []
+        for s in signaleringen[n]:
+            if s.signalering_id in inserted_ids:
+                inserted_ids.discard(s.signalering_id)
+                inserted.append(s.signalering_id)
+        receipt = receipts[n]
+        if len(inserted) != expected[n]:
+            receipt = run.receipt(verwerking, len(inserted))
+            await berichten.set_receipt(session, pks[n], receipt)
+        lines += verwerkingenlog.receive_lines(
+            verwerking,
+            found,
+            trace_id=trace_ids[n],
+            bericht_id=verwerking.bericht.bericht_id,
+            sender=pending.sender,
+            received_at=pending.received_at,
+            lookup_started=lookup_started,
+            decided_at=now,
+        )
+        stored.append(_Stored(receipt, verwerking, signaleringen[n], inserted))
+    await verwerkingenlog.append(session, verwerkingenlog.LogCipher.from_settings(settings), lines)
+    return stored
 
 
 async def _resend(

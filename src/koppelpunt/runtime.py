@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
+from koppelpunt.group_commit import GroupCommit
 from koppelpunt.lookup.haal_centraal import HaalCentraalLookup
 from koppelpunt.lookup.port import WoongemeenteLookup
 from koppelpunt.lookup.register import LocalRegisterLookup
@@ -48,6 +50,8 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
     # Called after a transaction that added outbox rows commits, to wake the in-process relay.
     on_outbox: Callable[[], None] = lambda: None
+    # The group commit of small messages (receive.py); started with the first such message.
+    group_commit: GroupCommit[Any, Any] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -103,6 +107,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self.group_commit is not None:
+            await self.group_commit.close()
         if isinstance(self.lookup, HaalCentraalLookup):
             await self.lookup.close()
         await self.engine.dispose()

@@ -66,6 +66,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         try:
             yield {"runtime": rt, "senders": senders, "publisher": publisher, "relay": relay}
         finally:
+            if rt.group_commit is not None:
+                # The server has finished its requests by now: nothing is queued.
+                await rt.group_commit.close()
             await _stop_operations(purger)
             if scheduler is not None and scheduler_task is not None:
                 scheduler.stop()

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.store._dialect import chunks
 from koppelpunt.store.bulk import insert_rows
 from koppelpunt.store.tables import afwijzingen, berichten, beslissingen
 
@@ -55,23 +56,39 @@ class StoredAfwijzing:
     raw_size: int | None
 
 
+_STORED_COLUMNS = (
+    berichten.c.id,
+    berichten.c.bericht_id,
+    berichten.c.soort,
+    berichten.c.sender,
+    berichten.c.sha256,
+    berichten.c.receipt,
+    berichten.c.received_at,
+)
+
+
 async def find_bericht(session: AsyncSession, bericht_id: str) -> StoredBericht | None:
     """The stored message with this bericht_id, to answer a re-delivery idempotently."""
     row = (
-        await session.execute(
-            select(
-                berichten.c.id,
-                berichten.c.bericht_id,
-                berichten.c.soort,
-                berichten.c.sender,
-                berichten.c.sha256,
-                berichten.c.receipt,
-                berichten.c.received_at,
-            ).where(berichten.c.bericht_id == bericht_id)
-        )
+        await session.execute(select(*_STORED_COLUMNS).where(berichten.c.bericht_id == bericht_id))
     ).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _stored(row)
+
+
+async def find_berichten(
+    session: AsyncSession, bericht_ids: Sequence[str]
+) -> dict[str, StoredBericht]:
+    """find_bericht for several ids in one query (a group commit): the ones stored, by id."""
+    found: dict[str, StoredBericht] = {}
+    for chunk in chunks(sorted(set(bericht_ids)), 500):
+        for row in await session.execute(
+            select(*_STORED_COLUMNS).where(berichten.c.bericht_id.in_(chunk))
+        ):
+            found[row.bericht_id] = _stored(row)
+    return found
+
+
+def _stored(row: Any) -> StoredBericht:
     return StoredBericht(
         pk=row.id,
         bericht_id=row.bericht_id,
@@ -121,6 +138,60 @@ async def add_bericht(
     return int(pk)
 
 
+@dataclass(frozen=True, slots=True)
+class NewBericht:
+    """A message to store in a group (add_berichten)."""
+
+    bericht_id: str
+    soort: str
+    sender: str
+    sha256: str
+    raw: bytes
+    received_at: datetime
+    receipt: dict[str, Any]
+    trace_id: str | None
+
+
+async def add_berichten(session: AsyncSession, items: Sequence[NewBericht]) -> list[int]:
+    """add_bericht for several messages in one statement; their pks, in input order.
+
+    Raises IntegrityError when any bericht_id exists (the group is then retried one by one).
+    """
+    if len(items) == 1:  # the single INSERT reads the pk from the cursor: no fetch
+        item = items[0]
+        pk = await add_bericht(
+            session,
+            bericht_id=item.bericht_id,
+            soort=item.soort,
+            sender=item.sender,
+            sha256=item.sha256,
+            raw=item.raw,
+            received_at=item.received_at,
+            receipt=item.receipt,
+            trace_id=item.trace_id,
+        )
+        return [pk]
+    if not items:
+        return []
+    result = await session.execute(
+        insert(berichten).returning(berichten.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "bericht_id": item.bericht_id,
+                "soort": item.soort,
+                "sender": item.sender,
+                "sha256": item.sha256,
+                "raw": item.raw,
+                "received_at": item.received_at,
+                "receipt": item.receipt,
+                "trace_id": item.trace_id,
+            }
+            for item in items
+        ],
+    )
+    return [int(pk) for pk in result.scalars()]
+
+
 async def set_receipt(session: AsyncSession, pk: int, receipt: dict[str, Any]) -> None:
     """Replace the receipt once the records are decided (the message is stored first)."""
     await session.execute(update(berichten).where(berichten.c.id == pk).values(receipt=receipt))
@@ -130,6 +201,13 @@ async def add_beslissingen(
     session: AsyncSession, bericht_pk: int, rows: Sequence[BeslissingRow]
 ) -> None:
     """Store the decision per record in one executemany (10,000 records per message)."""
+    await add_beslissingen_of(session, [(bericht_pk, rows)])
+
+
+async def add_beslissingen_of(
+    session: AsyncSession, per_bericht: Sequence[tuple[int, Sequence[BeslissingRow]]]
+) -> None:
+    """The decisions of several messages (a group commit) in one executemany, in order."""
     await insert_rows(
         session,
         beslissingen,
@@ -145,6 +223,7 @@ async def add_beslissingen(
                 row.rules_version,
                 row.bsn,
             )
+            for bericht_pk, rows in per_bericht
             for row in rows
         ],
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from operator import itemgetter
 from typing import Any
@@ -200,15 +200,46 @@ _STATUS_COLUMNS = (
 )
 
 
-async def save_states(
-    session: AsyncSession,
+@dataclass
+class StateRows:
+    """The rows that write a change of pupil state (state_rows), collected before writing.
+
+    Rows of several messages can be added one message after the other (a group commit) and
+    written at once: upserts apply in order, as they would message by message.
+    """
+
+    prognoses: list[tuple[Any, ...]] = field(default_factory=list)
+    aanmeldingen: list[tuple[Any, ...]] = field(default_factory=list)
+    # (seq, row) of new history rows; seq orders them (receipt order)
+    new_facts: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
+    # (seq, buiten_flow) of stored history rows whose flag changed; seq is their row id
+    flag_changes: list[tuple[int, bool]] = field(default_factory=list)
+
+    def add(self, other: StateRows) -> None:
+        """Append the rows of a later change. A flag change of a history row that is itself
+        new here (added by an earlier message of the group, not stored yet) changes that
+        row before it is inserted instead."""
+        self.prognoses += other.prognoses
+        self.aanmeldingen += other.aanmeldingen
+        pending = {seq: n for n, (seq, _) in enumerate(self.new_facts)}
+        for seq, flag in other.flag_changes:
+            if seq in pending:
+                n = pending[seq]
+                row = self.new_facts[n][1]
+                self.new_facts[n] = (seq, (*row[:4], flag, *row[5:]))
+            else:
+                self.flag_changes.append((seq, flag))
+        self.new_facts += other.new_facts
+
+
+def state_rows(
     before: Mapping[str, PupilState],
     after: Mapping[str, PupilState],
     *,
     bericht_pk: int | None,
     now: datetime,
-) -> None:
-    """Write what changed between `before` and `after` (new history rows in receipt order)."""
+) -> StateRows:
+    """The rows for what changed between `before` and `after` (no I/O)."""
     prognose_rows: list[tuple[Any, ...]] = []
     aanmelding_rows: list[tuple[Any, ...]] = []
     new_facts: list[tuple[int, tuple[Any, ...]]] = []
@@ -271,6 +302,25 @@ async def save_states(
                     now,
                 )
             )
+    return StateRows(prognose_rows, aanmelding_rows, new_facts, flag_changes)
+
+
+async def save_states(
+    session: AsyncSession,
+    before: Mapping[str, PupilState],
+    after: Mapping[str, PupilState],
+    *,
+    bericht_pk: int | None,
+    now: datetime,
+) -> None:
+    """Write what changed between `before` and `after` (new history rows in receipt order)."""
+    await write_state_rows(session, state_rows(before, after, bericht_pk=bericht_pk, now=now))
+
+
+async def write_state_rows(session: AsyncSession, rows: StateRows) -> None:
+    """Write collected state rows: upserts in order, new history rows in seq order."""
+    prognose_rows, aanmelding_rows = rows.prognoses, rows.aanmeldingen
+    new_facts, flag_changes = list(rows.new_facts), rows.flag_changes
     await _upsert(
         session, leerling_prognoses, _PROGNOSE_COLUMNS, prognose_rows, ("bsn", "schooljaar")
     )
