@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -66,10 +67,14 @@ class GroupCommit(Generic[T, R]):
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:
             # Lazily, per loop: the API's loop, or each asyncio.run of a CLI command or test.
-            self._loop = loop
-            self._queue = []
-            self._wake = asyncio.Event()
-            self._task = loop.create_task(self._work(), name="koppelpunt-group-commit")
+            if self._loop is not loop:
+                self._loop = loop
+                self._queue = []  # an earlier loop's futures cannot be resolved any more
+                self._wake = asyncio.Event()
+            # A context of its own: not the log fields bound by the request that started it.
+            self._task = loop.create_task(
+                self._work(), name="koppelpunt-group-commit", context=contextvars.Context()
+            )
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
         assert self._wake is not None
@@ -108,6 +113,8 @@ class GroupCommit(Generic[T, R]):
             raise
         except Exception as exc:  # a fault: every caller of the group gets it, the worker lives on
             outcomes = [exc] * len(group)
+        if len(outcomes) != len(group):
+            outcomes = [RuntimeError("a group answered for the wrong number of items")] * len(group)
         deferred: list[tuple[T, asyncio.Future[R]]] = []
         for (item, future), outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Deferred):
@@ -119,8 +126,12 @@ class GroupCommit(Generic[T, R]):
             else:
                 future.set_result(outcome)
         if deferred:
-            if deferred[0][1] is group[0][1]:
-                raise RuntimeError("a group must take its first item")  # else: no progress
+            if deferred[0][1] is group[0][1]:  # no progress: a fault, the callers get it
+                fault = RuntimeError("a group did not take its first item")
+                for _, future in deferred:
+                    if not future.done():
+                        future.set_exception(fault)
+                return
             self._queue[:0] = deferred
 
     async def close(self) -> None:
