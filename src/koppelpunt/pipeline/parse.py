@@ -328,29 +328,34 @@ def _tijdstip(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=LOCAL_TZ)
 
 
+@dataclass(frozen=True, slots=True)
 class _Tags:
     """The qualified tags of one namespace, built once (not per field of every record)."""
 
-    __slots__ = (
-        "aanmelding", "aanmelding_id", "berichtId", "bsn", "hoogste_diploma", "leerling",
-        "onderwijsnummer", "school", "schooljaar", "verzonden", "vestiging",
-    )  # fmt: skip
+    aanmelding: str
+    bericht_id: str
+    bsn: str
+    hoogste_diploma: str
+    leerling: str
+    school: str
+    schooljaar: str
+    verzonden: str
 
-    def __init__(self, ns: str) -> None:
-        self.aanmelding = f"{{{ns}}}aanmelding"
-        self.aanmelding_id = f"{{{ns}}}aanmeldingId"
-        self.berichtId = f"{{{ns}}}berichtId"
-        self.bsn = f"{{{ns}}}bsn"
-        self.hoogste_diploma = f"{{{ns}}}hoogsteDiploma"
-        self.leerling = f"{{{ns}}}leerling"
-        self.onderwijsnummer = f"{{{ns}}}onderwijsnummer"
-        self.school = f"{{{ns}}}school"
-        self.schooljaar = f"{{{ns}}}schooljaar"
-        self.verzonden = f"{{{ns}}}verzonden"
-        self.vestiging = f"{{{ns}}}vestiging"
+    @classmethod
+    def of(cls, ns: str) -> _Tags:
+        return cls(
+            aanmelding=f"{{{ns}}}aanmelding",
+            bericht_id=f"{{{ns}}}berichtId",
+            bsn=f"{{{ns}}}bsn",
+            hoogste_diploma=f"{{{ns}}}hoogsteDiploma",
+            leerling=f"{{{ns}}}leerling",
+            school=f"{{{ns}}}school",
+            schooljaar=f"{{{ns}}}schooljaar",
+            verzonden=f"{{{ns}}}verzonden",
+        )
 
 
-_TAGS = {ns: _Tags(ns) for ns in (PROGNOSE_NS, AANMELDSTATUS_NS)}
+_TAGS = {ns: _Tags.of(ns) for ns in (PROGNOSE_NS, AANMELDSTATUS_NS)}
 _STATUSES = {status.value: status for status in Status}
 _ONDERWIJSNUMMER_REDEN = (
     "onderwijsnummer voldoet niet aan de controle (begint met 10, elfproef rest 5)"
@@ -418,7 +423,7 @@ def _normalise_prognose(root: etree._Element, ns: str) -> Parsed:
     assert school is not None  # the XSD requires it
     school_children = list(school)
     bericht = PrognoseBericht(
-        bericht_id=" ".join(root.findtext(tags.berichtId, "").split()),
+        bericht_id=" ".join(root.findtext(tags.bericht_id, "").split()),
         verzonden=_tijdstip(root.findtext(tags.verzonden, "").strip()),
         school=School(
             brin=(school_children[0].text or "").strip(),
@@ -482,7 +487,7 @@ def _normalise_aanmeldstatus(root: etree._Element, ns: str) -> Parsed:
             )
         )
     bericht = AanmeldstatusBericht(
-        bericht_id=" ".join(root.findtext(tags.berichtId, "").split()),
+        bericht_id=" ".join(root.findtext(tags.bericht_id, "").split()),
         verzonden=_tijdstip(root.findtext(tags.verzonden, "").strip()),
         records=tuple(records),
     )
