@@ -8,9 +8,10 @@ histories, and prognoses), then times, separately:
 
 - parse: `parse_message` (hardened lxml parse, XSD validation, normalisation);
 - decide: `run.lookups_needed` + `run.decide` with the lookup answers a realistic register
-  gives (1% of the pupils not in it).
+  gives (1% of the pupils not in it);
+- render: `render_signalering` of every signalering decide made (per signalering).
 
-Prints the best of `repeats` runs in µs per record, per soort.
+Prints the best of `repeats` runs in µs per record (render: per signalering), per soort.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import generate as gen
-from koppelpunt.model import Invalid, Parsed, Soort
+from koppelpunt.model import Invalid, Parsed, Signalering, Soort
 from koppelpunt.pipeline import run
 from koppelpunt.pipeline.gemeenten import GemeenteTable
 from koppelpunt.pipeline.parse import SchemaRegistry, parse_message
+from koppelpunt.pipeline.render import render_signalering
 from koppelpunt.pipeline.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +69,7 @@ def main(total: int, per_message: int, repeats: int, profile: bool) -> None:
             assert not isinstance(outcome, Invalid), outcome
             parsed_all.append(outcome)
         records = sum(len(p.bericht.records) + len(p.afgewezen) for p in parsed_all)
-        lookups = [
+        lookups: list[dict[run.LookupKey, run.LookupResult]] = [
             {key: register.get(key[0]) for key in run.lookups_needed(p, rules)} for p in parsed_all
         ]
 
@@ -75,17 +77,34 @@ def main(total: int, per_message: int, repeats: int, profile: bool) -> None:
             for body in messages:
                 parse_message(body, soort, schemas)
 
-        def decide_all(parsed_all: list[Parsed] = parsed_all, lookups: list[dict] = lookups) -> int:  # type: ignore[type-arg]
+        def decide_all(
+            parsed_all: list[Parsed] = parsed_all,
+            lookups: list[dict[run.LookupKey, run.LookupResult]] = lookups,
+        ) -> int:
             n = 0
             for parsed, found in zip(parsed_all, lookups, strict=True):
                 run.lookups_needed(parsed, rules)
                 n += len(run.decide(parsed, rules, gemeenten, found, NOW).signaleringen)
             return n
 
-        for name, step in (("parse", parse_all), ("lookups_needed+decide", decide_all)):
+        signaleringen = [
+            s
+            for parsed, found in zip(parsed_all, lookups, strict=True)
+            for s in run.decide(parsed, rules, gemeenten, found, NOW).signaleringen
+        ]
+
+        def render_all(signaleringen: list[Signalering] = signaleringen) -> None:
+            for s in signaleringen:
+                render_signalering(s)
+
+        steps = (
+            ("parse", parse_all, records, "record"),
+            ("lookups_needed+decide", decide_all, records, "record"),
+            ("render", render_all, len(signaleringen), "signalering"),
+        )
+        for name, step, n, unit in steps:
             best = _best(step, repeats)
-            per_record = 1e6 * best / records
-            print(f"{soort.value:13} {name:22}: {per_record:6.2f} µs/record ({records} records)")
+            print(f"{soort.value:13} {name:22}: {1e6 * best / n:6.2f} µs/{unit} ({n})")
             if profile:
                 prof = cProfile.Profile()
                 prof.runcall(step)
@@ -94,4 +113,5 @@ def main(total: int, per_message: int, repeats: int, profile: bool) -> None:
 
 if __name__ == "__main__":
     args = [int(a) for a in sys.argv[1:4]]
-    main(*(args + [20_000, 2000, 5][len(args) :]), profile="profile" in sys.argv[4:])
+    total, per_message, repeats = args + [20_000, 2000, 5][len(args) :]
+    main(total, per_message, repeats, profile="profile" in sys.argv[4:])
