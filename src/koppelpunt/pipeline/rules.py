@@ -8,6 +8,7 @@ change, not a code change. The loader reads files only; evaluation does no I/O.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -170,11 +171,52 @@ def evaluate_pre_lookup(rules: RuleSet, facts: Facts) -> Filtered | None:
     return None
 
 
+PreLookup = Callable[[date, date, str | None, str | None], Filtered | None]
+
+
+def compile_pre_lookup(rules: RuleSet) -> PreLookup:
+    """`evaluate_pre_lookup(rules, ·)` as one closure over the rule values, for the hot path.
+
+    Called as `check(peildatum, geboortedatum, hoogste_diploma, bsn)`: no Facts to build and
+    no model attributes to walk per record. Returns exactly what evaluate_pre_lookup returns
+    (tested for every filter reason, 29 February included).
+    """
+    jonger_dan = rules.leeftijd.jonger_dan
+    diplomas = rules.startkwalificatie.diplomas
+    # age_on without building a birthday date: comparing (month, day) pairs is the same test,
+    # also for a 29 February birthday (1 March in a non-leap year: there, (m, d) < (2, 29)
+    # means on or before 28 February, i.e. before 1 March).
+
+    def check(
+        peildatum: date, geboortedatum: date, hoogste_diploma: str | None, bsn: str | None
+    ) -> Filtered | None:
+        age = peildatum.year - geboortedatum.year
+        if (peildatum.month, peildatum.day) < (geboortedatum.month, geboortedatum.day):
+            age -= 1
+        if age >= jonger_dan:
+            return Filtered(
+                FilterReden.LEEFTIJD,
+                f"{age} jaar op {peildatum.isoformat()}, grens {jonger_dan}",
+            )
+        if hoogste_diploma is not None and hoogste_diploma in diplomas:
+            return Filtered(FilterReden.STARTKWALIFICATIE, f"hoogsteDiploma {hoogste_diploma}")
+        if not bsn:
+            return Filtered(FilterReden.GEEN_BSN, "alleen een onderwijsnummer, geen BSN")
+        return None
+
+    return check
+
+
 def evaluate(rules: RuleSet, facts: Facts) -> Decision:
     """Decide one record: Forwarded(gemeentecode) or Filtered(first failing rule)."""
     pre = evaluate_pre_lookup(rules, facts)
     if pre is not None:
         return pre
-    if facts.woongemeente is None:
+    return decide_woongemeente(facts.woongemeente)
+
+
+def decide_woongemeente(woongemeente: str | None) -> Decision:
+    """The last rule, for a record that passed the others: forward to its gemeente, if any."""
+    if woongemeente is None:
         return Filtered(FilterReden.GEEN_WOONGEMEENTE, "geen Nederlandse woongemeente gevonden")
-    return Forwarded(facts.woongemeente)
+    return Forwarded(woongemeente)

