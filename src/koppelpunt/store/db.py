@@ -112,9 +112,9 @@ def _sqlite_wal_path(database: str | None) -> Path | None:
 class _WalBound:
     """Pool `reset` hook: once a connection is back from a finished transaction (the session
     returns it right after its commit) and the WAL file has outgrown SQLITE_WAL_RESTART_BYTES,
-    try a RESTART checkpoint: when no other transaction is running it copies every frame back
-    and makes the next writer start the WAL over. A stat per check-in; the checkpoint only when
-    the WAL is large."""
+    run a RESTART checkpoint: it waits (up to SQLITE_WAL_RESTART_WAIT_MS) for the transaction
+    running now, copies every frame back and makes the next writer start the WAL over. A stat
+    per check-in; the checkpoint only when the WAL is large."""
 
     def __init__(self, wal: Path) -> None:
         self.wal = wal
