@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -26,6 +27,22 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # INSERT … RETURNING statements have one VALUES row per record, so a new row count is a new, large
 # statement: with 128 per connection they held hundreds of MiB (bench/README.md, memory).
 SQLITE_CACHED_STATEMENTS = 16
+
+# The WAL file size above which a connection returned to the pool after a commit checkpoints
+# in RESTART mode. SQLite restarts its WAL from the start only when a writer begins while every
+# frame has been copied back and no reader still uses the WAL; with two messages in flight (one
+# writing, the other reading) that moment never comes, so the WAL grew without bound (4.7 GB
+# after 250,000 records, bench/scale_micro.py) and every page read searched and read it. A
+# 2,000-record message writes up to ~100 MB of WAL, so this leaves room for two of them.
+SQLITE_WAL_RESTART_BYTES = 256 * 2**20
+
+# How long that checkpoint waits for the other connections' transactions to end: one message's
+# transaction (~1 s for 2,000 records on a large database), with room to spare.
+SQLITE_WAL_RESTART_WAIT_MS = 5_000
+
+# What SQLite leaves of the WAL file after a restart (it is reused, not truncated, otherwise):
+# keeps the file size a measure of the WAL in use, and the disk footprint bounded.
+SQLITE_JOURNAL_SIZE_LIMIT = 64 * 2**20
 
 
 def json_dumps(value: Any) -> str:
@@ -50,6 +67,9 @@ def create_engine(url: str) -> AsyncEngine:
             url, **json_codec, connect_args={"cached_statements": SQLITE_CACHED_STATEMENTS}
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        wal = _sqlite_wal_path(parsed.database)
+        if wal is not None:
+            event.listen(engine.sync_engine, "reset", _WalBound(wal))
         return engine
     return _create_async_engine(
         url,
@@ -76,10 +96,55 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         # SQLite ignores foreign keys unless asked, per connection.
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}")
         # synchronous stays FULL (the default): a message is acknowledged only once it is on
         # disk, so NORMAL's risk of losing the last commits on power loss is not acceptable.
     finally:
         cursor.close()
+
+
+def _sqlite_wal_path(database: str | None) -> Path | None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database + "-wal")
+
+
+class _WalBound:
+    """Pool `reset` hook: once a connection is back from a finished transaction (the session
+    returns it right after its commit) and the WAL file has outgrown SQLITE_WAL_RESTART_BYTES,
+    run a RESTART checkpoint: it waits (up to SQLITE_WAL_RESTART_WAIT_MS) for the transaction
+    running now, copies every frame back and makes the next writer start the WAL over. A stat
+    per check-in; the checkpoint only when the WAL is large."""
+
+    def __init__(self, wal: Path) -> None:
+        self.wal = wal
+
+    def __call__(
+        self, dbapi_connection: Any, record: ConnectionPoolEntry | None, state: PoolResetState
+    ) -> None:
+        if not state.asyncio_safe or state.terminate_only or record is None:
+            return  # being discarded: no I/O on it now
+        driver = record.driver_connection
+        if driver is None or driver.in_transaction:
+            return  # a transaction still open is rolled back next; a checkpoint would fail
+        try:
+            if self.wal.stat().st_size <= SQLITE_WAL_RESTART_BYTES:
+                return
+        except FileNotFoundError:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            # The checkpoint waits for the transaction running now (the other message's, which
+            # took the write lock as this one committed) and its readers; a shorter wait never
+            # finds the gap with two messages in flight. Busy after all, SQLite still copies
+            # back what it can (as PASSIVE) and a later check-in tries again.
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_WAL_RESTART_WAIT_MS}")
+            try:
+                cursor.execute("PRAGMA wal_checkpoint(RESTART)")
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
