@@ -303,6 +303,10 @@ class TestSameAsOneByOne:
         # All ten were queued before the worker ran: one transaction (asyncio runs the gathered
         # tasks in order before the worker wakes). At most two if the first were taken alone.
         assert commits <= 2
+        # The metric shows how many messages each commit carried.
+        registry = runtime.metrics.registry
+        assert registry.get_sample_value("koppelpunt_group_commit_messages_sum") == 10
+        assert registry.get_sample_value("koppelpunt_group_commit_messages_count") == commits
         async with runtime.sessions() as session:
             stored = [
                 r.bericht_id

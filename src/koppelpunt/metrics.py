@@ -52,6 +52,12 @@ class Metrics:
             ["soort"],
             registry=self.registry,
         )
+        self.group_commit_size = Histogram(
+            "koppelpunt_group_commit_messages",
+            "Messages stored per group-commit transaction (1: no company; see docs/scaling.md).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
 
     def count_created(
         self, signaleringen: Iterable[Signalering], inserted: Collection[str]

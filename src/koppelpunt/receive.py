@@ -439,6 +439,7 @@ async def _store_group(
         ]
         stored = await _store(session, runtime, decided, found, lookup_started, now)
         await session.commit()
+    runtime.metrics.group_commit_size.observe(len(fresh))
     for n, item in zip(fresh, stored, strict=True):
         results[n] = item
     return results
