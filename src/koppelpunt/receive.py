@@ -5,6 +5,10 @@
 
 (A remote BRP lookup is the exception: the session's read transaction ends before it.)
 
+Small messages take that path together: messages parsed while a transaction runs wait for
+the next one, which does each step once for all of them (group commit, group_commit.py and
+`_store_group`; docs/scaling.md). A message larger than GROUP_MAX_RECORDS has its own.
+
 Nothing is acknowledged before it is stored: the receipt is only returned after the commit.
 Refused messages are stored too (afwijzingen), with their raw bytes and every reason.
 """
