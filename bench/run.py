@@ -329,9 +329,16 @@ async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
             "load_average_before": os.getloadavg(),
         },
     }
-    with tempfile.TemporaryDirectory(prefix="koppelpunt-bench-") as tmpdir:
+    # BENCH_KEEP=1 keeps the logs and data (service, broker) for a look afterwards.
+    keep = bool(os.environ.get("BENCH_KEEP"))
+    workdir = (
+        contextlib.nullcontext(tempfile.mkdtemp(prefix="koppelpunt-bench-"))
+        if keep
+        else tempfile.TemporaryDirectory(prefix="koppelpunt-bench-")
+    )
+    with workdir as tmpdir:
         tmp = Path(tmpdir)
-        print(f"bench: logs and data in {tmp}", flush=True)
+        print(f"bench: logs and data in {tmp}{' (kept)' if keep else ''}", flush=True)
         broker = broker_module.LocalBroker(
             tmp / "kafka", port=harness.free_port(), controller_port=harness.free_port()
         )

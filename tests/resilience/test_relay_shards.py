@@ -46,3 +46,51 @@ class TestRelayShards:
                 assert await outbox.lock_shard(second, outbox.Shard(2, SHARDS))
         async with sessions.begin() as third:
             assert await outbox.lock_shard(third, outbox.Shard(1, SHARDS))
+
+    async def test_a_relay_takes_every_free_shard_at_once(self, engine: AsyncEngine) -> None:
+        """lock_free_shards takes all shards nobody holds, skips the held ones, and holds
+        what it took until commit."""
+        sessions = session_factory(engine)
+        async with sessions.begin() as first:
+            assert await outbox.lock_shard(first, outbox.Shard(1, SHARDS))
+            async with sessions.begin() as second:
+                taken = await outbox.lock_free_shards(second, SHARDS)
+                assert taken == outbox.ShardSet((0, 2, 3), SHARDS)
+                async with sessions.begin() as third:
+                    assert (await outbox.lock_free_shards(third, SHARDS)).indexes == ()
+        async with sessions.begin() as fourth:
+            assert (await outbox.lock_free_shards(fourth, SHARDS)).indexes == (0, 1, 2, 3)
+
+    async def test_a_claim_over_several_shards_is_theirs_alone(self, engine: AsyncEngine) -> None:
+        """Claimed with a set of shards: exactly the rows of those shards, oldest first; with
+        every shard: every due row, as without shards."""
+        items = [
+            dataclasses.replace(signalering(f"s-{i}", minutes=i), bsn=BSN[i % len(BSN)])
+            for i in range(60)
+        ]
+        async with session_factory(engine).begin() as session:
+            await outbox.add_signaleringen(session, items)
+        by_shard: dict[int, list[str]] = {}
+        for index in range(SHARDS):
+            async with session_factory(engine).begin() as session:
+                shard = outbox.Shard(index, SHARDS)
+                by_shard[index] = [
+                    i.signalering_id
+                    for i in await outbox.claim_pending(session, limit=100, now=T0, shard=shard)
+                ]
+        order = [i.signalering_id for i in items]
+        async with session_factory(engine).begin() as session:
+            two = outbox.ShardSet((0, 2), SHARDS)
+            claimed = [
+                i.signalering_id
+                for i in await outbox.claim_pending(session, limit=100, now=T0, shard=two)
+            ]
+        assert sorted(claimed, key=order.index) == claimed  # oldest first
+        assert set(claimed) == set(by_shard[0]) | set(by_shard[2])
+        async with session_factory(engine).begin() as session:
+            every = outbox.ShardSet(tuple(range(SHARDS)), SHARDS)
+            claimed = [
+                i.signalering_id
+                for i in await outbox.claim_pending(session, limit=100, now=T0, shard=every)
+            ]
+        assert claimed == order

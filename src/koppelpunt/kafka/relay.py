@@ -69,13 +69,13 @@ class OutboxRelay:
         self._started = True
         return True
 
-    def _shards(self) -> list[outbox.Shard | None]:
-        """PostgreSQL: every shard of the outbox, each published under its advisory lock.
-        SQLite: the whole outbox at once (a single relay)."""
+    def _shard_count(self) -> int | None:
+        """PostgreSQL: the number of shards, each published only under its advisory lock.
+        SQLite: None, the whole outbox at once (a single relay)."""
         count = self._settings.relay_shards
         if count <= 1 or not self._settings.database_url.startswith("postgresql"):
-            return [None]
-        return [outbox.Shard(i, count) for i in range(count)]
+            return None
+        return count
 
     async def drain_once(self) -> tuple[int, bool]:
         """Publish one batch per shard. Returns (published count, broker reachable).
@@ -89,22 +89,25 @@ class OutboxRelay:
     async def _drain_shards(self) -> tuple[int, bool]:
         if not await self._ensure_started():
             return 0, False
-        total = 0
-        for shard in self._shards():
-            n, reachable = await self._drain_shard(shard)
-            total += n
-            if not reachable:
-                return total, False
+        total, reachable = await self._drain_shards_once(self._shard_count())
+        if not reachable:
+            return total, False
         if total == 0:
             async with self._sessions() as session:
                 self._metrics.outbox_backlog.set(await outbox.backlog(session))
         return total, True
 
-    async def _drain_shard(self, shard: outbox.Shard | None) -> tuple[int, bool]:
+    async def _drain_shards_once(self, count: int | None) -> tuple[int, bool]:
+        """One claim, publish and commit over every shard this relay can lock now (all of
+        them unless another relay is publishing some): the locks are held until the commit,
+        so each pupil's signaleringen leave one relay at a time, oldest first."""
         now = self._clock()
         async with self._sessions.begin() as session:
-            if shard is not None and not await outbox.lock_shard(session, shard):
-                return 0, True  # another relay is publishing this shard right now
+            shard: outbox.ShardSet | None = None
+            if count is not None:
+                shard = await outbox.lock_free_shards(session, count)
+                if not shard.indexes:
+                    return 0, True  # other relays are publishing every shard right now
             items = await outbox.claim_pending(
                 session, limit=self._settings.relay_batch_size, now=now, shard=shard
             )
