@@ -216,20 +216,13 @@ class StateRows:
     flag_changes: list[tuple[int, bool]] = field(default_factory=list)
 
     def add(self, other: StateRows) -> None:
-        """Append the rows of a later change. A flag change of a history row that is itself
-        new here (added by an earlier message of the group, not stored yet) changes that
-        row before it is inserted instead."""
+        """Append the rows of another message's change. Only for changes of different pupils
+        and aanmeldingen (a group commit takes no others): a flag change here always names a
+        stored row, never one that is still to be inserted."""
         self.prognoses += other.prognoses
         self.aanmeldingen += other.aanmeldingen
-        pending = {seq: n for n, (seq, _) in enumerate(self.new_facts)}
-        for seq, flag in other.flag_changes:
-            if seq in pending:
-                n = pending[seq]
-                row = self.new_facts[n][1]
-                self.new_facts[n] = (seq, (*row[:4], flag, *row[5:]))
-            else:
-                self.flag_changes.append((seq, flag))
         self.new_facts += other.new_facts
+        self.flag_changes += other.flag_changes
 
 
 def state_rows(
