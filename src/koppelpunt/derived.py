@@ -3,7 +3,7 @@ pipeline/derive.py, stores state + signaleringen + outbox rows.
 
     on_receipt        inside receive()'s transaction: state, moves, GEEN_PLAATSING
     on_receipt_group  the same for the messages of a group commit, in one transaction
-    run_peildatum  NIET_AANGEMELD / NIET_INGESCHREVEN (and moves) for one date, in batches
+    run_peildatum     NIET_AANGEMELD / NIET_INGESCHREVEN (and moves) for one date, in batches
 """
 
 from __future__ import annotations
