@@ -341,36 +341,6 @@ def receive_lines(
     return lines
 
 
-async def log_receive(
-    session: AsyncSession,
-    settings: Settings,
-    verwerking: Verwerking,
-    found: Mapping[LookupKey, LookupResult],
-    *,
-    trace_id: str,
-    bericht_id: str,
-    sender: str,
-    received_at: datetime,
-    lookup_started: datetime,
-    decided_at: datetime,
-) -> None:
-    """The receive hook: every person's receive, lookup and decision lines, in one insert."""
-    await append(
-        session,
-        LogCipher.from_settings(settings),
-        receive_lines(
-            verwerking,
-            found,
-            trace_id=trace_id,
-            bericht_id=bericht_id,
-            sender=sender,
-            received_at=received_at,
-            lookup_started=lookup_started,
-            decided_at=decided_at,
-        ),
-    )
-
-
 async def log_published(
     session: AsyncSession,
     settings: Settings,
