@@ -173,23 +173,42 @@ async def add_berichten(session: AsyncSession, items: Sequence[NewBericht]) -> l
         return [pk]
     if not items:
         return []
-    result = await session.execute(
-        insert(berichten).returning(berichten.c.id, sort_by_parameter_order=True),
+    # One executemany, then the pks by berichtId: two statements for the whole group (an
+    # INSERT … RETURNING in parameter order is one statement per row on SQLite).
+    await insert_rows(
+        session,
+        berichten,
+        (
+            "bericht_id",
+            "soort",
+            "sender",
+            "sha256",
+            "raw",
+            "received_at",
+            "receipt",
+            "trace_id",
+        ),
         [
-            {
-                "bericht_id": item.bericht_id,
-                "soort": item.soort,
-                "sender": item.sender,
-                "sha256": item.sha256,
-                "raw": item.raw,
-                "received_at": item.received_at,
-                "receipt": item.receipt,
-                "trace_id": item.trace_id,
-            }
+            (
+                item.bericht_id,
+                item.soort,
+                item.sender,
+                item.sha256,
+                item.raw,
+                item.received_at,
+                item.receipt,
+                item.trace_id,
+            )
             for item in items
         ],
     )
-    return [int(pk) for pk in result.scalars()]
+    pks: dict[str, int] = {}
+    for chunk in chunks([item.bericht_id for item in items], 500):
+        for bericht_id, pk in await session.execute(
+            select(berichten.c.bericht_id, berichten.c.id).where(berichten.c.bericht_id.in_(chunk))
+        ):
+            pks[bericht_id] = int(pk)
+    return [pks[item.bericht_id] for item in items]
 
 
 async def set_receipt(session: AsyncSession, pk: int, receipt: dict[str, Any]) -> None:
