@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 from koppelpunt.store.types import BigIntId, UTCDateTime
@@ -119,6 +120,14 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Index("ix_outbox_pending", "published_at", "next_attempt_at"),
+    # The unpublished rows in id order (the relay's claim on PostgreSQL): without it the claim
+    # walked the primary key through every published row first (migration 0007).
+    Index(
+        "ix_outbox_unpublished",
+        "id",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
 )
 
 # The local woongemeente register (`koppelpunt brp import`): one row per BSN and start date.
