@@ -78,7 +78,8 @@ class OutboxRelay:
         return count
 
     async def drain_once(self) -> tuple[int, bool]:
-        """Publish one batch per shard. Returns (published count, broker reachable).
+        """Publish one batch (over every shard this relay can lock). Returns (published count,
+        broker reachable).
 
         Serialised per relay: an operator's or a test's drain() next to the running loop must
         not claim the same rows twice (SQLite has no SKIP LOCKED to keep them apart).
