@@ -1,8 +1,9 @@
 """The adapter for pupil state and derived signaleringen: loads state, calls the pure
 pipeline/derive.py, stores state + signaleringen + outbox rows.
 
-    on_receipt        inside receive()'s transaction: state, moves, GEEN_PLAATSING
-    on_receipt_group  the same for the messages of a group commit, in one transaction
+    on_receipt        one message in the caller's transaction: state, moves, GEEN_PLAATSING
+                      (parked.py: records decided later, apply_state=False)
+    on_receipt_group  the same for the messages of one transaction (receive: one or a group)
     run_peildatum     NIET_AANGEMELD / NIET_INGESCHREVEN (and moves) for one date, in batches
 """
 
@@ -65,7 +66,8 @@ async def on_receipt_group(
     group: Sequence[tuple[Verwerking, int]],
     now: datetime,
 ) -> list[derive.Derived]:
-    """on_receipt for the messages of a group commit, (verwerking, bericht pk) in arrival order.
+    """on_receipt for the messages of one transaction, (verwerking, bericht pk) in arrival
+    order: a group commit, or a single message (a group of one).
 
     The group's messages are about different pupils and aanmeldingen (receive._Claims), so
     each is derived on its pupils' state as stored, exactly as on its own; its changes become

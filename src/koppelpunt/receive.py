@@ -26,7 +26,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.derived import on_receipt, on_receipt_group
+from koppelpunt.derived import on_receipt_group
 from koppelpunt.errors import ConflictError, InvalidMessageError
 from koppelpunt.group_commit import DEFERRED, Deferred, GroupCommit
 from koppelpunt.kafka.admin import topic_for
@@ -491,12 +491,9 @@ async def _store(
         session,
         [(pk, beslissing_rows(v, rules_version)) for (_, v), pk in zip(decided, pks, strict=True)],
     )
-    if len(decided) == 1:
-        derived = [await on_receipt(session, runtime, decided[0][1], now, bericht_pk=pks[0])]
-    else:
-        derived = await on_receipt_group(
-            session, runtime, [(v, pk) for (_, v), pk in zip(decided, pks, strict=True)], now
-        )
+    derived = await on_receipt_group(
+        session, runtime, [(v, pk) for (_, v), pk in zip(decided, pks, strict=True)], now
+    )
     signaleringen = [
         (*v.signaleringen, *d.signaleringen) for (_, v), d in zip(decided, derived, strict=True)
     ]
