@@ -262,6 +262,26 @@ async def run_both(
     return expected, (together, await dump(runtime))
 
 
+async def gathered_counting_commits(
+    runtime: Runtime, bodies: list[bytes]
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Receive aanmeldstatus `bodies` concurrently; their answers and the commits it took."""
+    commits = 0
+
+    def on_commit(*_: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(runtime.engine.sync_engine, "commit", on_commit)
+    try:
+        answers = await asyncio.gather(
+            *(answer(runtime, (b, Soort.AANMELDSTATUS, "koppelpunt-mbo")) for b in bodies)
+        )
+    finally:
+        event.remove(runtime.engine.sync_engine, "commit", on_commit)
+    return list(answers), commits
+
+
 class TestSameAsOneByOne:
     @pytest.mark.parametrize("seeds", [range(0, 8), range(8, 16)])
     async def test_random_scenarios(self, runtime: Runtime, seeds: range) -> None:
@@ -286,19 +306,7 @@ class TestSameAsOneByOne:
             aanmeldstatus_xml(f"burst-{n}", [A(aanmelding_id=f"B-{n}", bsn=BSN[n])])
             for n in range(10)
         ]
-        commits = 0
-
-        def on_commit(*_: Any) -> None:
-            nonlocal commits
-            commits += 1
-
-        event.listen(runtime.engine.sync_engine, "commit", on_commit)
-        try:
-            answers = await asyncio.gather(
-                *(answer(runtime, (b, Soort.AANMELDSTATUS, "koppelpunt-mbo")) for b in bodies)
-            )
-        finally:
-            event.remove(runtime.engine.sync_engine, "commit", on_commit)
+        answers, commits = await gathered_counting_commits(runtime, bodies)
         assert [a[0] for a in answers] == [202] * 10
         # All ten were queued before the worker ran: one transaction (asyncio runs the gathered
         # tasks in order before the worker wakes). At most two if the first were taken alone.
@@ -331,19 +339,7 @@ class TestSameAsOneByOne:
                 ],
             ),
         ]
-        commits = 0
-
-        def on_commit(*_: Any) -> None:
-            nonlocal commits
-            commits += 1
-
-        event.listen(runtime.engine.sync_engine, "commit", on_commit)
-        try:
-            answers = await asyncio.gather(
-                *(answer(runtime, (b, Soort.AANMELDSTATUS, "koppelpunt-mbo")) for b in bodies)
-            )
-        finally:
-            event.remove(runtime.engine.sync_engine, "commit", on_commit)
+        answers, commits = await gathered_counting_commits(runtime, bodies)
         assert [a[0] for a in answers] == [202, 202]
         assert commits == 2
         async with runtime.sessions() as session:
