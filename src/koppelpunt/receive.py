@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -449,26 +449,32 @@ async def _store_group(
     return results
 
 
-async def _store(
-    session: AsyncSession,
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """The rows of one message or a group that do not depend on the pupils' stored state,
+    made before their pupils are locked (PostgreSQL: leerlingen.lock_pupils): a concurrent
+    message about the same pupils waits only for the part that needs their state."""
+
+    decided: list[tuple[_Pending, run.Verwerking]]
+    expected: list[int]  # per message: its distinct signalering ids
+    new_berichten: list[NewBericht]
+    beslissingen: list[list[BeslissingRow]]
+    # the decision's signaleringen rendered (bericht_pk None), by id() of the Signalering
+    rendered: dict[int, NewSignalering]
+    log_rows: list[tuple[Any, ...]]
+
+
+def _prepare(
     runtime: Runtime,
     decided: list[tuple[_Pending, run.Verwerking]],
     found: Mapping[run.LookupKey, run.LookupResult],
     lookup_started: datetime,
     now: datetime,
-) -> list[_Stored]:
-    """Berichten, beslissingen, pupil state, signaleringen, outbox rows and verwerkingenlog
-    lines of one message or a group, in the caller's transaction, in arrival order.
-
-    Writes what storing the messages one after the other would (a message is derived on the
-    state the ones before it left; a signalering id two messages derive is stored for the
-    first), with one statement per table for the whole group.
-    """
-    settings = runtime.settings
+) -> _Prepared:
     rules_version = runtime.rules.version
     # The receipt is written by the INSERT itself, counting every signalering of the decision
     # as new; only when some were stored before (deterministic ids: a derived signalering
-    # already sent) or derived ones were added is it corrected, in this transaction.
+    # already sent) or derived ones were added is it corrected, in the transaction.
     expected = [len({s.signalering_id for s in v.signaleringen}) for _, v in decided]
     receipts = [run.receipt(v, n) for (_, v), n in zip(decided, expected, strict=True)]
     # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
@@ -486,52 +492,92 @@ async def _store(
         )
         for (p, v), receipt, trace_id in zip(decided, receipts, trace_ids, strict=True)
     ]
-    pks = await berichten.add_berichten(session, new_berichten)
-    await berichten.add_beslissingen_of(
-        session,
-        [(pk, beslissing_rows(v, rules_version)) for (_, v), pk in zip(decided, pks, strict=True)],
-    )
-    derived = await on_receipt_group(
-        session, runtime, [(v, pk) for (_, v), pk in zip(decided, pks, strict=True)], now
-    )
-    signaleringen = [
-        (*v.signaleringen, *d.signaleringen) for (_, v), d in zip(decided, derived, strict=True)
-    ]
-    inserted_ids = set(
-        await outbox.add_signaleringen(
-            session,
-            [
-                to_outbox(runtime, s, pk)
-                for made, pk in zip(signaleringen, pks, strict=True)
-                for s in made
-            ],
-        )
-    )
-    stored: list[_Stored] = []
     lines: list[verwerkingenlog.LogLine] = []
-    for n, (pending, verwerking) in enumerate(decided):
-        # The ids this message stored: its own, in order, unless an earlier one had them.
-        inserted: list[str] = []
-        for s in signaleringen[n]:
-            if s.signalering_id in inserted_ids:
-                inserted_ids.discard(s.signalering_id)
-                inserted.append(s.signalering_id)
-        receipt = receipts[n]
-        if len(inserted) != expected[n]:
-            receipt = run.receipt(verwerking, len(inserted))
-            await berichten.set_receipt(session, pks[n], receipt)
+    for (pending, verwerking), trace_id in zip(decided, trace_ids, strict=True):
         lines += verwerkingenlog.receive_lines(
             verwerking,
             found,
-            trace_id=trace_ids[n],
+            trace_id=trace_id,
             bericht_id=verwerking.bericht.bericht_id,
             sender=pending.sender,
             received_at=pending.received_at,
             lookup_started=lookup_started,
             decided_at=now,
         )
+    return _Prepared(
+        decided=decided,
+        expected=expected,
+        new_berichten=new_berichten,
+        beslissingen=[beslissing_rows(v, rules_version) for _, v in decided],
+        rendered={id(s): to_outbox(runtime, s, None) for _, v in decided for s in v.signaleringen},
+        log_rows=verwerkingenlog.line_rows(
+            verwerkingenlog.LogCipher.from_settings(runtime.settings), lines
+        ),
+    )
+
+
+async def _store(
+    session: AsyncSession,
+    runtime: Runtime,
+    decided: list[tuple[_Pending, run.Verwerking]],
+    found: Mapping[run.LookupKey, run.LookupResult],
+    lookup_started: datetime,
+    now: datetime,
+) -> list[_Stored]:
+    """Berichten, beslissingen, pupil state, signaleringen, outbox rows and verwerkingenlog
+    lines of one message or a group, in the caller's transaction, in arrival order.
+
+    Writes what storing the messages one after the other would (a message is derived on the
+    state the ones before it left; a signalering id two messages derive is stored for the
+    first), with one statement per table for the whole group.
+
+    The pupils are locked (PostgreSQL) only for their state, the signaleringen and the
+    outbox: the rendering, encryption and the rows that do not depend on that state (the
+    messages, their beslissingen, the verwerkingenlog) come first, so a concurrent message
+    about the same pupils does not wait for them. The caller commits.
+    """
+    prepared = _prepare(runtime, decided, found, lookup_started, now)
+    return await _write(session, runtime, prepared, now)
+
+
+async def _write(
+    session: AsyncSession, runtime: Runtime, prepared: _Prepared, now: datetime
+) -> list[_Stored]:
+    """_store's writes (the caller commits)."""
+    decided = prepared.decided
+    pks = await berichten.add_berichten(session, prepared.new_berichten)
+    await berichten.add_beslissingen_of(session, list(zip(pks, prepared.beslissingen, strict=True)))
+    await verwerkingenlog.insert_line_rows(session, prepared.log_rows)
+    # From here on the group's pupils are locked until the commit (on_receipt_group).
+    derived = await on_receipt_group(
+        session, runtime, [(v, pk) for (_, v), pk in zip(decided, pks, strict=True)], now
+    )
+    signaleringen = [
+        (*v.signaleringen, *d.signaleringen) for (_, v), d in zip(decided, derived, strict=True)
+    ]
+    rendered = prepared.rendered
+    new_signaleringen: list[NewSignalering] = []
+    for made, pk in zip(signaleringen, pks, strict=True):
+        for s in made:
+            item = rendered.get(id(s))
+            # Derived signaleringen depend on the stored state: rendered only now.
+            new_signaleringen.append(
+                to_outbox(runtime, s, pk) if item is None else replace(item, bericht_pk=pk)
+            )
+    inserted_ids = set(await outbox.add_signaleringen(session, new_signaleringen))
+    stored: list[_Stored] = []
+    for n, (_, verwerking) in enumerate(decided):
+        # The ids this message stored: its own, in order, unless an earlier one had them.
+        inserted: list[str] = []
+        for s in signaleringen[n]:
+            if s.signalering_id in inserted_ids:
+                inserted_ids.discard(s.signalering_id)
+                inserted.append(s.signalering_id)
+        receipt = prepared.new_berichten[n].receipt
+        if len(inserted) != prepared.expected[n]:
+            receipt = run.receipt(verwerking, len(inserted))
+            await berichten.set_receipt(session, pks[n], receipt)
         stored.append(_Stored(receipt, verwerking, signaleringen[n], inserted))
-    await verwerkingenlog.append(session, verwerkingenlog.LogCipher.from_settings(settings), lines)
     return stored
 
 

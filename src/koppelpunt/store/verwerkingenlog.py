@@ -203,8 +203,17 @@ class StoredLine:
 
 async def append(session: AsyncSession, cipher: LogCipher, lines: Sequence[LogLine]) -> None:
     """Insert lines in one executemany; each distinct BSN is encrypted once per call."""
-    if not lines:
-        return
+    await insert_line_rows(session, line_rows(cipher, lines))
+
+
+async def insert_line_rows(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows made by line_rows (in the caller's transaction)."""
+    await insert_rows(session, verwerkingenlog, _LINE_COLUMNS, rows)
+
+
+def line_rows(cipher: LogCipher, lines: Sequence[LogLine]) -> list[tuple[Any, ...]]:
+    """The table rows of `lines`, BSNs encrypted (each distinct one once): apart from the
+    INSERT, so that the receive path can make them before it locks the pupils."""
     encrypted: dict[str, tuple[bytes, str]] = {}
     rows: list[tuple[Any, ...]] = []
     key_id = cipher.key_id
@@ -233,7 +242,7 @@ async def append(session: AsyncSession, cipher: LogCipher, lines: Sequence[LogLi
                 dict(line.attributes),
             )
         )
-    await insert_rows(session, verwerkingenlog, _LINE_COLUMNS, rows)
+    return rows
 
 
 _LINE_COLUMNS = (
