@@ -203,6 +203,18 @@ def statuses(people: list[Pupil], total: int, seed: int = 2, id_prefix: str = "A
     return [s for _, _, s in events[:total]]
 
 
+def status_messages(statuses: list[Status], per_message: int, prefix: str) -> list[Message]:
+    """The statuses in aanmeldstatus messages of `per_message` records, berichtIds prefix-N."""
+    return [
+        Message(
+            "/v1/aanmeldstatussen",
+            aanmeldstatus_body(f"{prefix}-{i}", statuses[i : i + per_message]),
+            per_message,
+        )
+        for i in range(0, len(statuses), per_message)
+    ]
+
+
 def _invalid(body: bytes) -> bytes:
     # an XSD-invalid message: a status value that is not in the enumeration
     return body.replace(b"<status>AANGEMELD</status>", b"<status>ONBEKEND</status>", 1).replace(

@@ -46,6 +46,19 @@ def write_senders(path: Path) -> Path:
     return path
 
 
+def receive_only_settings(database_url: str, tmp: Path) -> Any:
+    """Settings for an in-process run of the receive path alone (the micro-benchmarks): no
+    broker (the bootstrap address has nobody listening) and the relay off."""
+    from koppelpunt.config import Settings
+
+    return Settings(
+        database_url=database_url,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        senders_file=write_senders(tmp / "senders.yaml"),
+        relay_enabled=False,
+    )
+
+
 def auth_for(path: str) -> dict[str, str]:
     sender = "bench-vo" if path.endswith("prognoses") else "bench-mbo"
     return {

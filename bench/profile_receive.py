@@ -30,7 +30,6 @@ from bench import generate as gen
 from bench import harness
 from bench.run import fill_register, make_database, single_records
 from koppelpunt.api.app import create_app
-from koppelpunt.config import Settings
 from koppelpunt.logging import configure_logging
 
 # Round trips to the database, by statement kind: the machine-independent cost of a message.
@@ -57,26 +56,15 @@ async def main(per_message: int, count: int) -> None:
         url, _ = await make_database(tmp)
         people = gen.pupils(max(2000, per_message * 3))
         await fill_register(url, gen.register_rows(people))
-        settings = Settings(
-            database_url=url,
-            kafka_bootstrap=f"127.0.0.1:{harness.free_port()}",  # nobody there
-            senders_file=harness.write_senders(tmp / "senders.yaml"),
-            relay_enabled=False,  # the receive path only (the relay has its own profile)
-        )
+        # the receive path only (the relay has its own profile)
+        settings = harness.receive_only_settings(url, tmp)
         configure_logging("INFO", True)  # as in production: one JSON line per message
         if per_message == 1:
             it = iter(single_records(people, "prof"))
             messages = [next(it) for _ in range(count)]
         else:
             statuses = gen.statuses(people, per_message * count)
-            messages = [
-                gen.Message(
-                    "/v1/aanmeldstatussen",
-                    gen.aanmeldstatus_body(f"prof-{i}", statuses[i : i + per_message]),
-                    per_message,
-                )
-                for i in range(0, len(statuses), per_message)
-            ]
+            messages = gen.status_messages(statuses, per_message, "prof")
         app = create_app(settings)
         async with LifespanManager(app, startup_timeout=60) as manager:
             transport = httpx.ASGITransport(app=manager.app)

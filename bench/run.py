@@ -401,7 +401,7 @@ async def measure(
         extra={"KOPPELPUNT_TOPIC_PARTITIONS": "1", "KOPPELPUNT_LOG_LEVEL": "INFO"},
     )
     n_api = api_processes()
-    if n_api == 1:  # the default: one `koppelpunt serve`, relay in-process
+    if not relay_process():  # the default: one `koppelpunt serve`, relay in-process
         services = [harness.serve(env, tmp / "service.log")]
         relay: Process | None = None
     else:  # N API processes without relay + one `koppelpunt relay` (docs/scaling.md)
@@ -463,6 +463,7 @@ async def measure(
         if relay is not None:
             relay.stop()
     out["api_processes"] = n_api
+    out["relay_process"] = relay is not None
     return out
 
 
@@ -620,6 +621,12 @@ def api_processes() -> int:
     return max(1, int(os.environ.get("BENCH_API_PROCESSES", "1")))
 
 
+def relay_process() -> bool:
+    """BENCH_RELAY_PROCESS=1: the relay in a `koppelpunt relay` process of its own, also with
+    one API process (always so with several)."""
+    return api_processes() > 1 or os.environ.get("BENCH_RELAY_PROCESS", "") == "1"
+
+
 def table(r: dict[str, Any]) -> str:
     def ok(passed: bool) -> str:
         return "met" if passed else "NOT met"
@@ -655,6 +662,7 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         f"koppelpunt bench {r['date']}  db={r['database']}  scale={r['scale']:g}  "
         f"api processes={r.get('api_processes', 1)}  "
+        f"relay {'process' if r.get('relay_process') else 'in-process'}  "
         f"load avg before={r['machine']['load_average_before'][0]:.2f}"
     ]
     for row in rows:

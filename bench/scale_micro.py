@@ -37,7 +37,6 @@ from bench import generate as gen
 from bench import harness
 from bench.run import fill_register
 from koppelpunt.api.app import create_app
-from koppelpunt.config import Settings
 from koppelpunt.logging import configure_logging
 from koppelpunt.store.db import upgrade
 
@@ -99,12 +98,7 @@ async def main(total: int, per_slice: int) -> None:
             )
         )
         del statuses
-        settings = Settings(
-            database_url=url,
-            kafka_bootstrap=f"127.0.0.1:{harness.free_port()}",  # nobody there
-            senders_file=harness.write_senders(tmp / "senders.yaml"),
-            relay_enabled=False,
-        )
+        settings = harness.receive_only_settings(url, tmp)
         configure_logging("WARNING", True)
         event.listen(Engine, "connect", _extra_pragmas)
         senders = int(os.environ.get("SCALE_SENDERS", "2"))
