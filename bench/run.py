@@ -464,6 +464,7 @@ async def measure(
             relay.stop()
     out["api_processes"] = n_api
     out["relay_process"] = relay is not None
+    out["year_senders"] = year_senders()
     return out
 
 
@@ -546,7 +547,7 @@ async def phases(
     y0 = time.monotonic()
     cpu.start()
     # two senders (the Koppelpunt VO and MBO), at least one request in flight per API process
-    sent, elapsed = await closed_loop(client, messages, max(2, api_processes()), 1e9)
+    sent, elapsed = await closed_loop(client, messages, year_senders(), 1e9)
     done = await wait_consumed(consumer, base + sent.signaleringen, 3600)
     used = cpu.stop(sent.records)
     # records of the distinct messages (an identical resend is not new work for the sender)
@@ -619,6 +620,13 @@ def memory_summary(rss: RssSampler, window: tuple[float, float]) -> dict[str, An
 def api_processes() -> int:
     """BENCH_API_PROCESSES: API processes behind a round-robin (default 1, relay in-process)."""
     return max(1, int(os.environ.get("BENCH_API_PROCESSES", "1")))
+
+
+def year_senders() -> int:
+    """BENCH_YEAR_SENDERS: messages in flight in the year phase (default 2, the Koppelpunt VO
+    and MBO, and at least one per API process)."""
+    default = max(2, api_processes())
+    return max(1, int(os.environ.get("BENCH_YEAR_SENDERS", str(default))))
 
 
 def relay_process() -> bool:
