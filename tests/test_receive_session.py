@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.config import Settings
@@ -28,6 +28,7 @@ from koppelpunt.store.register import upsert_woonregister
 from koppelpunt.store.tables import berichten as berichten_table
 from koppelpunt.store.tables import outbox
 from tests.conftest import Running
+from tests.db_fixtures import postgres_only
 from tests.messages import BSN, ONDERWIJSNUMMER, A, L, aanmeldstatus_xml, prognose_xml
 
 SENDER = "koppelpunt-mbo"
@@ -260,3 +261,47 @@ class TestRecordCounts:
         assert value("gefilterd:geenBsn") == 2
         assert value("afgewezen") == 2
         assert value("geparkeerd") is None
+
+
+@postgres_only
+class TestPupilLockScope:
+    async def test_a_locked_pupil_holds_up_only_the_state_part(self, running: Running) -> None:
+        """PostgreSQL: while another transaction holds a pupil's advisory lock, a message
+        about that pupil has already written its bericht, beslissingen and verwerkingenlog
+        lines (the waiting backend holds those tables' write locks) and nothing that depends
+        on the pupil's state: no aanmelding, signalering or outbox row. Once the lock is
+        released it completes (202)."""
+        runtime = running.runtime
+        await register(runtime)
+        body = aanmeldstatus_xml("lock-1", [A(bsn=BSN[0])])
+        async with runtime.engine.connect() as holder, runtime.engine.connect() as observer:
+            # the key lock_pupils uses for this BSN, held until `holder` commits
+            await holder.execute(text("SELECT pg_advisory_xact_lock(hashtext(:b))"), {"b": BSN[0]})
+            task = asyncio.create_task(receive(runtime, body, Soort.AANMELDSTATUS, SENDER))
+            waiting: list[int] = []
+            for _ in range(400):
+                waiting = list(
+                    await observer.scalars(
+                        text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    )
+                )
+                if waiting or task.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the message never waited for the pupil's lock"
+            written = set(
+                await observer.scalars(
+                    text(
+                        "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                        "WHERE l.pid = :pid AND l.mode = 'RowExclusiveLock' AND l.granted"
+                    ),
+                    {"pid": waiting[0]},
+                )
+            )
+            assert {"berichten", "beslissingen", "verwerkingenlog"} <= written
+            assert not written & {"aanmeldingen", "aanmelding_statussen", "signaleringen", "outbox"}
+            assert not task.done()
+            await holder.commit()
+        received = await asyncio.wait_for(task, 30)
+        assert received.status_code == 202
+        assert received.receipt["aantalSignaleringen"] == 1
