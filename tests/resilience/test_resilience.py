@@ -178,3 +178,14 @@ class TestScaleOut:
                     if key == bsn and ce_id not in seen:
                         seen.append(ce_id)
                 assert seen == stored_order[bsn], f"order broken for a pupil on {topic}"
+
+    @scale_out_needs_postgres
+    async def test_a_relay_process_is_woken_by_the_api_commits(self, cluster: Cluster) -> None:
+        """A relay in its own process that never polls (an hour between polls) still publishes
+        every signalering: the API's commits NOTIFY it (store/outbox_listener.py)."""
+        api = cluster.serve(KOPPELPUNT_RELAY_ENABLED="false")
+        cluster.relay(KOPPELPUNT_RELAY_POLL_SECONDS="3600")
+        await api.wait_ready()
+        load = Load([api.base_url], pupils=list(PUPILS)[:3], count=10)
+        await load.run(interval=0.05)
+        await assert_all_delivered(cluster, load)

@@ -111,12 +111,15 @@ def relay(
     """Run the outbox relay standalone (set KOPPELPUNT_RELAY_ENABLED=false on the API then).
 
     Several relays may run against one PostgreSQL database: rows are claimed with
-    FOR UPDATE SKIP LOCKED, so no signalering is sent by two relays at once.
+    FOR UPDATE SKIP LOCKED, so no signalering is sent by two relays at once. On PostgreSQL
+    the relay LISTENs for the API processes' commits (NOTIFY) and publishes at once; polling
+    every KOPPELPUNT_RELAY_POLL_SECONDS stays as the fallback.
     """
     from koppelpunt.kafka.publisher import KafkaPublisher
     from koppelpunt.kafka.relay import OutboxRelay
     from koppelpunt.runtime import Runtime, frozen_heap
     from koppelpunt.store.db import upgrade_sync
+    from koppelpunt.store.outbox_listener import OutboxListener
 
     s = settings()
     configure_logging(s.log_level, s.log_json)
@@ -131,7 +134,15 @@ def relay(
                 n = await worker.drain()
                 typer.echo(f"published {n} signaleringen")
                 return 0 if worker.last_error is None else 1
-            await worker.run()
+            if s.database_url.startswith("postgresql"):
+                listener = OutboxListener(s.database_url, worker.wake)
+                listener.start()
+                try:
+                    await worker.run()
+                finally:
+                    await listener.stop()
+            else:
+                await worker.run()
             return 0
         finally:
             await worker.stop()

@@ -20,6 +20,9 @@ from koppelpunt.store._dialect import chunks, dialect_name
 from koppelpunt.store.bulk import DoNothing, insert_rows
 from koppelpunt.store.tables import berichten, outbox, signaleringen
 
+# PostgreSQL NOTIFY channel of new outbox rows (store/outbox_listener.py wakes relays on it).
+OUTBOX_CHANNEL = "koppelpunt_outbox"
+
 # The longest error text kept per outbox row: enough for a Kafka error, not a whole traceback.
 MAX_ERROR_LENGTH = 2000
 
@@ -143,6 +146,10 @@ async def add_signaleringen(session: AsyncSession, items: Sequence[NewSignalerin
         ("signalering_id", "topic", "created_at"),
         [(item.signalering_id, item.topic, item.created_at) for item in new],
     )
+    if new and dialect_name(session) == "postgresql":
+        # Delivered to the listening relays at the commit (once per transaction, however many
+        # rows), dropped on rollback: a relay in another process is woken without polling.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
     return [item.signalering_id for item in new]
 
 
