@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from koppelpunt.store import outbox
 from koppelpunt.store.db import session_factory
@@ -29,7 +30,7 @@ class TestRelayShards:
         claimed: list[str] = []
         for index in range(SHARDS):
             async with session_factory(engine).begin() as session:
-                shard = outbox.Shard(index, SHARDS)
+                shard = outbox.ShardSet((index,), SHARDS)
                 for item in await outbox.claim_pending(session, limit=100, now=T0, shard=shard):
                     claimed.append(item.signalering_id)
                     assert seen.setdefault(item.key, index) == index
@@ -37,22 +38,22 @@ class TestRelayShards:
         assert len(set(seen.values())) > 1  # the BSNs really spread over several shards
 
     async def test_a_shard_is_locked_by_one_relay_at_a_time(self, engine: AsyncEngine) -> None:
-        """While one transaction holds a shard, another cannot take it; after commit it can."""
+        """While one transaction holds shards, another cannot take them; after commit it can."""
         sessions = session_factory(engine)
+        every = tuple(range(SHARDS))
         async with sessions.begin() as first:
-            assert await outbox.lock_shard(first, outbox.Shard(1, SHARDS))
+            assert (await outbox.lock_free_shards(first, SHARDS)).indexes == every
             async with sessions.begin() as second:
-                assert not await outbox.lock_shard(second, outbox.Shard(1, SHARDS))
-                assert await outbox.lock_shard(second, outbox.Shard(2, SHARDS))
+                assert (await outbox.lock_free_shards(second, SHARDS)).indexes == ()
         async with sessions.begin() as third:
-            assert await outbox.lock_shard(third, outbox.Shard(1, SHARDS))
+            assert (await outbox.lock_free_shards(third, SHARDS)).indexes == every
 
     async def test_a_relay_takes_every_free_shard_at_once(self, engine: AsyncEngine) -> None:
         """lock_free_shards takes all shards nobody holds, skips the held ones, and holds
         what it took until commit."""
         sessions = session_factory(engine)
         async with sessions.begin() as first:
-            assert await outbox.lock_shard(first, outbox.Shard(1, SHARDS))
+            assert await hold_shard(first, 1)  # as another relay would
             async with sessions.begin() as second:
                 taken = await outbox.lock_free_shards(second, SHARDS)
                 assert taken == outbox.ShardSet((0, 2, 3), SHARDS)
@@ -73,7 +74,7 @@ class TestRelayShards:
         by_shard: dict[int, list[str]] = {}
         for index in range(SHARDS):
             async with session_factory(engine).begin() as session:
-                shard = outbox.Shard(index, SHARDS)
+                shard = outbox.ShardSet((index,), SHARDS)
                 by_shard[index] = [
                     i.signalering_id
                     for i in await outbox.claim_pending(session, limit=100, now=T0, shard=shard)
@@ -94,3 +95,12 @@ class TestRelayShards:
                 for i in await outbox.claim_pending(session, limit=100, now=T0, shard=every)
             ]
         assert claimed == order
+
+
+async def hold_shard(session: AsyncSession, index: int) -> bool:
+    """Lock one shard the way a relay does (same namespace), for the rest of the transaction."""
+    locked = await session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:namespace, :index)"),
+        {"namespace": outbox.RELAY_SHARD_LOCK_NAMESPACE, "index": index},
+    )
+    return bool(locked)

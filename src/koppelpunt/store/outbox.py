@@ -163,16 +163,9 @@ RELAY_SHARD_LOCK_NAMESPACE = 0x6B70  # "kp"
 
 
 @dataclass(frozen=True, slots=True)
-class Shard:
-    """One of `count` disjoint parts of the outbox, by a hash of the BSN (the Kafka key)."""
-
-    index: int
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class ShardSet:
-    """Several shards of `count`, claimed together (the ones a relay could lock in one pass)."""
+    """Shards (`indexes`) of the outbox split `count` ways by a hash of the BSN (the Kafka
+    key), claimed together: the ones a relay could lock in one pass (lock_free_shards)."""
 
     indexes: tuple[int, ...]
     count: int
@@ -180,7 +173,9 @@ class ShardSet:
 
 async def lock_free_shards(session: AsyncSession, count: int) -> ShardSet:
     """Take, in one statement, the advisory lock of every shard no other relay holds now;
-    held for the rest of this transaction (PostgreSQL). One claim then serves all of them:
+    held for the rest of this transaction (PostgreSQL). Only the holder publishes a shard, so
+    all signaleringen of one BSN (always the same shard) leave one relay at a time, oldest
+    first: per-BSN order holds with any number of relays. One claim serves all of them:
     a claim filtered on one shard has to hash the BSN of every signalering (a scan of the
     whole table), so sixteen of those per pass made the relay fall behind (bench/README.md).
     """
@@ -195,22 +190,8 @@ async def lock_free_shards(session: AsyncSession, count: int) -> ShardSet:
     return ShardSet(tuple(int(i) for i in rows.scalars()), count)
 
 
-async def lock_shard(session: AsyncSession, shard: Shard) -> bool:
-    """Take the shard's advisory lock for the rest of this transaction; False when another
-    relay holds it (PostgreSQL). Only the holder publishes the shard, so all signaleringen of
-    one BSN (always the same shard) leave one relay at a time, oldest first: per-BSN order
-    holds with any number of relays. SQLite: always True (one relay only, see docs/scaling.md).
-    """
-    if dialect_name(session) != "postgresql":
-        return True
-    locked = await session.scalar(
-        select(func.pg_try_advisory_xact_lock(RELAY_SHARD_LOCK_NAMESPACE, shard.index))
-    )
-    return bool(locked)
-
-
 async def claim_pending(
-    session: AsyncSession, *, limit: int, now: datetime, shard: Shard | ShardSet | None = None
+    session: AsyncSession, *, limit: int, now: datetime, shard: ShardSet | None = None
 ) -> list[OutboxItem]:
     """Up to `limit` unpublished items that are due, oldest first (of `shard` when given).
 
@@ -218,7 +199,8 @@ async def claim_pending(
     ends, so several relays can run side by side without publishing a row twice: publish, then
     mark_published/mark_failed, then commit, in one transaction. Row locks alone do not keep a
     pupil's order across relays (one relay may skip the rows another holds and publish a later
-    signalering of the same BSN first): relays therefore claim per shard, under lock_shard().
+    signalering of the same BSN first): relays therefore claim only the shards they locked
+    (lock_free_shards).
     SQLite has a single writer.
     """
     due = (
@@ -264,9 +246,7 @@ async def claim_pending(
         if shard is not None and shard.count > 1:
             # hashtext: PostgreSQL's stable string hash; masked to non-negative before modulo.
             bucket = func.hashtext(signaleringen.c.bsn).op("&")(0x7FFFFFFF) % shard.count
-            if isinstance(shard, Shard):
-                query = query.where(bucket == shard.index)
-            elif len(shard.indexes) < shard.count:  # all of them: no filter, an index scan
+            if len(shard.indexes) < shard.count:  # all of them: no filter, an index scan
                 query = query.where(bucket.in_(shard.indexes))
         query = query.with_for_update(skip_locked=True, of=outbox)
     return _items(await session.execute(query))
