@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
@@ -22,7 +21,7 @@ from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, heal
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
-from koppelpunt.runtime import Runtime, frozen_heap
+from koppelpunt.runtime import Runtime, frozen_heap, thawed_heap
 from koppelpunt.scheduler import Scheduler
 from koppelpunt.store.verwerkingenlog import LogCipher, uses_dev_key
 
@@ -40,7 +39,8 @@ def create_app(
     settings: Settings, runtime: Runtime | None = None, *, freeze_heap: bool = False
 ) -> FastAPI:
     """The app. `freeze_heap` (koppelpunt serve) takes what start-up allocated out of the
-    garbage collector's reach (runtime.freeze_heap): fewer, shorter pauses under load."""
+    garbage collector's reach and makes full collections rare (runtime.frozen_heap): fewer,
+    shorter pauses under load."""
     senders = SenderRegistry.load(settings.senders_file)  # fail fast on a bad file
     LogCipher.from_settings(settings)  # fail fast on a bad log encryption key
     if uses_dev_key(settings):
@@ -68,13 +68,12 @@ def create_app(
             scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
         app.state.scheduler = scheduler
         purger = _start_purge(rt, settings)
-        if freeze_heap:
-            frozen_heap()
+        thresholds = frozen_heap() if freeze_heap else None
         try:
             yield {"runtime": rt, "senders": senders, "publisher": publisher, "relay": relay}
         finally:
-            if freeze_heap:
-                gc.unfreeze()
+            if thresholds is not None:
+                thawed_heap(thresholds)
             if rt.group_commit is not None:
                 # The server has finished its requests by now: nothing is queued.
                 await rt.group_commit.close()

@@ -128,7 +128,7 @@ def relay(
     async def main() -> int:
         rt = Runtime.build(s)
         worker = OutboxRelay(s, rt.sessions, KafkaPublisher(s), rt.clock, rt.metrics)
-        frozen_heap()  # what start-up allocated: out of the collector's reach
+        frozen_heap()  # start-up heap out of the collector's reach; full collections rare
         try:
             if once:
                 n = await worker.drain()
