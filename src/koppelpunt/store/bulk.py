@@ -29,7 +29,7 @@ from itertools import chain
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import JSON, Date, Table
+from sqlalchemy import JSON, Date, LargeBinary, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -193,6 +193,10 @@ def _build_plan(
     for index, name in enumerate(columns):
         column_type = table.c[name].type
         process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if dialect.name == "sqlite" and isinstance(column_type, LargeBinary):
+            # Its processor only wraps the bytes in sqlite3.Binary (a memoryview): sqlite3
+            # binds bytes as the same BLOB.
+            process = None
         if process is not None:
             processors.append((index, process, isinstance(column_type, _MEMOISED)))
     names = ", ".join(quote(name) for name in columns)
