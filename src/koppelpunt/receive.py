@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -30,7 +31,7 @@ from koppelpunt.derived import on_receipt_group
 from koppelpunt.errors import ConflictError, InvalidMessageError
 from koppelpunt.group_commit import DEFERRED, Deferred, GroupCommit
 from koppelpunt.kafka.admin import topic_for
-from koppelpunt.kafka.publisher import cloudevent_headers
+from koppelpunt.kafka.publisher import cloudevent_attributes
 from koppelpunt.model import (
     AanmeldstatusRecord,
     Filtered,
@@ -54,6 +55,7 @@ log = structlog.get_logger(__name__)
 CE_SOURCE = "urn:vva:koppelpunt-gemeenten"
 CE_TYPE_PREFIX = "nl.vva.signalering."
 DATASCHEMA = "urn:vva:signalering:1"
+_EXTRA_ATTRIBUTES = MappingProxyType({"ce_dataschema": DATASCHEMA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +81,12 @@ _topic_for = functools.lru_cache(maxsize=4096)(topic_for)
 
 def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSignalering:
     """Render a signalering and its CloudEvents headers exactly as they will be published."""
-    headers = cloudevent_headers(
+    headers = cloudevent_attributes(
         ce_id=s.signalering_id,
         ce_type=CE_TYPE_PREFIX + s.type.value,
         ce_source=CE_SOURCE,
         ce_time=s.aangemaakt,
-        extra={"ce_dataschema": DATASCHEMA},
+        extra=_EXTRA_ATTRIBUTES,
     )
     return NewSignalering(
         signalering_id=s.signalering_id,
@@ -93,7 +95,7 @@ def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSi
         bsn=s.bsn,
         topic=_topic_for(runtime.settings.topic_prefix, s.gemeentecode),
         payload=render_signalering(s),
-        headers=[(name, value.decode("utf-8")) for name, value in headers],
+        headers=headers,
         created_at=s.aangemaakt,
         bericht_pk=bericht_pk,
     )

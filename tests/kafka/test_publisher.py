@@ -17,6 +17,7 @@ from koppelpunt.kafka.publisher import (
     OutboundMessage,
     Publisher,
     PublishResult,
+    cloudevent_attributes,
     cloudevent_headers,
 )
 from tests.kafka_fixtures import consume_all, free_port, topic_partitions
@@ -73,6 +74,17 @@ class TestCloudEventHeaders:
         cet = datetime(2026, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
         headers = dict(cloudevent_headers(ce_id="a", ce_type="t", ce_source="s", ce_time=cet))
         assert headers["ce_time"] == b"2026-03-01T09:00:00.000Z"
+
+    def test_attributes_are_the_headers_as_text(self) -> None:
+        """What the outbox stores is what the relay sends, decoded; one instant in any zone
+        gives one time (the formatted times are cached per instant)."""
+        for moment in (T0, T0.astimezone(timezone(timedelta(hours=-5))), T0 + timedelta(1)):
+            fields = {"ce_id": "x", "ce_type": "t", "ce_source": "s", "ce_time": moment}
+            as_text = cloudevent_attributes(**fields, extra={"dataschema": "urn:d"})
+            headers = cloudevent_headers(**fields, extra={"dataschema": "urn:d"})
+            assert as_text == [(name, value.decode("utf-8")) for name, value in headers]
+            expected = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            assert dict(as_text)["ce_time"] == expected
 
     def test_naive_time_is_refused(self) -> None:
         """A time without offset cannot be RFC 3339, so it is a bug to pass one."""

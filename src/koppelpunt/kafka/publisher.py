@@ -77,6 +77,35 @@ def _ce_header_name(given: str) -> str:
     return f"ce_{name}"
 
 
+def cloudevent_attributes(
+    *,
+    ce_id: str,
+    ce_type: str,
+    ce_source: str,
+    ce_time: datetime,
+    content_type: str = "application/xml",
+    extra: Mapping[str, str] = _NO_EXTRA,
+) -> list[tuple[str, str]]:
+    """The headers of cloudevent_headers as text: what the outbox stores (JSON) for the relay."""
+    if ce_time.tzinfo is None:
+        raise ValueError("ce_time must be timezone-aware (RFC 3339 needs an offset)")
+    return [
+        ("ce_specversion", "1.0"),
+        ("ce_id", ce_id),
+        ("ce_source", ce_source),
+        ("ce_type", ce_type),
+        ("ce_time", _rfc3339(ce_time)),
+        *((_ce_header_name(given), value) for given, value in extra.items()),
+        ("content-type", content_type),
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _rfc3339(moment: datetime) -> str:
+    """UTC, milliseconds, `Z`; cached: every signalering of a message has the same time."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def cloudevent_headers(
     *,
     ce_id: str,
@@ -93,20 +122,15 @@ def cloudevent_headers(
     `extra` holds further attributes, named with or without the `ce_` prefix (e.g.
     {"dataschema": "https://…"} or {"ce_gemeentecode": "GM0363"}).
     """
-    if ce_time.tzinfo is None:
-        raise ValueError("ce_time must be timezone-aware (RFC 3339 needs an offset)")
-    attributes = [(_ce_header_name(given), value) for given, value in extra.items()]
-    time = ce_time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    headers: list[tuple[str, str]] = [
-        ("ce_specversion", "1.0"),
-        ("ce_id", ce_id),
-        ("ce_source", ce_source),
-        ("ce_type", ce_type),
-        ("ce_time", time),
-        *attributes,
-        ("content-type", content_type),
-    ]
-    return tuple((name, value.encode("utf-8")) for name, value in headers)
+    attributes = cloudevent_attributes(
+        ce_id=ce_id,
+        ce_type=ce_type,
+        ce_source=ce_source,
+        ce_time=ce_time,
+        content_type=content_type,
+        extra=extra,
+    )
+    return tuple((name, value.encode("utf-8")) for name, value in attributes)
 
 
 # --- the aiokafka adapter --------------------------------------------------------------------
