@@ -9,7 +9,8 @@ histories, and prognoses), then times, separately:
 - parse: `parse_message` (hardened lxml parse, XSD validation, normalisation);
 - decide: `run.lookups_needed` + `run.decide` with the lookup answers a realistic register
   gives (1% of the pupils not in it);
-- render: `render_signalering` of every signalering decide made (per signalering).
+- render: `render_signalering` of every signalering decide made (per signalering);
+- verwerkingenlog rows: the log lines of each message as table rows, BSNs encrypted.
 
 Prints the best of `repeats` runs in µs per record (render: per signalering), per soort.
 """
@@ -31,9 +32,12 @@ from koppelpunt.pipeline.gemeenten import GemeenteTable
 from koppelpunt.pipeline.parse import SchemaRegistry, parse_message
 from koppelpunt.pipeline.render import render_signalering
 from koppelpunt.pipeline.rules import load_rules
+from koppelpunt.store import verwerkingenlog
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2027, 7, 1, 8, 0, tzinfo=UTC)
+TRACE = "0" * 32
+CIPHER = verwerkingenlog.LogCipher(bytes(32))
 
 
 def _best(step: Callable[[], object], repeats: int) -> float:
@@ -97,10 +101,33 @@ def main(total: int, per_message: int, repeats: int, profile: bool) -> None:
             for s in signaleringen:
                 render_signalering(s)
 
+        verwerkingen = [
+            run.decide(parsed, rules, gemeenten, found, NOW)
+            for parsed, found in zip(parsed_all, lookups, strict=True)
+        ]
+
+        def log_all(
+            verwerkingen: list[run.Verwerking] = verwerkingen,
+            lookups: list[dict[run.LookupKey, run.LookupResult]] = lookups,
+        ) -> None:
+            for verwerking, found in zip(verwerkingen, lookups, strict=True):
+                lines = verwerkingenlog.receive_lines(
+                    verwerking,
+                    found,
+                    trace_id=TRACE,
+                    bericht_id=verwerking.bericht.bericht_id,
+                    sender="vo",
+                    received_at=NOW,
+                    lookup_started=NOW,
+                    decided_at=NOW,
+                )
+                verwerkingenlog.line_rows(CIPHER, lines)
+
         steps = (
             ("parse", parse_all, records, "record"),
             ("lookups_needed+decide", decide_all, records, "record"),
             ("render", render_all, len(signaleringen), "signalering"),
+            ("verwerkingenlog rows", log_all, records, "record"),
         )
         for name, step, n, unit in steps:
             best = _best(step, repeats)
