@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,3 +151,9 @@ class Settings(BaseSettings):
     log_encryption_old_keys: list[SecretStr] = Field(default_factory=list)
     # How long a /beheer login session lasts.
     beheer_session_minutes: int = Field(default=480, ge=1)
+
+    @property
+    def uses_postgresql(self) -> bool:
+        """The database is PostgreSQL (any driver): relay shards and LISTEN/NOTIFY need it;
+        SQLite has one writer and no NOTIFY."""
+        return make_url(self.database_url).get_backend_name() == "postgresql"

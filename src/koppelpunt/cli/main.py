@@ -134,7 +134,7 @@ def relay(
                 n = await worker.drain()
                 typer.echo(f"published {n} signaleringen")
                 return 0 if worker.last_error is None else 1
-            if s.database_url.startswith("postgresql"):
+            if s.uses_postgresql:
                 listener = OutboxListener(s.database_url, worker.wake)
                 listener.start()
                 try:

@@ -73,7 +73,7 @@ class OutboxRelay:
         """PostgreSQL: the number of shards, each published only under its advisory lock.
         SQLite: None, the whole outbox at once (a single relay)."""
         count = self._settings.relay_shards
-        if count <= 1 or not self._settings.database_url.startswith("postgresql"):
+        if count <= 1 or not self._settings.uses_postgresql:
             return None
         return count
 
