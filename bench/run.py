@@ -57,6 +57,7 @@ def load_broker_module() -> Any:
 async def make_database(tmp: Path) -> tuple[str, Callable[[], Any] | None]:
     """A migrated empty database: SQLite in tmp, or a new database on the given PostgreSQL."""
     from sqlalchemy import make_url, text
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
@@ -76,10 +77,23 @@ async def make_database(tmp: Path) -> tuple[str, Callable[[], Any] | None]:
     await upgrade(url)
 
     async def drop() -> None:
+        # FORCE ends our own leftover sessions; an autovacuum worker on the freshly written
+        # database (run by the superuser) may only end by itself, so a few tries, then a
+        # warning: a database left behind must not cost the run its results.
         admin = create_async_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        async with admin.connect() as c:
-            await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+        try:
+            for attempt in range(10):
+                try:
+                    async with admin.connect() as c:
+                        await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    return
+                except DBAPIError as exc:
+                    if attempt == 9:
+                        print(f"bench: database {name} left behind: {exc.orig}", flush=True)
+                        return
+                    await asyncio.sleep(3)
+        finally:
+            await admin.dispose()
 
     return url, drop
 
