@@ -97,6 +97,10 @@ class _Keyset:
     aes: AESGCM
     index_key: bytes
 
+    def blind_index(self, bsn: str) -> str:
+        """HMAC-SHA256 of the BSN, hex (hmac.digest: the one-shot C implementation)."""
+        return hmac.digest(self.index_key, bsn.encode("ascii"), "sha256").hex()
+
 
 def _keyset(master: bytes) -> _Keyset:
     return _Keyset(
@@ -144,15 +148,11 @@ class LogCipher:
             raise ConfigurationError(f"log line does not decrypt with key {key_id}") from exc
 
     def blind_index(self, bsn: str) -> str:
-        # hmac.digest: the one-shot C implementation, same HMAC-SHA256 as hmac.new(...).
-        return hmac.digest(self._current.index_key, bsn.encode("ascii"), "sha256").hex()
+        return self._current.blind_index(bsn)
 
     def blind_indexes(self, bsn: str) -> list[str]:
         """The index under every configured key: finds lines written before a rotation."""
-        return [
-            hmac.digest(k.index_key, bsn.encode("ascii"), "sha256").hex()
-            for k in self._all.values()
-        ]
+        return [k.blind_index(bsn) for k in self._all.values()]
 
 
 @lru_cache(maxsize=8)
