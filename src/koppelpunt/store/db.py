@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
+from koppelpunt.store.sqlite_driver import one_hop_dbapi
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # How long a SQLite writer waits for another writer's lock before failing. Writes are short
@@ -63,8 +65,12 @@ def create_engine(url: str) -> AsyncEngine:
     json_codec: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_dir(parsed.database)
+        dbapi = one_hop_dbapi() if parsed.get_driver_name() == "aiosqlite" else None
         engine = _create_async_engine(
-            url, **json_codec, connect_args={"cached_statements": SQLITE_CACHED_STATEMENTS}
+            url,
+            **json_codec,
+            **({"module": dbapi} if dbapi is not None else {}),
+            connect_args={"cached_statements": SQLITE_CACHED_STATEMENTS},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         wal = _sqlite_wal_path(parsed.database)

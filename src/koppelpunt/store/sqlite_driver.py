@@ -1,0 +1,180 @@
+"""SQLite through aiosqlite with one trip to the connection's thread per statement.
+
+aiosqlite runs each call of a sqlite3 connection in a thread of its own and hands the result
+back to the event loop. SQLAlchemy's aiosqlite adapter makes four such calls per statement
+(create a cursor, execute, fetch the rows, close the cursor), and each costs the event loop a
+wake-up: ~60 µs of wall time and ~40 µs of its CPU even when SQLite has nothing to do
+(bench/README.md, seventh round). A one-record message runs ~13 statements, so those trips were
+most of its fixed cost. Here a statement is executed, its rows fetched and its cursor closed in
+one call, in the connection's thread; the rows, description, rowcount and lastrowid come back
+together, so the cursor SQLAlchemy holds never needs the thread again.
+
+This uses aiosqlite's `Connection._execute` (run a function in the connection's thread) and
+SQLAlchemy's aiosqlite connection adapter; the versions are bounded in pyproject.toml and
+`one_hop_dbapi()` returns None (the stock adapter is used) if either is not as expected.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy.util import await_
+
+log = structlog.get_logger(__name__)
+
+try:
+    import aiosqlite
+    from sqlalchemy.dialects.sqlite.aiosqlite import (
+        AsyncAdapt_aiosqlite_connection,
+        AsyncAdapt_aiosqlite_dbapi,
+    )
+except ImportError:  # pragma: no cover - the stock adapter is not there either
+    aiosqlite = None  # type: ignore[assignment]
+
+_Description = tuple[tuple[Any, ...], ...] | None
+# What a statement leaves: description, rows (None without a description), rowcount, lastrowid.
+_Outcome = tuple[_Description, list[Any] | None, int, int | None]
+
+
+def _run(connection: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
+    """In the connection's thread: execute, fetch everything, close."""
+    cursor = connection.cursor()
+    try:
+        if parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else None
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+def _run_many(connection: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
+    cursor = connection.cursor()
+    try:
+        cursor.executemany(operation, parameters)
+        return cursor.description, None, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class OneHopCursor:
+    """The DBAPI cursor SQLAlchemy's async adapter expects, holding a statement's whole result.
+
+    Client-side only, as the stock cursor: its rows are fetched with the statement. Server-side
+    cursors (streamed results) stay the stock adapter's."""
+
+    server_side = False
+    __slots__ = ("_adapt_connection", "_rows", "arraysize", "description", "lastrowid", "rowcount")
+
+    def __init__(self, adapt_connection: Any) -> None:
+        self._adapt_connection = adapt_connection
+        self._rows: collections.deque[Any] = collections.deque()
+        self.arraysize = 1
+        self.description: _Description = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+
+    def _call(self, fn: Any, operation: str, parameters: Any) -> None:
+        adapt = self._adapt_connection
+        try:
+            outcome: _Outcome = await_(self._call_async(adapt, fn, operation, parameters))
+        except Exception as error:
+            adapt._handle_exception(error)
+        self.description, rows, self.rowcount, self.lastrowid = outcome
+        self._rows = collections.deque(rows) if rows else collections.deque()
+
+    @staticmethod
+    async def _call_async(adapt: Any, fn: Any, operation: str, parameters: Any) -> _Outcome:
+        async with adapt._execute_mutex:
+            connection = adapt._connection  # the aiosqlite.Connection
+            outcome: _Outcome = await connection._execute(
+                fn, connection._conn, operation, parameters
+            )
+            return outcome
+
+    def execute(self, operation: str, parameters: Any = None) -> None:
+        self._call(_run, operation, parameters)
+
+    def executemany(self, operation: str, seq_of_parameters: Any) -> None:
+        self._call(_run_many, operation, seq_of_parameters)
+
+    def fetchone(self) -> Any:
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> Sequence[Any]:
+        rows = self._rows
+        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+
+    def fetchall(self) -> Sequence[Any]:
+        out = list(self._rows)
+        self._rows.clear()
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._rows:
+            yield self._rows.popleft()
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    async def _async_soft_close(self) -> None:
+        """Nothing to close in the thread: the sqlite3 cursor was closed with its statement."""
+
+    def setinputsizes(self, *inputsizes: Any) -> None:
+        """DBAPI: a hint sqlite3 ignores."""
+
+    def nextset(self) -> None:
+        """sqlite3 has one result set per statement."""
+
+    def __enter__(self) -> OneHopCursor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _expected_internals() -> bool:
+    if aiosqlite is None:
+        return False
+    connection_cls: Any = aiosqlite.Connection
+    return (
+        callable(getattr(connection_cls, "_execute", None))
+        and isinstance(getattr(connection_cls, "_conn", None), property)
+        and hasattr(AsyncAdapt_aiosqlite_connection, "_cursor_cls")
+        and callable(getattr(AsyncAdapt_aiosqlite_connection, "_handle_exception", None))
+    )
+
+
+if aiosqlite is not None:
+
+    class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+        """SQLAlchemy's aiosqlite connection adapter, with OneHopCursor as its cursor."""
+
+        __slots__ = ()
+        _cursor_cls = OneHopCursor  # type: ignore[assignment]
+
+    class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+        """The DBAPI module the engine gets (create_engine's `module=`)."""
+
+        def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+            stock = super().connect(*arg, **kw)
+            return OneHopConnection(self, stock._connection)
+
+
+def one_hop_dbapi() -> Any:
+    """The DBAPI module for SQLite engines, or None (use the stock adapter, with a warning)
+    when aiosqlite or SQLAlchemy do not have what OneHopCursor relies on."""
+    if not _expected_internals():
+        log.warning(
+            "sqlite_one_hop_cursor_unavailable",
+            hint="aiosqlite or SQLAlchemy changed; the stock adapter is used (slower)",
+        )
+        return None
+    return OneHopDBAPI(aiosqlite, sqlite3)

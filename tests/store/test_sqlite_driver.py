@@ -1,0 +1,150 @@
+"""The SQLite adapter that runs a statement and fetches its rows in one trip to aiosqlite's thread.
+
+Checked against real SQLite files: the results SQLAlchemy sees are the stock adapter's, errors
+are classified the same, and a statement costs one call into the connection's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from koppelpunt.store import sqlite_driver
+from koppelpunt.store.db import create_engine
+from koppelpunt.store.sqlite_driver import OneHopCursor, OneHopDBAPI
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, n INTEGER)")
+        )
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def thread_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every function aiosqlite runs in a connection's thread, by name."""
+    calls: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counting(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    yield calls
+
+
+async def test_sqlite_engines_use_the_one_hop_cursor(engine: AsyncEngine) -> None:
+    assert isinstance(engine.dialect.dbapi, OneHopDBAPI)
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        assert isinstance(raw.driver_connection, aiosqlite.Connection)
+        assert isinstance(raw.dbapi_connection.cursor(), OneHopCursor)  # type: ignore[union-attr]
+
+
+async def test_a_statement_is_one_call_into_the_connection_thread(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))  # the checkout's own calls happen first
+        thread_calls.clear()
+        rows = (
+            await connection.execute(text("SELECT id, name FROM t WHERE n > :n"), {"n": 0})
+        ).all()
+        await connection.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+        await connection.execute(
+            text("INSERT INTO t (name, n) VALUES (:name, :n)"),
+            [{"name": "b", "n": 2}, {"name": "c", "n": 3}],
+        )
+    assert rows == []
+    # the stock adapter: cursor, execute, fetchall, close per statement (4 + 3 + 3 calls)
+    assert thread_calls == ["_run", "_run", "_run_many", "rollback"]
+
+
+async def test_results_rowcount_and_lastrowid(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        first = await connection.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+        assert first.lastrowid == 1
+        many = await connection.execute(
+            text("INSERT INTO t (name, n) VALUES (:name, :n)"),
+            [{"name": f"x{i}", "n": i} for i in range(5)],
+        )
+        assert many.rowcount == 5
+        returned = await connection.execute(
+            text("INSERT INTO t (name, n) VALUES ('r', 7) RETURNING id, name")
+        )
+        assert [tuple(r) for r in returned] == [(7, "r")]
+        updated = await connection.execute(text("UPDATE t SET n = n + 1 WHERE n >= 3"))
+        assert updated.rowcount == 3  # x3, x4 and r
+        result = await connection.execute(text("SELECT name, n FROM t ORDER BY id"))
+        assert list(result.keys()) == ["name", "n"]
+        assert result.fetchone() == ("a", 1)
+        assert result.fetchmany(2) == [("x0", 0), ("x1", 1)]
+        assert [tuple(r) for r in result.fetchall()] == [("x2", 2), ("x3", 4), ("x4", 5), ("r", 8)]
+        assert (await connection.execute(text("SELECT n FROM t WHERE 0"))).first() is None
+
+
+async def test_streamed_results_keep_the_server_side_cursor(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO t (name, n) VALUES (:name, :n)"),
+            [{"name": f"s{i}", "n": i} for i in range(250)],
+        )
+    async with engine.connect() as connection:
+        streamed = await connection.stream(text("SELECT n FROM t ORDER BY n"))
+        seen = [row.n async for row in streamed]
+    assert seen == list(range(250))
+
+
+async def test_errors_are_classified_as_with_the_stock_adapter(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("INSERT INTO t (name, n) VALUES ('dup', 1)"))
+        with pytest.raises(IntegrityError):
+            await connection.execute(text("INSERT INTO t (name, n) VALUES ('dup', 2)"))
+        await connection.rollback()
+        with pytest.raises(OperationalError):
+            await connection.execute(text("SELECT nope FROM t"))
+        await connection.rollback()
+        # the connection is still usable, and the rolled-back row is gone
+        count = await connection.scalar(text("SELECT count(*) FROM t"))
+    assert count == 0
+
+
+async def test_rollback_discards_and_commit_keeps(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("INSERT INTO t (name, n) VALUES ('gone', 1)"))
+        await connection.rollback()
+        await connection.execute(text("INSERT INTO t (name, n) VALUES ('kept', 1)"))
+        await connection.commit()
+    async with engine.connect() as connection:
+        names = (await connection.execute(text("SELECT name FROM t"))).scalars().all()
+    assert names == ["kept"]
+
+
+async def test_stock_adapter_when_the_internals_are_not_as_expected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later aiosqlite without `Connection._execute`: slower, not broken."""
+    monkeypatch.delattr(aiosqlite.Connection, "_execute")
+    assert sqlite_driver.one_hop_dbapi() is None
+    monkeypatch.undo()
+    monkeypatch.setattr(sqlite_driver, "_expected_internals", lambda: False)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'stock.db'}")
+    try:
+        assert not isinstance(engine.dialect.dbapi, OneHopDBAPI)
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 41 + 1")) == 42
+    finally:
+        await engine.dispose()
