@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,17 +55,21 @@ async def upsert_woonregister(
     return len(values)
 
 
+# Built once (constructing a statement costs more than executing it); the BSNs are expanding.
+_FIND_WOONREGISTER = (
+    select(woonregister.c.bsn, woonregister.c.geldig_vanaf, woonregister.c.gemeentecode)
+    .where(woonregister.c.bsn.in_(bindparam("bsns", expanding=True)))
+    .order_by(woonregister.c.bsn, woonregister.c.geldig_vanaf)
+)
+
+
 async def find_woonregister(
     session: AsyncSession, bsns: Collection[str]
 ) -> dict[str, list[tuple[date, str]]]:
     """All (geldig_vanaf, gemeentecode) rows per BSN, oldest first; unknown BSNs are absent."""
     found: dict[str, list[tuple[date, str]]] = defaultdict(list)
     for chunk in chunks(sorted(set(bsns)), LOOKUP_BATCH):
-        result = await session.execute(
-            select(woonregister.c.bsn, woonregister.c.geldig_vanaf, woonregister.c.gemeentecode)
-            .where(woonregister.c.bsn.in_(chunk))
-            .order_by(woonregister.c.bsn, woonregister.c.geldig_vanaf)
-        )
+        result = await session.execute(_FIND_WOONREGISTER, {"bsns": chunk})
         for row in result:
             found[row.bsn].append((row.geldig_vanaf, row.gemeentecode))
     return dict(found)
