@@ -7,13 +7,14 @@ lost: the relay keeps trying until Kafka has it.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, union_all, update
+from sqlalchemy import Select, bindparam, func, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.store._dialect import chunks, dialect_name
@@ -190,24 +191,9 @@ async def lock_free_shards(session: AsyncSession, count: int) -> ShardSet:
     return ShardSet(tuple(int(i) for i in rows.scalars()), count)
 
 
-async def claim_pending(
-    session: AsyncSession, *, limit: int, now: datetime, shard: ShardSet | None = None
-) -> list[OutboxItem]:
-    """Up to `limit` unpublished items that are due, oldest first (of `shard` when given).
-
-    On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until the caller's transaction
-    ends, so several relays can run side by side without publishing a row twice: publish, then
-    mark_published/mark_failed, then commit, in one transaction. Row locks alone do not keep a
-    pupil's order across relays (one relay may skip the rows another holds and publish a later
-    signalering of the same BSN first): relays therefore claim only the shards they locked
-    (lock_free_shards).
-    SQLite has a single writer.
-    """
-    due = (
-        outbox.c.published_at.is_(None),
-        or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
-    )
-    query = (
+def _claim_query() -> Select[Any]:
+    """The claimed rows with what publishing and the verwerkingenlog need (no second query)."""
+    return (
         select(
             outbox.c.id,
             outbox.c.signalering_id,
@@ -225,30 +211,57 @@ async def claim_pending(
         # For the verwerkingenlog (log_published): no second query after the publish.
         .outerjoin(berichten, berichten.c.id == signaleringen.c.bericht_pk)
         .order_by(outbox.c.id)
-        .limit(limit)
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_claim(limit: int) -> Select[Any]:
+    """SQLite's claim, built once per batch size (`now` is a parameter): building it cost
+    more than running it.
+
+    SQLite sorts every pending row for ORDER BY id, and would join (read the payload of) each
+    one first: with a backlog of 100k that is ~100 MB per claim. So the ids are picked from the
+    pending index alone, then only those joined (bench/README.md, "claim"). Rows never tried
+    (next_attempt_at NULL) come from ix_outbox_pending already in id order, so SQLite stops
+    after `limit`; retries due are few and sorted apart.
+    """
+    pending = outbox.c.published_at.is_(None)
+    now = bindparam("now", type_=outbox.c.next_attempt_at.type)
+    fresh = select(outbox.c.id).where(pending, outbox.c.next_attempt_at.is_(None))
+    retry = select(outbox.c.id).where(pending, outbox.c.next_attempt_at <= now)
+    first = union_all(
+        select(fresh.order_by(outbox.c.id).limit(limit).subquery()),
+        select(retry.order_by(outbox.c.id).limit(limit).subquery()),
+    )
+    return _claim_query().limit(limit).where(outbox.c.id.in_(first))
+
+
+async def claim_pending(
+    session: AsyncSession, *, limit: int, now: datetime, shard: ShardSet | None = None
+) -> list[OutboxItem]:
+    """Up to `limit` unpublished items that are due, oldest first (of `shard` when given).
+
+    On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until the caller's transaction
+    ends, so several relays can run side by side without publishing a row twice: publish, then
+    mark_published/mark_failed, then commit, in one transaction. Row locks alone do not keep a
+    pupil's order across relays (one relay may skip the rows another holds and publish a later
+    signalering of the same BSN first): relays therefore claim only the shards they locked
+    (lock_free_shards).
+    SQLite has a single writer.
+    """
     if dialect_name(session) != "postgresql":
-        # SQLite sorts every pending row for ORDER BY id, and would join (read the payload of)
-        # each one first: with a backlog of 100k that is ~100 MB per claim. Pick the ids from
-        # the pending index alone, then join only those (bench/README.md, "claim").
-        # Rows never tried (next_attempt_at NULL) come from ix_outbox_pending already in id
-        # order, so SQLite stops after `limit`; retries due are few and sorted apart.
-        pending = outbox.c.published_at.is_(None)
-        fresh = select(outbox.c.id).where(pending, outbox.c.next_attempt_at.is_(None))
-        retry = select(outbox.c.id).where(pending, outbox.c.next_attempt_at <= now)
-        first = union_all(
-            select(fresh.order_by(outbox.c.id).limit(limit).subquery()),
-            select(retry.order_by(outbox.c.id).limit(limit).subquery()),
-        )
-        return _items(await session.execute(query.where(outbox.c.id.in_(first))))
-    query = query.where(*due)
-    if dialect_name(session) == "postgresql":
-        if shard is not None and shard.count > 1:
-            # hashtext: PostgreSQL's stable string hash; masked to non-negative before modulo.
-            bucket = func.hashtext(signaleringen.c.bsn).op("&")(0x7FFFFFFF) % shard.count
-            if len(shard.indexes) < shard.count:  # all of them: no filter, an index scan
-                query = query.where(bucket.in_(shard.indexes))
-        query = query.with_for_update(skip_locked=True, of=outbox)
+        return _items(await session.execute(_sqlite_claim(limit), {"now": now}))
+    due = (
+        outbox.c.published_at.is_(None),
+        or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+    )
+    query = _claim_query().limit(limit).where(*due)
+    if shard is not None and shard.count > 1:
+        # hashtext: PostgreSQL's stable string hash; masked to non-negative before modulo.
+        bucket = func.hashtext(signaleringen.c.bsn).op("&")(0x7FFFFFFF) % shard.count
+        if len(shard.indexes) < shard.count:  # all of them: no filter, an index scan
+            query = query.where(bucket.in_(shard.indexes))
+    query = query.with_for_update(skip_locked=True, of=outbox)
     return _items(await session.execute(query))
 
 
@@ -273,14 +286,22 @@ def _items(rows: Any) -> list[OutboxItem]:
     ]
 
 
+# Built once (the relay runs it after every publish); ids expanding.
+_MARK_PUBLISHED = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        published_at=bindparam("now", type_=outbox.c.published_at.type),
+        last_error=None,
+        next_attempt_at=None,
+    )
+)
+
+
 async def mark_published(session: AsyncSession, ids: Sequence[int], now: datetime) -> None:
     """Record that Kafka acknowledged these items."""
     for chunk in chunks(ids, 1000):
-        await session.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(chunk))
-            .values(published_at=now, last_error=None, next_attempt_at=None)
-        )
+        await session.execute(_MARK_PUBLISHED, {"ids": chunk, "now": now})
 
 
 def backoff_seconds(attempts: int, *, base_seconds: float, max_seconds: float) -> float:
