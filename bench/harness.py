@@ -91,6 +91,34 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def server_tree_cpu_seconds(pid: int | None) -> float:
+    """CPU of a forking server (PostgreSQL's postmaster): its own, that of its children still
+    running, and that of the children it has reaped (cutime/cstime), so a backend that ended
+    during a phase still counts."""
+    if pid is None:
+        return 0.0
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    # after the command name: ppid is field 4, utime 14, stime 15, cutime 16, cstime 17 (proc(5))
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        child = _stat_fields(int(entry))
+        if child is not None and child[1] == str(pid):
+            ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Process:
     """A koppelpunt command (`serve` or `relay`) run as a child process, logs to a file."""

@@ -145,9 +145,13 @@ class CpuMeter:
     """CPU seconds used by the service, the broker and this load generator during a phase:
     figures that say what the phase costs independent of what else runs on the machine."""
 
-    def __init__(self, service_pids: list[int], broker_pid: int | None) -> None:
+    def __init__(
+        self, service_pids: list[int], broker_pid: int | None, database_pid: int | None = None
+    ) -> None:
         self.service_pids = service_pids
         self.broker_pid = broker_pid
+        # PostgreSQL's postmaster when the server runs on this machine (its backends counted)
+        self.database_pid = database_pid
         self._start: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
@@ -155,6 +159,8 @@ class CpuMeter:
             "service": sum(harness.cpu_seconds(pid) for pid in self.service_pids),
             "broker": harness.cpu_seconds(self.broker_pid),
         }
+        if self.database_pid is not None:
+            now["database"] = harness.server_tree_cpu_seconds(self.database_pid)
         usage = os.times()
         now["loadgen"] = usage.user + usage.system
         return now
@@ -376,6 +382,36 @@ async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
     return results
 
 
+async def local_postmaster(url: str) -> int | None:
+    """The PostgreSQL server's postmaster pid when it runs on this machine, else None: its CPU
+    and its backends' count in each phase (cpu_s_database), as the broker's do."""
+    if not url.startswith("postgresql"):
+        return None
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as c:
+            backend = int(await c.scalar(text("SELECT pg_backend_pid()")) or 0)
+            # while the backend lives: its parent is the postmaster
+            return _local_parent(backend, ("postgres", "postmaster"))
+    finally:
+        await engine.dispose()
+
+
+def _local_parent(pid: int, names: tuple[str, ...]) -> int | None:
+    """The parent of a local process if its name is one of `names`; None when `pid` is not a
+    process here (a server on another machine, or in another pid namespace)."""
+    try:
+        parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        name = Path(f"/proc/{parent}/comm").read_text().strip()
+    except OSError:
+        return None
+    return int(parent) if name in names else None
+
+
 async def measure(
     tmp: Path,
     url: str,
@@ -460,7 +496,7 @@ async def measure(
                     for s in services
                 ]
                 client: Client = clients[0] if n_api == 1 else RoundRobin(clients)
-                cpu = CpuMeter(service_pids, broker_pid)
+                cpu = CpuMeter(service_pids, broker_pid, await local_postmaster(url))
                 out |= await phases(client, consumer, people, n_statuses, n_prognoses,
                                     scale, seconds, concurrency, rss, out["bare"], cpu)  # fmt: skip
         out["memory"] = memory_summary(rss, out.get("year_window", (0.0, 0.0)))
@@ -674,6 +710,10 @@ def table(r: dict[str, Any]) -> str:
         ("    same, service CPU for 1.2M records",
          f"{1.2e6 * y['service_cpu_ms_per_record'] / 1000:,.0f} s (one core)", "< 300 s",
          ok(1.2e6 * y["service_cpu_ms_per_record"] / 1000 < TARGETS["year_seconds"])),
+        ("    same, CPU-s service / broker / load generator / PostgreSQL",
+         f"{y['cpu_s_service']} / {y['cpu_s_broker']} / {y['cpu_s_loadgen']} / "
+         f"{y.get('cpu_s_database', 'n/a')}",
+         f"in {y['seconds_to_last_signalering']:,.0f} s on {r['machine']['cpus']} cores", ""),
         (f"(5) receipt latency at {lat['rate_per_s']:.0f} req/s",
          f"p50 {lat['p50_ms']} / p95 {lat['p95_ms']} / p99 {lat['p99_ms']} ms", "p99 < 50 ms",
          ok(lat["p99_ms"] < TARGETS["p99_ms"])),
