@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from koppelpunt.store import bulk
@@ -49,10 +50,16 @@ async def _raw(session: AsyncSession, table: Table) -> list[tuple[Any, ...]]:
 
 
 async def _both_ways(
-    engine: AsyncEngine, table: Table, rows: Sequence[Mapping[str, Any]], **options: Any
+    engine: AsyncEngine,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    in_transaction: bool = False,
+    **options: Any,
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The raw rows after SQLAlchemy's executemany, and after insert_rows with `options`
-    (on_conflict, returning: the other code paths), each rolled back."""
+    (on_conflict, returning: the other code paths), each rolled back. `in_transaction`: a
+    statement runs first, as on the receive path (PostgreSQL's COPY needs it)."""
     sessions = session_factory(engine)
     async with sessions() as session:
         await session.execute(insert(table), [dict(row) for row in rows])
@@ -60,6 +67,8 @@ async def _both_ways(
         await session.rollback()
     columns = list(rows[0])
     async with sessions() as session:
+        if in_transaction:
+            await session.execute(select(1))
         values = [tuple(row[c] for c in columns) for row in rows]
         await insert_rows(session, table, columns, values, **options)
         got = await _raw(session, table)
@@ -386,3 +395,77 @@ class TestInsertRows:
         """A row with a value too many or too few is refused before anything is sent."""
         with pytest.raises(ValueError, match="values for"):
             await insert_rows(session, leerling_gemeenten, ["bsn", "gemeentecode"], [("b1",)])
+
+
+class TestCopyOnPostgresql:
+    """Plain inserts of POSTGRESQL_COPY_MIN_ROWS rows or more go to PostgreSQL as COPY; on
+    SQLite these run as executemany and check the same behaviour."""
+
+    @pytest.fixture
+    def copies(self, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+        """Whether each bulk insert was written by COPY."""
+        done: list[bool] = []
+        original = bulk._copy
+
+        async def spy(*args: Any, **kwargs: Any) -> bool:
+            done.append(await original(*args, **kwargs))
+            return done[-1]
+
+        monkeypatch.setattr(bulk, "_copy", spy)
+        return done
+
+    @staticmethod
+    def _many(n: int) -> list[dict[str, Any]]:
+        zones = (UTC, AMSTERDAM_WINTER, KIRITIMATI)
+        return [
+            _log_row(
+                i,
+                start_time=(T0 + timedelta(seconds=i)).astimezone(zones[i % 3]),
+                bsn_encrypted=None if i % 5 == 0 else bytes([i % 256, 0, 255]) * 9,
+                attributes=None if i % 7 == 0 else {"i": i, "naam": "Zoë “q” \\", "l": [None]},
+            )
+            for i in range(n)
+        ]
+
+    async def test_same_bytes_as_sqlalchemy(self, engine: AsyncEngine, copies: list[bool]) -> None:
+        rows = self._many(bulk.POSTGRESQL_COPY_MIN_ROWS * 2 + 1)
+        expected, got = await _both_ways(engine, verwerkingenlog, rows, in_transaction=True)
+        assert got == expected
+        assert len(got) == len(rows)
+        async with session_factory(engine)() as session:
+            assert copies == ([True] if dialect_name(session) == "postgresql" else [])
+
+    async def test_ids_follow_input_order(self, session: AsyncSession, copies: list[bool]) -> None:
+        rows = self._many(bulk.POSTGRESQL_COPY_MIN_ROWS + 10)[::-1]
+        await add_test_bericht(session, "B-copy-order")  # a transaction is open
+        columns = list(rows[0])
+        await insert_rows(session, verwerkingenlog, columns, [tuple(r.values()) for r in rows])
+        stored = await session.scalars(
+            select(verwerkingenlog.c.trace_id).order_by(verwerkingenlog.c.id)
+        )
+        assert list(stored) == [r["trace_id"] for r in rows]
+        assert copies == ([True] if dialect_name(session) == "postgresql" else [])
+
+    async def test_a_violation_is_sqlalchemys_integrity_error(self, session: AsyncSession) -> None:
+        """The receive path and the API's error handling see the same exceptions as from an
+        INSERT (a foreign key to a message that does not exist)."""
+        pk = await add_test_bericht(session, "B-copy-fk")
+        columns = ["bericht_pk", "record_index", "uitkomst", "reden", "details"]
+        columns += ["gemeentecode", "rules_version", "bsn"]
+        rows = [(pk + 1000, i, "gefilterd", "leeftijd", None, None, "v1", None) for i in range(80)]
+        with pytest.raises(IntegrityError):
+            await insert_rows(session, beslissingen, columns, rows)
+
+    async def test_no_copy_before_the_transaction_begins(
+        self, engine: AsyncEngine, copies: list[bool]
+    ) -> None:
+        """COPY as a session's first statement would commit on its own: the rows go by INSERT,
+        in the session's transaction, and leave with its rollback."""
+        rows = self._many(bulk.POSTGRESQL_COPY_MIN_ROWS)
+        values = [tuple(r.values()) for r in rows]
+        async with session_factory(engine)() as session:
+            await insert_rows(session, verwerkingenlog, list(rows[0]), values)
+            assert len(await _raw(session, verwerkingenlog)) == len(rows)
+            await session.rollback()
+            assert await _raw(session, verwerkingenlog) == []
+            assert copies == ([False] if dialect_name(session) == "postgresql" else [])
