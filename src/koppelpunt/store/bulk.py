@@ -11,6 +11,9 @@ exactly as before), and all rows go to the driver in one call:
 - without RETURNING: the DBAPI's executemany (sqlite3's C loop in one aiosqlite hop; asyncpg's
   pipelined executemany). Rows are written one after the other in list order, so generated ids
   follow the input order and an upsert sees the rows in order, as with SQLAlchemy's executemany.
+  On PostgreSQL a plain INSERT (no conflict clause) of POSTGRESQL_COPY_MIN_ROWS rows or more is
+  a COPY instead, in the same order and transaction: the server plans and executes no
+  statement per row (verwerkingenlog rows: 7-9 instead of 13-22 µs of server CPU each).
 - with RETURNING on PostgreSQL: one `INSERT ... SELECT ... FROM unnest($1::type[], ...) WITH
   ORDINALITY ... ORDER BY ordinality`: one array per column, so no parameter limit applies.
 - with RETURNING on SQLite (no unnest there): multi-row VALUES, chunked under SQLite's limit on
