@@ -113,8 +113,6 @@ _LOAD_STATUSSEN = (
 async def load_states(session: AsyncSession, bsns: Iterable[str]) -> dict[str, PupilState]:
     """The state of each pupil in `bsns` that has any (unknown pupils are absent)."""
     wanted = sorted(set(bsns))
-    # Only the columns the state needs (no timestamps of receipt, no bericht links), read as
-    # plain tuples: this runs for every pupil of every message.
     prognoses: dict[str, list[Any]] = defaultdict(list)
     current: dict[str, list[Any]] = defaultdict(list)
     history: dict[tuple[str, str], list[StatusFact]] = defaultdict(list)
