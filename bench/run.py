@@ -707,9 +707,9 @@ def table(r: dict[str, Any]) -> str:
          f"{y['seconds_to_last_signalering']:,.1f} s", "< 300 s",
          ok(y["seconds_to_last_signalering"] < TARGETS["year_seconds"])
          if r["scale"] == 1 else "n/a: scaled run"),
+        # CPU, not wall time: not the target, so no verdict (a "met" here misled)
         ("    same, service CPU for 1.2M records",
-         f"{1.2e6 * y['service_cpu_ms_per_record'] / 1000:,.0f} s (one core)", "< 300 s",
-         ok(1.2e6 * y["service_cpu_ms_per_record"] / 1000 < TARGETS["year_seconds"])),
+         f"{1.2e6 * y['service_cpu_ms_per_record'] / 1000:,.0f} CPU-s", "", ""),
         ("    same, CPU-s service / broker / load generator / PostgreSQL",
          f"{y['cpu_s_service']} / {y['cpu_s_broker']} / {y['cpu_s_loadgen']} / "
          f"{y.get('cpu_s_database', 'n/a')}",
