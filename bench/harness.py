@@ -78,20 +78,9 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time a process used so far (Linux /proc), 0.0 when it is gone."""
-    if pid is None:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # after the command name: state is field 3, utime 14 and stime 15 (1-based, proc(5))
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[str] | None:
+def proc_stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (so field 3, the state, is [0];
+    proc(5)), or None when the process is gone or not on this machine."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()
@@ -99,13 +88,20 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time a process used so far (Linux /proc), 0.0 when it is gone."""
+    fields = None if pid is None else proc_stat_fields(pid)
+    if fields is None:
+        return 0.0
+    # utime is field 14 and stime 15 (1-based, proc(5))
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_tree_cpu_seconds(pid: int | None) -> float:
     """CPU of a forking server (PostgreSQL's postmaster): its own, that of its children still
     running, and that of the children it has reaped (cutime/cstime), so a backend that ended
     during a phase still counts."""
-    if pid is None:
-        return 0.0
-    fields = _stat_fields(pid)
+    fields = None if pid is None else proc_stat_fields(pid)
     if fields is None:
         return 0.0
     # after the command name: ppid is field 4, utime 14, stime 15, cutime 16, cstime 17 (proc(5))
@@ -113,7 +109,7 @@ def server_tree_cpu_seconds(pid: int | None) -> float:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        child = _stat_fields(int(entry))
+        child = proc_stat_fields(int(entry))
         if child is not None and child[1] == str(pid):
             ticks += int(child[11]) + int(child[12])
     return ticks / os.sysconf("SC_CLK_TCK")

@@ -404,8 +404,11 @@ async def local_postmaster(url: str) -> int | None:
 def _local_parent(pid: int, names: tuple[str, ...]) -> int | None:
     """The parent of a local process if its name is one of `names`; None when `pid` is not a
     process here (a server on another machine, or in another pid namespace)."""
+    fields = harness.proc_stat_fields(pid)
+    if fields is None:
+        return None
+    parent = fields[1]  # ppid, field 4
     try:
-        parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
         name = Path(f"/proc/{parent}/comm").read_text().strip()
     except OSError:
         return None
