@@ -110,7 +110,9 @@ class OneHopCursor:
 
     def fetchmany(self, size: int | None = None) -> Sequence[Any]:
         rows = self._rows
-        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+        if size is None:  # DBAPI: arraysize when not given (0 asks for none)
+            size = self.arraysize
+        return [rows.popleft() for _ in range(min(size, len(rows)))]
 
     def fetchall(self) -> Sequence[Any]:
         out = list(self._rows)
