@@ -2,9 +2,10 @@
 
 Starts its own Kafka broker (kafka/broker.py, free ports), uses SQLite in a temporary directory
 (or a fresh database on the PostgreSQL server of KOPPELPUNT_DATABASE_URL), runs the service as a
-real `koppelpunt serve` process and drives it with an async httpx load generator. See
-bench/README.md for what each figure means. BENCH_SCALE (default 1.0) scales the number of
-requests and records, BENCH_SECONDS (default 20) the duration of the timed HTTP phases.
+real `koppelpunt serve` process and drives it with an async aiohttp load generator
+(bench/load_client.py). See bench/README.md for what each figure means. BENCH_SCALE (default
+1.0) scales the number of requests and records, BENCH_SECONDS (default 20) the duration of the
+timed HTTP phases.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import generate as gen
 from bench import harness
 from bench.harness import Process, SignaleringConsumer
+from bench.load_client import Answer, ClientErrors, LoadClient
 
 ROOT = harness.ROOT
 RESULTS = ROOT / "bench" / "results"
@@ -187,34 +188,34 @@ class Sent:
         self.latencies: list[float] = []
         self.errors: list[str] = []
 
-    def add(self, response: httpx.Response, records: int) -> None:
-        self.status[response.status_code] = self.status.get(response.status_code, 0) + 1
-        if response.status_code == 202:
-            self.signaleringen += int(response.json().get("aantalSignaleringen", 0))
+    def add(self, answer: Answer, records: int) -> None:
+        self.status[answer.status] = self.status.get(answer.status, 0) + 1
+        if answer.status == 202:
+            self.signaleringen += answer.signaleringen
             self.records += records
 
 
 class RoundRobin:
     """Spreads requests over the API processes (BENCH_API_PROCESSES), as a load balancer would."""
 
-    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+    def __init__(self, clients: list[LoadClient]) -> None:
         self._clients = clients
         self._next = 0
 
-    async def post(self, path: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def post(self, path: str, *, content: bytes, headers: dict[str, str]) -> Answer:
         client = self._clients[self._next % len(self._clients)]
         self._next += 1
         return await client.post(path, content=content, headers=headers)
 
 
-Client = httpx.AsyncClient | RoundRobin
+Client = LoadClient | RoundRobin
 
 
 async def post(client: Client, m: gen.Message, sent: Sent) -> None:
     try:
         r = await client.post(m.path, content=m.body, headers=harness.auth_for(m.path))
-    except httpx.HTTPError as exc:
-        sent.errors.append(type(exc).__name__)
+    except ClientErrors as exc:
+        sent.errors.append(f"{type(exc).__name__}: {exc}")
         return
     sent.add(r, m.records)
 
@@ -311,7 +312,7 @@ async def bare_ceiling(tmp: Path, concurrency: int, seconds: float) -> dict[str,
         await proc.wait_ready()
         body = gen.aanmeldstatus_body("bare", gen.statuses(gen.pupils(10), 1))
         messages = (gen.Message("/v1/aanmeldstatussen", body, 1) for _ in iter(int, 1))
-        async with httpx.AsyncClient(base_url=proc.base_url, timeout=30) as client:
+        async with LoadClient(proc.base_url, timeout=30) as client:
             await closed_loop(client, messages, concurrency, 2)  # warm-up
             cpu0 = harness.cpu_seconds(proc.pid)
             sent, elapsed = await closed_loop(client, messages, concurrency, seconds)
@@ -489,13 +490,7 @@ async def measure(
         with RssSampler(service_pids) as rss:
             async with contextlib.AsyncExitStack() as stack:
                 clients = [
-                    await stack.enter_async_context(
-                        httpx.AsyncClient(
-                            base_url=s.base_url,
-                            timeout=120,
-                            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
-                        )
-                    )
+                    await stack.enter_async_context(LoadClient(s.base_url, timeout=120))
                     for s in services
                 ]
                 client: Client = clients[0] if n_api == 1 else RoundRobin(clients)
@@ -615,7 +610,7 @@ async def phases(
         "receipts_seconds": round(elapsed, 1),
         "seconds_to_last_signalering": round(done - y0, 1),
         "records_per_s": round(records / (done - y0), 1),
-        "errors": len(sent.errors),
+        "errors": dict(Counter(sent.errors)),
         **used,
     }
     out["year_window"] = (y0 - rss.t0, done - rss.t0)
