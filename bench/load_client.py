@@ -68,3 +68,10 @@ class LoadClient:
             return Answer(r.status, 0)
         # a receipt without its count is the service breaking its contract: let it raise
         return Answer(r.status, int(orjson.loads(body).get("aantalSignaleringen", 0)))
+
+    async def get_text(self, path: str) -> str:
+        """A GET's body as text (the service's /metrics)."""
+        assert self._session is not None, "use LoadClient as an async context manager"
+        async with self._session.get(self._base_url + path) as r:
+            r.raise_for_status()
+            return await r.text()
