@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from koppelpunt.store import sqlite_driver
-from koppelpunt.store.db import create_engine
+from koppelpunt.store.db import create_engine, session_factory
 from koppelpunt.store.sqlite_driver import OneHopCursor, OneHopDBAPI
 
 
@@ -69,8 +69,50 @@ async def test_a_statement_is_one_call_into_the_connection_thread(
             [{"name": "b", "n": 2}, {"name": "c", "n": 3}],
         )
     assert rows == []
-    # the stock adapter: cursor, execute, fetchall, close per statement (4 + 3 + 3 calls)
+    # the stock adapter: cursor, execute, fetchall, close per statement (4 + 3 + 3 calls);
+    # the pool rolls back the transaction left open
     assert thread_calls == ["_run", "_run", "_run_many", "rollback"]
+
+
+async def test_no_trip_to_commit_or_roll_back_without_a_transaction(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    """After a commit, the pool's rollback at check-in stays in the loop; so do a read-only
+    session's commit and rollbacks (sqlite3 has no transaction open for them)."""
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        await session.execute(text("SELECT 1"))  # the checkout's own calls happen first
+        thread_calls.clear()
+        await session.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+        await session.commit()
+    assert thread_calls == ["_run", "commit"]
+    async with sessions() as session:
+        await session.execute(text("SELECT 1"))
+        thread_calls.clear()
+        await session.execute(text("SELECT count(*) FROM t"))
+        await session.commit()
+        await session.execute(text("SELECT count(*) FROM t"))
+        await session.rollback()
+    assert thread_calls == ["_run", "_run"]
+
+
+async def test_a_transaction_left_open_is_still_rolled_back_at_check_in(
+    engine: AsyncEngine,
+) -> None:
+    """The skipped trips change nothing else: a session closed without commit loses its
+    writes and leaves no lock behind (the next writer is not kept waiting)."""
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        await session.execute(text("INSERT INTO t (name, n) VALUES ('gone', 1)"))
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        assert not raw.driver_connection.in_transaction  # type: ignore[union-attr]
+    async with sessions() as session:
+        await session.execute(text("INSERT INTO t (name, n) VALUES ('kept', 2)"))
+        await session.commit()
+    async with sessions() as session:
+        names = (await session.execute(text("SELECT name FROM t"))).scalars().all()
+    assert names == ["kept"]
 
 
 async def test_results_rowcount_and_lastrowid(engine: AsyncEngine) -> None:
