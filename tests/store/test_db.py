@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from koppelpunt.store.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
     SQLITE_CACHED_STATEMENTS,
     create_engine,
     is_unique_violation,
@@ -25,7 +26,10 @@ from .helpers import add_test_bericht
 
 class TestCreateEngine:
     async def test_sqlite_creates_directory_and_sets_pragmas(self, tmp_path: Path) -> None:
-        """A SQLite engine creates the file's directory and turns on WAL and foreign keys."""
+        """A SQLite engine creates the file's directory and turns on WAL and foreign keys.
+
+        Its connections do not wait for a lock on the event loop (busy timeout 0): a writer
+        waits in the connection's thread, up to SQLITE_BUSY_TIMEOUT_MS (test_sqlite_driver)."""
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'k.db'}")
         try:
             async with engine.connect() as connection:
@@ -36,7 +40,8 @@ class TestCreateEngine:
             await engine.dispose()
         assert (tmp_path / "var").is_dir()
         assert (mode, fks) == ("wal", 1)
-        assert timeout is not None and timeout >= 1000
+        assert timeout == 0
+        assert engine.dialect.dbapi.busy_timeout_ms == SQLITE_BUSY_TIMEOUT_MS  # type: ignore[union-attr]
 
     async def test_sqlite_keeps_a_small_statement_cache(self, tmp_path: Path) -> None:
         """Each SQLite connection is opened with a bounded prepared-statement cache (memory)."""

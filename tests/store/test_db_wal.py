@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -122,7 +123,8 @@ class TestWalBound:
 
     async def test_rolled_back_session_is_left_as_before(self, tmp_path: Path) -> None:
         """A session closed without commit is rolled back as before, and the busy timeout
-        is the service's again after a checkpoint on the same connection."""
+        is the connection's resting one again after a checkpoint on the same connection: 0,
+        as statements run on the loop's thread (a wait happens in aiosqlite's thread)."""
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
         sessions = session_factory(engine)
         try:
@@ -139,7 +141,31 @@ class TestWalBound:
         finally:
             await engine.dispose()
         assert count == 1
-        assert timeout == db.SQLITE_BUSY_TIMEOUT_MS
+        assert timeout == 0
+
+    async def test_the_checkpoint_runs_in_the_connection_thread(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """It may wait and copies the WAL back: not on the event loop's thread, where the
+        connection's statements run."""
+        ran: list[str] = []
+        original = aiosqlite.Connection._execute
+
+        async def recording(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            ran.append(repr(fn))
+            return await original(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", recording)
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+        try:
+            async with session_factory(engine).begin() as session:  # past the bound
+                await session.execute(text("CREATE TABLE blobs (b BLOB)"))
+                await session.execute(
+                    text("INSERT INTO blobs VALUES (randomblob(:n))"), {"n": 3 * MIB}
+                )
+        finally:
+            await engine.dispose()
+        assert any("_restart_checkpoint_in" in fn for fn in ran)
 
     async def test_connection_returned_inside_a_driver_transaction_is_left_alone(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture

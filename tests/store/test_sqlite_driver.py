@@ -1,11 +1,15 @@
-"""The SQLite adapter that runs a statement and fetches its rows in one trip to aiosqlite's thread.
+"""The SQLite adapter that runs a statement and fetches its rows on the event loop's thread.
 
 Checked against real SQLite files: the results SQLAlchemy sees are the stock adapter's, errors
-are classified the same, and a statement costs one call into the connection's thread.
+are classified the same, a statement costs no call into aiosqlite's thread, and a statement
+that meets another writer's lock waits in that thread, not on the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from koppelpunt.store import sqlite_driver
 from koppelpunt.store.db import create_engine, session_factory
-from koppelpunt.store.sqlite_driver import OneHopCursor, OneHopDBAPI
+from koppelpunt.store.sqlite_driver import InlineCursor, InlineDBAPI
 
 
 @pytest.fixture
@@ -46,15 +50,15 @@ def thread_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield calls
 
 
-async def test_sqlite_engines_use_the_one_hop_cursor(engine: AsyncEngine) -> None:
-    assert isinstance(engine.dialect.dbapi, OneHopDBAPI)
+async def test_sqlite_engines_use_the_inline_cursor(engine: AsyncEngine) -> None:
+    assert isinstance(engine.dialect.dbapi, InlineDBAPI)
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
         assert isinstance(raw.driver_connection, aiosqlite.Connection)
-        assert isinstance(raw.dbapi_connection.cursor(), OneHopCursor)  # type: ignore[union-attr]
+        assert isinstance(raw.dbapi_connection.cursor(), InlineCursor)  # type: ignore[union-attr]
 
 
-async def test_a_statement_is_one_call_into_the_connection_thread(
+async def test_a_statement_is_no_call_into_the_connection_thread(
     engine: AsyncEngine, thread_calls: list[str]
 ) -> None:
     async with engine.connect() as connection:
@@ -70,8 +74,72 @@ async def test_a_statement_is_one_call_into_the_connection_thread(
         )
     assert rows == []
     # the stock adapter: cursor, execute, fetchall, close per statement (4 + 3 + 3 calls);
-    # the pool rolls back the transaction left open
-    assert thread_calls == ["_run", "_run", "_run_many", "rollback"]
+    # only the pool's rollback of the transaction left open goes to the thread
+    assert thread_calls == ["rollback"]
+
+
+async def test_statements_run_on_the_loop_thread(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        sqlite = raw.driver_connection._conn  # type: ignore[union-attr]
+        sqlite.create_function("thread_ident", 0, threading.get_ident)
+        ident = await connection.scalar(text("SELECT thread_ident()"))
+    assert ident == threading.get_ident()
+
+
+async def test_a_locked_database_is_waited_for_in_the_thread_not_on_the_loop(
+    engine: AsyncEngine, tmp_path: Path, thread_calls: list[str]
+) -> None:
+    """Another writer holds the lock: the INSERT waits without stopping the loop (a ticker
+    keeps running), then goes through once the lock is free; the connection is back to not
+    waiting on the loop (busy timeout 0)."""
+    other = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def insert() -> int | None:
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO t (name, n) VALUES ('waited', 1)"))
+            return await connection.scalar(text("PRAGMA busy_timeout"))
+
+    ticking = asyncio.create_task(ticker())
+    inserting = asyncio.create_task(insert())
+    try:
+        await asyncio.sleep(0.3)
+        assert not inserting.done()
+        assert ticks >= 10
+        other.execute("COMMIT")
+        timeout = await asyncio.wait_for(inserting, 5)
+    finally:
+        ticking.cancel()
+        other.close()
+    assert "_run_waiting" in thread_calls
+    assert timeout == 0
+    async with engine.connect() as connection:
+        names = (await connection.execute(text("SELECT name FROM t"))).scalars().all()
+    assert names == ["waited"]
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_an_operational_error(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """As with the stock adapter's busy timeout: the writer gives up ("database is locked")."""
+    engine.dialect.dbapi.busy_timeout_ms = 100  # type: ignore[union-attr]
+    other = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t (name, n) VALUES ('late', 1)"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
 
 
 async def test_no_trip_to_commit_or_roll_back_without_a_transaction(
@@ -85,7 +153,7 @@ async def test_no_trip_to_commit_or_roll_back_without_a_transaction(
         thread_calls.clear()
         await session.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
         await session.commit()
-    assert thread_calls == ["_run", "commit"]
+    assert thread_calls == ["commit"]
     async with sessions() as session:
         await session.execute(text("SELECT 1"))
         thread_calls.clear()
@@ -93,7 +161,7 @@ async def test_no_trip_to_commit_or_roll_back_without_a_transaction(
         await session.commit()
         await session.execute(text("SELECT count(*) FROM t"))
         await session.rollback()
-    assert thread_calls == ["_run", "_run"]
+    assert thread_calls == []
 
 
 async def test_a_transaction_left_open_is_still_rolled_back_at_check_in(
@@ -180,12 +248,12 @@ async def test_stock_adapter_when_the_internals_are_not_as_expected(
 ) -> None:
     """A later aiosqlite without `Connection._execute`: slower, not broken."""
     monkeypatch.delattr(aiosqlite.Connection, "_execute")
-    assert sqlite_driver.one_hop_dbapi() is None
+    assert sqlite_driver.inline_dbapi(15_000) is None
     monkeypatch.undo()
     monkeypatch.setattr(sqlite_driver, "_expected_internals", lambda: False)
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'stock.db'}")
     try:
-        assert not isinstance(engine.dialect.dbapi, OneHopDBAPI)
+        assert not isinstance(engine.dialect.dbapi, InlineDBAPI)
         async with engine.connect() as connection:
             assert await connection.scalar(text("SELECT 41 + 1")) == 42
     finally:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
-from koppelpunt.store.sqlite_driver import one_hop_dbapi
+from koppelpunt.store.sqlite_driver import inline_dbapi, statements_on_loop
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -65,7 +68,11 @@ def create_engine(url: str) -> AsyncEngine:
     json_codec: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_dir(parsed.database)
-        dbapi = one_hop_dbapi() if parsed.get_driver_name() == "aiosqlite" else None
+        dbapi = (
+            inline_dbapi(SQLITE_BUSY_TIMEOUT_MS)
+            if parsed.get_driver_name() == "aiosqlite"
+            else None
+        )
         engine = _create_async_engine(
             url,
             **json_codec,
@@ -101,12 +108,35 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         # SQLite ignores foreign keys unless asked, per connection.
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={_resting_busy_timeout(dbapi_connection)}")
         cursor.execute(f"PRAGMA journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}")
         # synchronous stays FULL (the default): a message is acknowledged only once it is on
         # disk, so NORMAL's risk of losing the last commits on power loss is not acceptable.
     finally:
         cursor.close()
+
+
+def _resting_busy_timeout(dbapi_connection: Any) -> int:
+    """SQLITE_BUSY_TIMEOUT_MS, or 0 where statements run on the event loop's thread: there
+    SQLite must not sleep for another writer's lock (the statement waits in the connection's
+    thread instead, up to SQLITE_BUSY_TIMEOUT_MS: store/sqlite_driver.py)."""
+    return 0 if statements_on_loop(dbapi_connection) else SQLITE_BUSY_TIMEOUT_MS
+
+
+def _restart_checkpoint(execute: Callable[[str], object], resting_ms: int) -> None:
+    # The checkpoint waits for the transaction running now (the other message's, which took
+    # the write lock as this one committed) and its readers; a shorter wait never finds the
+    # gap with two messages in flight. Busy after all, SQLite still copies back what it can
+    # (as PASSIVE) and a later check-in tries again.
+    execute(f"PRAGMA busy_timeout={SQLITE_WAL_RESTART_WAIT_MS}")
+    try:
+        execute("PRAGMA wal_checkpoint(RESTART)")
+    finally:
+        execute(f"PRAGMA busy_timeout={resting_ms}")
+
+
+def _restart_checkpoint_in(resting_ms: int, raw: sqlite3.Connection) -> None:
+    _restart_checkpoint(raw.execute, resting_ms)
 
 
 def _sqlite_wal_path(database: str | None) -> Path | None:
@@ -138,17 +168,14 @@ class _WalBound:
                 return
         except FileNotFoundError:
             return
+        resting = _resting_busy_timeout(dbapi_connection)
+        if statements_on_loop(dbapi_connection):
+            # It may wait seconds and copies the WAL back: in the connection's thread.
+            dbapi_connection.run_in_thread(functools.partial(_restart_checkpoint_in, resting))
+            return
         cursor = dbapi_connection.cursor()
         try:
-            # The checkpoint waits for the transaction running now (the other message's, which
-            # took the write lock as this one committed) and its readers; a shorter wait never
-            # finds the gap with two messages in flight. Busy after all, SQLite still copies
-            # back what it can (as PASSIVE) and a later check-in tries again.
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_WAL_RESTART_WAIT_MS}")
-            try:
-                cursor.execute("PRAGMA wal_checkpoint(RESTART)")
-            finally:
-                cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _restart_checkpoint(cursor.execute, resting)
         finally:
             cursor.close()
 

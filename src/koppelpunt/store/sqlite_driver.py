@@ -1,24 +1,33 @@
-"""SQLite through aiosqlite with one trip to the connection's thread per statement.
+"""SQLite through aiosqlite, with statements run on the event loop's own thread.
 
 aiosqlite runs each call of a sqlite3 connection in a thread of its own and hands the result
 back to the event loop. SQLAlchemy's aiosqlite adapter makes four such calls per statement
-(create a cursor, execute, fetch the rows, close the cursor), and each costs the event loop a
-wake-up: ~60 µs of wall time and ~40 µs of its CPU even when SQLite has nothing to do
-(bench/README.md, seventh round). A one-record message runs ~13 statements, so those trips were
-most of its fixed cost. Here a statement is executed, its rows fetched and its cursor closed in
-one call, in the connection's thread; the rows, description, rowcount and lastrowid come back
-together, so the cursor SQLAlchemy holds never needs the thread again.
+(create a cursor, execute, fetch the rows, close the cursor). Each is a wake-up of the event
+loop (~60 µs of wall time and ~40 µs of its CPU when SQLite has nothing to do), and each waits
+for the loop to get round to it: a group commit's ~14 statements queued one by one behind the
+parsing of the next requests (bench/README.md, seventh and ninth rounds). A statement of this
+service takes SQLite microseconds, less than the trip.
+
+So a statement is executed, its rows fetched and its cursor closed in one call on the loop's
+thread; the rows, description, rowcount and lastrowid come back together. What may take long
+still goes to the connection's thread, where it does not stop the loop:
+- commit and rollback (a commit waits for the disk: synchronous=FULL), and server-side
+  (streamed) cursors, which stay the stock adapter's;
+- a statement that meets another writer's lock. The connection's busy timeout is 0 (store/db.py),
+  so on the loop SQLite answers SQLITE_BUSY at once instead of sleeping; the statement is then
+  run again in the connection's thread with the DBAPI's `busy_timeout_ms`, and waits there.
+  Nothing of it ran: in WAL mode only taking the write lock, before the first row, is busy.
 
 This uses aiosqlite's `Connection._execute` (run a function in the connection's thread) and
-SQLAlchemy's aiosqlite connection adapter; the versions are bounded in pyproject.toml and
-`one_hop_dbapi()` returns None (the stock adapter is used) if either is not as expected.
+SQLAlchemy's aiosqlite adapter; the versions are bounded in pyproject.toml and
+`inline_dbapi()` returns None (the stock adapter is used) if either is not as expected.
 """
 
 from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -55,6 +64,23 @@ def _run(connection: sqlite3.Connection, operation: str, parameters: Any) -> _Ou
         cursor.close()
 
 
+def _run_waiting(
+    timeout_ms: int, fn: Any, connection: sqlite3.Connection, operation: str, parameters: Any
+) -> _Outcome:
+    """In the connection's thread: `fn` with SQLite's busy handler waiting up to `timeout_ms`
+    for another writer, then back to the connection's resting timeout of 0."""
+    connection.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+    try:
+        outcome: _Outcome = fn(connection, operation, parameters)
+        return outcome
+    finally:
+        connection.execute("PRAGMA busy_timeout=0")
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
 def _run_many(connection: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
     cursor = connection.cursor()
     try:
@@ -64,7 +90,7 @@ def _run_many(connection: sqlite3.Connection, operation: str, parameters: Any) -
         cursor.close()
 
 
-class OneHopCursor:
+class InlineCursor:
     """The DBAPI cursor SQLAlchemy's async adapter expects, holding a statement's whole result.
 
     Client-side only, as the stock cursor: its rows are fetched with the statement. Server-side
@@ -94,8 +120,16 @@ class OneHopCursor:
     async def _call_async(adapt: Any, fn: Any, operation: str, parameters: Any) -> _Outcome:
         async with adapt._execute_mutex:
             connection = adapt._connection  # the aiosqlite.Connection
-            outcome: _Outcome = await connection._execute(
-                fn, connection._conn, operation, parameters
+            raw: sqlite3.Connection = connection._conn
+            try:
+                outcome: _Outcome = fn(raw, operation, parameters)  # on the loop's thread
+                return outcome
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+            # Another connection holds the write lock: wait for it in the thread, not here.
+            outcome = await connection._execute(
+                _run_waiting, adapt.dbapi.busy_timeout_ms, fn, raw, operation, parameters
             )
             return outcome
 
@@ -135,7 +169,7 @@ class OneHopCursor:
     def nextset(self) -> None:
         """sqlite3 has one result set per statement."""
 
-    def __enter__(self) -> OneHopCursor:
+    def __enter__(self) -> InlineCursor:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -156,19 +190,22 @@ def _expected_internals() -> bool:
 
 if aiosqlite is not None:
 
-    class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-        """SQLAlchemy's aiosqlite connection adapter, with OneHopCursor as its cursor, that
-        asks the connection's thread to commit or roll back only when a transaction is open.
+    class InlineConnection(AsyncAdapt_aiosqlite_connection):
+        """SQLAlchemy's aiosqlite connection adapter with InlineCursor as its cursor.
 
-        sqlite3 begins a transaction at the first write, and its own commit() and rollback()
-        do nothing without one. But the pool rolls back every connection it gets back, also
-        after a commit, and a read-only session rolls back when it closes: each a trip to
-        the thread and an event-loop wake-up for nothing (one of the ~15 of a group commit).
-        `in_transaction` is read from the loop's thread, as aiosqlite's own property does: no
-        statement of this connection runs while SQLAlchemy commits or rolls it back."""
+        It asks the connection's thread to commit or roll back only when a transaction is
+        open. sqlite3 begins a transaction at the first write, and its own commit() and
+        rollback() do nothing without one; but the pool rolls back every connection it gets
+        back, also after a commit, and a read-only session rolls back when it closes: each a
+        trip to the thread for nothing. `in_transaction` is read from the loop's thread, as
+        aiosqlite's own property does: no statement of this connection runs while SQLAlchemy
+        commits or rolls it back."""
 
         __slots__ = ()
-        _cursor_cls = OneHopCursor  # type: ignore[assignment]
+        _cursor_cls = InlineCursor  # type: ignore[assignment]
+        # Statements run on the loop's thread: the connection's own busy timeout must be 0
+        # (store/db.py sets it), a wait happens in the thread (InlineCursor).
+        statements_on_loop = True
 
         def _in_transaction(self) -> bool:
             raw: sqlite3.Connection | None = self._connection._connection
@@ -182,21 +219,43 @@ if aiosqlite is not None:
             if self._in_transaction():
                 super().commit()
 
-    class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
-        """The DBAPI module the engine gets (create_engine's `module=`)."""
+        def run_in_thread(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            """`fn(sqlite3 connection)` in the connection's thread, off the loop: for work
+            that may wait (a RESTART checkpoint, store/db.py)."""
+            connection = self._connection
+            try:
+                return await_(connection._execute(fn, connection._conn))
+            except Exception as error:
+                self._handle_exception(error)
+
+    class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
+        """The DBAPI module the engine gets (create_engine's `module=`); `busy_timeout_ms` is
+        how long a statement waits for another writer's lock (in the connection's thread)."""
+
+        def __init__(self, busy_timeout_ms: int) -> None:
+            super().__init__(aiosqlite, sqlite3)
+            self.busy_timeout_ms = busy_timeout_ms
 
         def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+            # The connection is used from two threads, never at once: statements on the loop's
+            # (under the adapter's mutex), commit, rollback and waits in aiosqlite's.
+            kw["check_same_thread"] = False
             stock = super().connect(*arg, **kw)
-            return OneHopConnection(self, stock._connection)
+            return InlineConnection(self, stock._connection)
 
 
-def one_hop_dbapi() -> Any:
+def statements_on_loop(dbapi_connection: Any) -> bool:
+    """Whether this pooled connection runs its statements on the event loop's thread."""
+    return bool(getattr(dbapi_connection, "statements_on_loop", False))
+
+
+def inline_dbapi(busy_timeout_ms: int) -> Any:
     """The DBAPI module for SQLite engines, or None (use the stock adapter, with a warning)
-    when aiosqlite or SQLAlchemy do not have what OneHopCursor relies on."""
+    when aiosqlite or SQLAlchemy do not have what InlineCursor relies on."""
     if not _expected_internals():
         log.warning(
-            "sqlite_one_hop_cursor_unavailable",
+            "sqlite_inline_cursor_unavailable",
             hint="aiosqlite or SQLAlchemy changed; the stock adapter is used (slower)",
         )
         return None
-    return OneHopDBAPI(aiosqlite, sqlite3)
+    return InlineDBAPI(busy_timeout_ms)
