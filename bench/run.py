@@ -598,14 +598,15 @@ async def phases(
         out["single"]["cpu_ratio_to_bare"] = round(bare_cpu / used["service_cpu_ms_per_record"], 3)
     print(f"  {out['single']}", flush=True)
 
-    rate = max(1.0, out["single"]["requests_per_s"] / 2)
-    print(f"bench: (5) receipt latency at half the max rate ({rate:.0f} req/s)", flush=True)
+    rate = latency_rate(out["single"]["requests_per_s"])
+    print(f"bench: (5) receipt latency at {rate:.0f} req/s", flush=True)
     before = await receive_counters(client)
     sent = await open_loop(client, singles, rate, seconds)
     in_service = handler_summary(before, await receive_counters(client))
     lat = [x * 1000 for x in sent.latencies]
     out["latency"] = {
         "rate_per_s": round(rate, 1),
+        "rate_fixed": "BENCH_LATENCY_RATE" in os.environ,
         "requests": len(lat),
         "status": sent.status,
         "p50_ms": round(percentile(lat, 0.50), 1),
@@ -719,6 +720,13 @@ def year_senders() -> int:
     return max(1, int(os.environ.get("BENCH_YEAR_SENDERS", str(default))))
 
 
+def latency_rate(single_per_s: float) -> float:
+    """(5)'s open-loop rate: half of (2), or BENCH_LATENCY_RATE to compare runs at one rate
+    (half of (2) moves with the hour, and p99 moves with the rate)."""
+    fixed = os.environ.get("BENCH_LATENCY_RATE")
+    return float(fixed) if fixed else max(1.0, single_per_s / 2)
+
+
 def relay_process() -> bool:
     """BENCH_RELAY_PROCESS=1: the relay in a `koppelpunt relay` process of its own, also with
     one API process (always so with several)."""
@@ -756,7 +764,8 @@ def table(r: dict[str, Any]) -> str:
          f"in {y['seconds_to_last_signalering']:,.0f} s on {r['machine']['cpus']} cores", ""),
         (f"(5) receipt latency at {lat['rate_per_s']:.0f} req/s",
          f"p50 {lat['p50_ms']} / p95 {lat['p95_ms']} / p99 {lat['p99_ms']} ms", "p99 < 50 ms",
-         ok(lat["p99_ms"] < TARGETS["p99_ms"])),
+         # the target is at half of (2): a fixed rate gives a comparison, not a verdict
+         "n/a: fixed rate" if lat.get("rate_fixed") else ok(lat["p99_ms"] < TARGETS["p99_ms"])),
         ("    same, inside the handler (/metrics)",
          f"mean {lat.get('handler_mean_ms', 'n/a')} ms, "
          f"{100 * lat.get('handler_over_50ms_share', float('nan')):.1f}% over 50 ms",
