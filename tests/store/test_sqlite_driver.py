@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -85,6 +86,79 @@ async def test_statements_run_on_the_loop_thread(engine: AsyncEngine) -> None:
         sqlite.create_function("thread_ident", 0, threading.get_ident)
         ident = await connection.scalar(text("SELECT thread_ident()"))
     assert ident == threading.get_ident()
+
+
+# ~1 ms of SQLite's time on this machine, no I/O
+_BUSY_STATEMENT = text(
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) "
+    "SELECT count(*) FROM c"
+)
+
+
+async def _ticks_during(engine: AsyncEngine, statements: int | None, seconds: float) -> int:
+    """How often a task that only yields ran while one connection ran statements on the loop
+    (`statements` of them, or as many as fit in `seconds`)."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))  # checked out before the ticker starts
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)  # the ticker's first run
+        start, deadline = ticks, time.monotonic() + seconds
+        run = 0
+        while (run < statements) if statements is not None else (time.monotonic() < deadline):
+            assert await connection.scalar(_BUSY_STATEMENT) == 5000
+            run += 1
+        during = ticks - start
+        ticking.cancel()
+    return during
+
+
+async def test_a_long_run_of_statements_gives_the_loop_its_turns(engine: AsyncEngine) -> None:
+    """Statements on the loop never suspend their task: without a break a message of
+    thousands of records held the loop for its whole transaction. Once the loop has not come
+    round for LOOP_SLICE_SECONDS, the next statement goes to the thread and the loop runs."""
+    assert sqlite_driver.LOOP_SLICE_SECONDS <= 0.05
+    # 0.3 s of statements: dozens of slices
+    assert await _ticks_during(engine, None, 0.3) >= 5
+
+
+async def test_a_short_run_of_statements_keeps_the_loop(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within its slice a task keeps the loop: a small group's statements do not queue
+    behind the loop's other work (the reason they run on the loop at all)."""
+    monkeypatch.setattr(sqlite_driver, "LOOP_SLICE_SECONDS", 5.0)
+    assert await _ticks_during(engine, 20, 0) == 0
+
+
+async def test_a_statement_with_many_rows_or_parameters_runs_in_the_thread(
+    engine: AsyncEngine, thread_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large message's bulk INSERTs and its reads of hundreds of pupils: SQLite works for
+    milliseconds, so the loop is better off free meanwhile."""
+    monkeypatch.setattr(sqlite_driver, "LOOP_SLICE_SECONDS", 5.0)  # only the size decides
+    limit = sqlite_driver.THREAD_PARAMETERS
+    insert = text("INSERT INTO t (name, n) VALUES (:name, :n)")
+    count_in = text("SELECT count(*) FROM t WHERE n IN :ns").bindparams(
+        bindparam("ns", expanding=True)
+    )
+    async with engine.begin() as connection:
+        await connection.execute(text("SELECT 1"))
+        thread_calls.clear()
+        await connection.execute(insert, [{"name": f"a{i}", "n": i} for i in range(limit)])
+        assert await connection.scalar(count_in, {"ns": list(range(limit))}) == limit
+        assert thread_calls == []  # up to the limit: on the loop
+        await connection.execute(insert, [{"name": f"b{i}", "n": i} for i in range(limit + 1)])
+        assert thread_calls == ["_run_waiting"]
+        assert await connection.scalar(count_in, {"ns": list(range(limit + 1))}) == 2 * limit + 1
+        assert thread_calls == ["_run_waiting", "_run_waiting"]
 
 
 async def test_a_locked_database_is_waited_for_in_the_thread_not_on_the_loop(

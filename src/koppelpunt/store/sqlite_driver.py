@@ -5,7 +5,7 @@ back to the event loop. SQLAlchemy's aiosqlite adapter makes four such calls per
 (create a cursor, execute, fetch the rows, close the cursor). Each is a wake-up of the event
 loop (~60 µs of wall time and ~40 µs of its CPU when SQLite has nothing to do), and each waits
 for the loop to get round to it: a group commit's ~14 statements queued one by one behind the
-parsing of the next requests (bench/README.md, seventh and ninth rounds). A statement of this
+parsing of the next requests (bench/ROUNDS.md, seventh and ninth rounds). A statement of this
 service takes SQLite microseconds, less than the trip.
 
 So a statement is executed, its rows fetched and its cursor closed in one call on the loop's
@@ -16,7 +16,16 @@ still goes to the connection's thread, where it does not stop the loop:
 - a statement that meets another writer's lock. The connection's busy timeout is 0 (store/db.py),
   so on the loop SQLite answers SQLITE_BUSY at once instead of sleeping; the statement is then
   run again in the connection's thread with the DBAPI's `busy_timeout_ms`, and waits there.
-  Nothing of it ran: in WAL mode only taking the write lock, before the first row, is busy.
+  Nothing of it ran: in WAL mode only taking the write lock, before the first row, is busy;
+- a statement with more than `THREAD_PARAMETERS` rows or parameters (a large message's bulk
+  INSERTs, its reads of hundreds of pupils): SQLite's own work for it takes milliseconds, more
+  than the trip, and the loop is free meanwhile (sqlite3 releases the GIL while SQLite works);
+- the next statement once this connection's statements have run on the loop for
+  `LOOP_SLICE_SECONDS` without the loop coming round in between.
+The last two keep a large message from holding the loop for its whole transaction, as it did
+when every statement ran inline (a health check waited up to 1.8 s during a 10,000-record
+message; bench/loop_stall.py, bench/ROUNDS.md tenth round); a small group's statements (a
+few ms in all) stay on the loop.
 
 This uses aiosqlite's `Connection._execute` (run a function in the connection's thread) and
 SQLAlchemy's aiosqlite adapter; the versions are bounded in pyproject.toml and
@@ -25,8 +34,10 @@ SQLAlchemy's aiosqlite adapter; the versions are bounded in pyproject.toml and
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -43,6 +54,12 @@ try:
     )
 except ImportError:  # pragma: no cover - the stock adapter is not there either
     aiosqlite = None  # type: ignore[assignment]
+
+# Statements with more rows (executemany) or parameters (IN lists) than this run in the
+# connection's thread; so does the next statement once a connection's statements have run on
+# the loop this long without the loop coming round (see the module's docstring).
+THREAD_PARAMETERS = 64
+LOOP_SLICE_SECONDS = 0.01
 
 _Description = tuple[tuple[Any, ...], ...] | None
 # What a statement leaves: description, rows (None without a description), rowcount, lastrowid.
@@ -75,6 +92,12 @@ def _run_waiting(
         return outcome
     finally:
         connection.execute("PRAGMA busy_timeout=0")
+
+
+def _large(parameters: Any) -> bool:
+    """More than THREAD_PARAMETERS parameter rows (executemany) or parameters (one statement:
+    sqlite3's qmark style binds a sequence)."""
+    return isinstance(parameters, (list, tuple)) and len(parameters) > THREAD_PARAMETERS
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -121,17 +144,19 @@ class InlineCursor:
         async with adapt._execute_mutex:
             connection = adapt._connection  # the aiosqlite.Connection
             raw: sqlite3.Connection = connection._conn
-            try:
-                outcome: _Outcome = fn(raw, operation, parameters)  # on the loop's thread
-                return outcome
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error):
-                    raise
-            # Another connection holds the write lock: wait for it in the thread, not here.
-            outcome = await connection._execute(
+            if not (_large(parameters) or adapt.slice_spent()):
+                try:
+                    outcome: _Outcome = fn(raw, operation, parameters)  # on the loop's thread
+                    return outcome
+                except sqlite3.OperationalError as error:
+                    if not _is_busy(error):
+                        raise
+                # Another connection holds the write lock: wait for it in the thread.
+            # In the thread, waiting for another writer's lock if need be; the loop goes on.
+            waited: _Outcome = await connection._execute(
                 _run_waiting, adapt.dbapi.busy_timeout_ms, fn, raw, operation, parameters
             )
-            return outcome
+            return waited
 
     def execute(self, operation: str, parameters: Any = None) -> None:
         self._call(_run, operation, parameters)
@@ -201,11 +226,32 @@ if aiosqlite is not None:
         aiosqlite's own property does: no statement of this connection runs while SQLAlchemy
         commits or rolls it back."""
 
-        __slots__ = ()
+        __slots__ = ("_slice_pending", "_slice_started")
         _cursor_cls = InlineCursor  # type: ignore[assignment]
         # Statements run on the loop's thread: the connection's own busy timeout must be 0
         # (store/db.py sets it), a wait happens in the thread (InlineCursor).
         statements_on_loop = True
+
+        def __init__(self, dbapi: Any, connection: Any) -> None:
+            super().__init__(dbapi, connection)
+            self._slice_started = 0.0
+            self._slice_pending = False
+
+        def _loop_came_round(self) -> None:
+            self._slice_pending = False
+
+        def slice_spent(self) -> bool:
+            """Whether this connection's statements have kept the loop for longer than
+            LOOP_SLICE_SECONDS since it last ran anything else. A callback scheduled at the
+            start of a slice runs only once the task has given the loop back (a trip to the
+            thread, any other wait): while it is pending, the loop has not come round."""
+            now = time.perf_counter()
+            if not self._slice_pending:
+                self._slice_pending = True
+                self._slice_started = now
+                asyncio.get_running_loop().call_soon(self._loop_came_round)
+                return False
+            return now - self._slice_started > LOOP_SLICE_SECONDS
 
         def _in_transaction(self) -> bool:
             raw: sqlite3.Connection | None = self._connection._connection
