@@ -95,29 +95,42 @@ _BUSY_STATEMENT = text(
 )
 
 
+class _Ticker:
+    """A task that counts how often it ran (sleeping `interval` between runs): whether the
+    event loop came round while something else was going on."""
+
+    def __init__(self, interval: float) -> None:
+        self.ticks = 0
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.ticks += 1
+
+    def __enter__(self) -> _Ticker:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
 async def _ticks_during(engine: AsyncEngine, statements: int | None, seconds: float) -> int:
     """How often a task that only yields ran while one connection ran statements on the loop
     (`statements` of them, or as many as fit in `seconds`)."""
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0)
-            ticks += 1
-
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))  # checked out before the ticker starts
-        ticking = asyncio.create_task(ticker())
-        await asyncio.sleep(0)  # the ticker's first run
-        start, deadline = ticks, time.monotonic() + seconds
-        run = 0
-        while (run < statements) if statements is not None else (time.monotonic() < deadline):
-            assert await connection.scalar(_BUSY_STATEMENT) == 5000
-            run += 1
-        during = ticks - start
-        ticking.cancel()
-    return during
+        with _Ticker(0) as ticker:
+            await asyncio.sleep(0)  # the ticker's first run
+            start, deadline = ticker.ticks, time.monotonic() + seconds
+            run = 0
+            while (run < statements) if statements is not None else (time.monotonic() < deadline):
+                assert await connection.scalar(_BUSY_STATEMENT) == 5000
+                run += 1
+            return ticker.ticks - start
 
 
 async def test_a_long_run_of_statements_gives_the_loop_its_turns(engine: AsyncEngine) -> None:
@@ -169,29 +182,21 @@ async def test_a_locked_database_is_waited_for_in_the_thread_not_on_the_loop(
     waiting on the loop (busy timeout 0)."""
     other = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
 
     async def insert() -> int | None:
         async with engine.begin() as connection:
             await connection.execute(text("INSERT INTO t (name, n) VALUES ('waited', 1)"))
             return await connection.scalar(text("PRAGMA busy_timeout"))
 
-    ticking = asyncio.create_task(ticker())
-    inserting = asyncio.create_task(insert())
     try:
-        await asyncio.sleep(0.3)
-        assert not inserting.done()
-        assert ticks >= 10
-        other.execute("COMMIT")
-        timeout = await asyncio.wait_for(inserting, 5)
+        with _Ticker(0.01) as ticker:
+            inserting = asyncio.create_task(insert())
+            await asyncio.sleep(0.3)
+            assert not inserting.done()
+            assert ticker.ticks >= 10
+            other.execute("COMMIT")
+            timeout = await asyncio.wait_for(inserting, 5)
     finally:
-        ticking.cancel()
         other.close()
     assert "_run_waiting" in thread_calls
     assert timeout == 0
