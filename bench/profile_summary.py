@@ -3,7 +3,7 @@
     python -m bench.profile_summary profile.txt [N]
 
 Prints the N functions with the most self time and the most inclusive time (per cent of
-samples), which is what bench/README.md quotes.
+samples), which is what bench/ROUNDS.md quotes.
 """
 
 from __future__ import annotations

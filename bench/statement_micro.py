@@ -9,7 +9,7 @@ Prints wall time and event-loop CPU (thread time) per statement for:
   one trip (store/sqlite_driver.py), and a trip that does nothing;
 - the group commit's duplicate check through an AsyncSession: the statement built per call
   (as before the seventh round), built once with an expanding parameter, and as driver SQL.
-The seventh round of bench/README.md quotes these figures.
+The seventh round of bench/ROUNDS.md quotes these figures.
 """
 
 from __future__ import annotations

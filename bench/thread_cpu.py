@@ -9,7 +9,7 @@ thread's CPU time from /proc/self/task. The event loop thread runs all Python wo
 parse, decide, pupil state, rendering, SQLAlchemy); each pooled connection's aiosqlite thread
 runs SQLite's C code with the GIL released. When the wall time per record equals the sum of
 the threads' CPU, the two never overlap: the process uses one core, whatever the machine has
-(bench/README.md, "Where the CPU goes now").
+(bench/ROUNDS.md, fifth round).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Group commit: concurrent small messages share one transaction.
 
 A single-record message costs about a dozen statements and a commit, whatever its size; that
-fixed cost, not the record, is what limits single-record throughput (bench/README.md). Here
+fixed cost, not the record, is what limits single-record throughput (bench/ROUNDS.md). Here
 the messages that arrive while a transaction is running wait in a queue, and the next
 transaction takes all of them (up to `max_size`): the statements and the commit are shared, so
 under load the cost per message falls towards the cost per record of a batch message.

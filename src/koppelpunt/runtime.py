@@ -126,14 +126,14 @@ def frozen_heap() -> tuple[int, int, int]:
     After start-up a process holds ~190,000 long-lived objects (schemas, rules, gemeente
     table, SQLAlchemy metadata, modules). Each full collection walked all of them: 40–80 ms
     in which no request was answered, which showed up as the receipt latency tail
-    (bench/README.md). Frozen, they are no longer scanned; what they reference stays alive
+    (bench/ROUNDS.md). Frozen, they are no longer scanned; what they reference stays alive
     anyway, and objects freed by reference counting are still freed.
 
     A message of 2,000 records keeps ~10^5 objects alive across its awaits, so they survive
     the young collections and reach the oldest generation, where they soon die by reference
     counting. With CPython's default a full collection followed every 10 collections of
     generation 1, ~27 ms each: 30 in a 40,000-record run, and the event loop spent ~15% more
-    CPU per record than with FULL_COLLECTION_AFTER (bench/thread_cpu.py, bench/README.md).
+    CPU per record than with FULL_COLLECTION_AFTER (bench/thread_cpu.py, bench/ROUNDS.md).
     Generations 0 and 1 keep the interpreter's thresholds: their pauses stay short. Cyclic
     garbage that reached the oldest generation waits longer; the bench's memory figure (6)
     checks that RSS stays flat.

@@ -66,7 +66,7 @@ _STORED_COLUMNS = (
     berichten.c.received_at,
 )
 
-# Built once: constructing a statement costs more than executing it (bench/README.md, seventh
+# Built once: constructing a statement costs more than executing it (bench/ROUNDS.md, seventh
 # round); the ids are an expanding parameter, rendered per execution.
 _FIND_BERICHT = select(*_STORED_COLUMNS).where(berichten.c.bericht_id == bindparam("bericht_id"))
 _FIND_BERICHTEN = select(*_STORED_COLUMNS).where(

@@ -43,7 +43,7 @@ from koppelpunt.store.types import UTCDateTime
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER: 32766 since 3.32.0, 999 before.
 SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 # Plain INSERTs (no conflict clause, no RETURNING) of at least this many rows go to PostgreSQL
-# as COPY: 2-4x less server CPU per row than executemany (bench/README.md, seventh round); below
+# as COPY: 2-4x less server CPU per row than executemany (bench/ROUNDS.md, seventh round); below
 # it the extra round trip COPY takes to learn the column types is not worth it.
 POSTGRESQL_COPY_MIN_ROWS = 64
 # The ordinality column of the unnest form; a name no table of ours uses.

@@ -30,7 +30,7 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 # Prepared statements each pooled SQLite connection keeps (the driver's default is 128). The bulk
 # INSERT … RETURNING statements have one VALUES row per record, so a new row count is a new, large
-# statement: with 128 per connection they held hundreds of MiB (bench/README.md, memory).
+# statement: with 128 per connection they held hundreds of MiB (bench/ROUNDS.md, memory).
 SQLITE_CACHED_STATEMENTS = 16
 
 # The WAL file size above which a connection returned to the pool after a commit checkpoints
@@ -52,7 +52,7 @@ SQLITE_JOURNAL_SIZE_LIMIT = 64 * 2**20
 
 def json_dumps(value: Any) -> str:
     """The JSON columns' encoder: orjson, because signalering headers and verwerkingenlog
-    attributes are encoded several times per record on the hot path (bench/README.md).
+    attributes are encoded several times per record on the hot path (bench/ROUNDS.md).
     Same JSON values as the json module; the text is compact and UTF-8 (not \\u-escaped)."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")

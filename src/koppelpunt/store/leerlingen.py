@@ -75,7 +75,7 @@ _STATUS = {s.value: s for s in Status}
 
 
 # The state queries, built once: constructing a statement costs more than executing it
-# (bench/README.md, seventh round). Only the columns the state needs (no timestamps of receipt,
+# (bench/ROUNDS.md, seventh round). Only the columns the state needs (no timestamps of receipt,
 # no bericht links), read as plain tuples: this runs for every pupil of every message.
 _p, _a, _s = leerling_prognoses.c, aanmeldingen.c, aanmelding_statussen.c
 _BSNS: BindParameter[Any] = bindparam("bsns", expanding=True)

@@ -178,7 +178,7 @@ async def lock_free_shards(session: AsyncSession, count: int) -> ShardSet:
     all signaleringen of one BSN (always the same shard) leave one relay at a time, oldest
     first: per-BSN order holds with any number of relays. One claim serves all of them:
     a claim filtered on one shard has to hash the BSN of every signalering (a scan of the
-    whole table), so sixteen of those per pass made the relay fall behind (bench/README.md).
+    whole table), so sixteen of those per pass made the relay fall behind (bench/ROUNDS.md).
     """
     rows = await session.execute(
         # A lock attempt per shard, in shard order.
@@ -221,7 +221,7 @@ def _sqlite_claim(limit: int) -> Select[Any]:
 
     SQLite sorts every pending row for ORDER BY id, and would join (read the payload of) each
     one first: with a backlog of 100k that is ~100 MB per claim. So the ids are picked from the
-    pending index alone, then only those joined (bench/README.md, "claim"). Rows never tried
+    pending index alone, then only those joined (bench/ROUNDS.md, "claim"). Rows never tried
     (next_attempt_at NULL) come from ix_outbox_pending already in id order, so SQLite stops
     after `limit`; retries due are few and sorted apart.
     """
