@@ -145,8 +145,9 @@ class Process:
         )
         log.close()
 
-    async def wait_ready(self, timeout: float = 60) -> None:  # noqa: ASYNC109
-        """Until /readyz answers 200 (database and Kafka reachable)."""
+    async def wait_ready(self, timeout: float = 60, path: str = "/readyz") -> None:  # noqa: ASYNC109
+        """Until /readyz answers 200 (database and Kafka reachable), or `path` (/livez for a
+        service run without a broker)."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as client:
             while True:
@@ -155,7 +156,7 @@ class Process:
                     tail = self.log_file.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"{self.args} exited; end of {self.log_file}:\n{tail}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/readyz")).status_code == 200:
+                    if (await client.get(path)).status_code == 200:
                         return
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.args} not ready: see {self.log_file}")

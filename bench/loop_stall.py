@@ -44,7 +44,7 @@ async def main(sizes: list[int]) -> None:
         service = harness.serve(env, tmp / "serve.log")
         try:
             async with httpx.AsyncClient(base_url=service.base_url, timeout=60) as client:
-                await _wait_live(client, service)
+                await service.wait_ready(path="/livez")
                 warm = gen.status_messages(statuses[:1000], 1000, "warm")[0]
                 await client.post(warm.path, content=warm.body, headers=harness.auth_for(warm.path))
                 print("records  message ms  /livez ms p50 / p99 / max")
@@ -56,19 +56,6 @@ async def main(sizes: list[int]) -> None:
                         await _one(client, m)
         finally:
             service.stop()
-
-
-async def _wait_live(client: httpx.AsyncClient, service: harness.Process) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert service.proc is not None and service.proc.poll() is None, "serve exited"
-        try:
-            if (await client.get("/livez")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError("serve not live")
 
 
 async def _one(client: httpx.AsyncClient, m: gen.Message) -> None:
