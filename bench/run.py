@@ -598,7 +598,7 @@ async def phases(
         out["single"]["cpu_ratio_to_bare"] = round(bare_cpu / used["service_cpu_ms_per_record"], 3)
     print(f"  {out['single']}", flush=True)
 
-    rate = latency_rate(out["single"]["requests_per_s"])
+    rate, rate_fixed = latency_rate(out["single"]["requests_per_s"])
     print(f"bench: (5) receipt latency at {rate:.0f} req/s", flush=True)
     before = await receive_counters(client)
     sent = await open_loop(client, singles, rate, seconds)
@@ -606,7 +606,7 @@ async def phases(
     lat = [x * 1000 for x in sent.latencies]
     out["latency"] = {
         "rate_per_s": round(rate, 1),
-        "rate_fixed": "BENCH_LATENCY_RATE" in os.environ,
+        "rate_fixed": rate_fixed,
         "requests": len(lat),
         "status": sent.status,
         "p50_ms": round(percentile(lat, 0.50), 1),
@@ -720,11 +720,11 @@ def year_senders() -> int:
     return max(1, int(os.environ.get("BENCH_YEAR_SENDERS", str(default))))
 
 
-def latency_rate(single_per_s: float) -> float:
-    """(5)'s open-loop rate: half of (2), or BENCH_LATENCY_RATE to compare runs at one rate
-    (half of (2) moves with the hour, and p99 moves with the rate)."""
+def latency_rate(single_per_s: float) -> tuple[float, bool]:
+    """(5)'s open-loop rate and whether it is fixed: half of (2), or BENCH_LATENCY_RATE to
+    compare runs at one rate (half of (2) moves with the hour, and p99 moves with the rate)."""
     fixed = os.environ.get("BENCH_LATENCY_RATE")
-    return float(fixed) if fixed else max(1.0, single_per_s / 2)
+    return (float(fixed), True) if fixed else (max(1.0, single_per_s / 2), False)
 
 
 def relay_process() -> bool:
