@@ -151,8 +151,8 @@ class InlineCursor:
                 except sqlite3.OperationalError as error:
                     if not _is_busy(error):
                         raise
-                # Another connection holds the write lock: wait for it in the thread.
-            # In the thread, waiting for another writer's lock if need be; the loop goes on.
+            # Large, past the slice, or busy (another writer's lock): in the thread, which
+            # waits for the lock if need be while the loop goes on.
             waited: _Outcome = await connection._execute(
                 _run_waiting, adapt.dbapi.busy_timeout_ms, fn, raw, operation, parameters
             )
