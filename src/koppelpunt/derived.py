@@ -17,7 +17,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.model import Signalering
+from koppelpunt.off_loop import run_pure
 from koppelpunt.pipeline import derive
+from koppelpunt.pipeline.leerlingen import PupilState
 from koppelpunt.pipeline.run import AMSTERDAM, LookupUnavailable, Verwerking
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import leerlingen, outbox
@@ -78,6 +80,27 @@ async def on_receipt_group(
     await leerlingen.lock_pupils(session, bsns)
     states = await leerlingen.load_states(session, bsns)
     last = await leerlingen.load_last_gemeenten(session, bsns)
+    records = sum(len(v.bericht.records) for v, _ in group)
+    # Pure: for a large message or group in a thread, so the loop keeps answering (off_loop.py).
+    rows, changed, results = await run_pure(
+        records, _derive_group, runtime, group, states, last, now
+    )
+    for result in results:
+        _warn_buiten_flow(result)
+    await leerlingen.write_state_rows(session, rows)
+    await leerlingen.save_last_gemeenten(session, changed, now)
+    return results
+
+
+def _derive_group(
+    runtime: Runtime,
+    group: Sequence[tuple[Verwerking, int]],
+    states: dict[str, PupilState],
+    last: dict[str, derive.LastGemeente],
+    now: datetime,
+) -> tuple[leerlingen.StateRows, dict[str, derive.LastGemeente], list[derive.Derived]]:
+    """on_receipt_group's derivation, message by message, on the loaded `states` and `last`
+    (both updated): the state rows to write, the changed last gemeenten, a result each."""
     changed: dict[str, derive.LastGemeente] = {}
     rows = leerlingen.StateRows()
     results: list[derive.Derived] = []
@@ -98,11 +121,8 @@ async def on_receipt_group(
         rows.add(leerlingen.state_rows(before, after, bericht_pk=pk, now=now))
         last.update(result.last)
         changed.update(result.last)
-        _warn_buiten_flow(result)
         results.append(result)
-    await leerlingen.write_state_rows(session, rows)
-    await leerlingen.save_last_gemeenten(session, changed, now)
-    return results
+    return rows, changed, results
 
 
 def _warn_buiten_flow(result: derive.Derived) -> None:

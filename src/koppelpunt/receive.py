@@ -42,6 +42,7 @@ from koppelpunt.model import (
     Soort,
     ValidationIssue,
 )
+from koppelpunt.off_loop import records_in, run_pure
 from koppelpunt.pipeline import run
 from koppelpunt.pipeline.parse import parse_message
 from koppelpunt.pipeline.render import render_signalering
@@ -244,7 +245,8 @@ async def receive(
     """Process one message end to end (up to the outbox); raise for refusals."""
     received_at = runtime.clock()
     sha256 = hashlib.sha256(body).hexdigest()
-    outcome = parse_message(body, soort, runtime.schemas)
+    # A large body is parsed in a thread, so the loop keeps answering meanwhile (off_loop.py).
+    outcome = await run_pure(records_in(body), parse_message, body, soort, runtime.schemas)
     if isinstance(outcome, Invalid):
         fouten = [issue_json(i) for i in outcome.issues]
         await _reject(
@@ -319,11 +321,8 @@ async def _receive_one(runtime: Runtime, pending: _Pending) -> _Stored | StoredB
         lookup_started = runtime.clock()
         found = await _lookup(runtime, session, keys)
         now = runtime.clock()
-        verwerking = run.decide(parsed, runtime.rules, runtime.gemeenten, found, now)
         try:
-            (stored,) = await _store(
-                session, runtime, [(pending, verwerking)], found, lookup_started, now
-            )
+            (stored,) = await _store(session, runtime, [pending], found, lookup_started, now)
             await session.commit()
         except IntegrityError:
             # Lost a race with a concurrent identical berichtId: answer as a resend.
@@ -436,14 +435,9 @@ async def _store_group(
         lookup_started = runtime.clock()
         found = await _lookup(runtime, session, list(keys))
         now = runtime.clock()
-        decided = [
-            (
-                group[n],
-                run.decide(group[n].parsed, runtime.rules, runtime.gemeenten, found, now),
-            )
-            for n in fresh
-        ]
-        stored = await _store(session, runtime, decided, found, lookup_started, now)
+        stored = await _store(
+            session, runtime, [group[n] for n in fresh], found, lookup_started, now
+        )
         await session.commit()
     runtime.metrics.group_commit_size.observe(len(fresh))
     for n, item in zip(fresh, stored, strict=True):
@@ -468,12 +462,17 @@ class _Prepared:
 
 def _prepare(
     runtime: Runtime,
-    decided: list[tuple[_Pending, run.Verwerking]],
+    messages: list[_Pending],
     found: Mapping[run.LookupKey, run.LookupResult],
     lookup_started: datetime,
     now: datetime,
 ) -> _Prepared:
+    """Decide the messages and make their rows: pure (no session), so a large message's
+    share runs in a thread (off_loop.py)."""
     rules_version = runtime.rules.version
+    decided = [
+        (p, run.decide(p.parsed, runtime.rules, runtime.gemeenten, found, now)) for p in messages
+    ]
     # The receipt is written by the INSERT itself, counting every signalering of the decision
     # as new; only when some were stored before (deterministic ids: a derived signalering
     # already sent) or derived ones were added is it corrected, in the transaction.
@@ -521,13 +520,14 @@ def _prepare(
 async def _store(
     session: AsyncSession,
     runtime: Runtime,
-    decided: list[tuple[_Pending, run.Verwerking]],
+    messages: list[_Pending],
     found: Mapping[run.LookupKey, run.LookupResult],
     lookup_started: datetime,
     now: datetime,
 ) -> list[_Stored]:
-    """Berichten, beslissingen, pupil state, signaleringen, outbox rows and verwerkingenlog
-    lines of one message or a group, in the caller's transaction, in arrival order.
+    """Decide the messages and store their berichten, beslissingen, pupil state,
+    signaleringen, outbox rows and verwerkingenlog lines (one message or a group), in the
+    caller's transaction, in arrival order.
 
     Writes what storing the messages one after the other would (a message is derived on the
     state the ones before it left; a signalering id two messages derive is stored for the
@@ -536,9 +536,11 @@ async def _store(
     The pupils are locked (PostgreSQL) only for their state, the signaleringen and the
     outbox: the rendering, encryption and the rows that do not depend on that state (the
     messages, their beslissingen, the verwerkingenlog) come first, so a concurrent message
-    about the same pupils does not wait for them. The caller commits.
+    about the same pupils does not wait for them. For a large message or group that pure
+    part runs in a thread (off_loop.py). The caller commits.
     """
-    prepared = _prepare(runtime, decided, found, lookup_started, now)
+    records = sum(len(p.parsed.bericht.records) for p in messages)
+    prepared = await run_pure(records, _prepare, runtime, messages, found, lookup_started, now)
     return await _write(session, runtime, prepared, now)
 
 

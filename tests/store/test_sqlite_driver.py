@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from koppelpunt.store import sqlite_driver
 from koppelpunt.store.db import create_engine, session_factory
 from koppelpunt.store.sqlite_driver import InlineCursor, InlineDBAPI
+from tests.ticker import Ticker
 
 
 @pytest.fixture
@@ -95,35 +96,12 @@ _BUSY_STATEMENT = text(
 )
 
 
-class _Ticker:
-    """A task that counts how often it ran (sleeping `interval` between runs): whether the
-    event loop came round while something else was going on."""
-
-    def __init__(self, interval: float) -> None:
-        self.ticks = 0
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            self.ticks += 1
-
-    def __enter__(self) -> _Ticker:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-
 async def _ticks_during(engine: AsyncEngine, statements: int | None, seconds: float) -> int:
     """How often a task that only yields ran while one connection ran statements on the loop
     (`statements` of them, or as many as fit in `seconds`)."""
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))  # checked out before the ticker starts
-        with _Ticker(0) as ticker:
+        with Ticker(0) as ticker:
             await asyncio.sleep(0)  # the ticker's first run
             start, deadline = ticker.ticks, time.monotonic() + seconds
             run = 0
@@ -189,7 +167,7 @@ async def test_a_locked_database_is_waited_for_in_the_thread_not_on_the_loop(
             return await connection.scalar(text("PRAGMA busy_timeout"))
 
     try:
-        with _Ticker(0.01) as ticker:
+        with Ticker(0.01) as ticker:
             inserting = asyncio.create_task(insert())
             await asyncio.sleep(0.3)
             assert not inserting.done()
