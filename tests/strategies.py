@@ -39,7 +39,7 @@ def _weighted(digits: str) -> int:
     return sum(int(d) * w for d, w in zip(digits, _WEIGHTS, strict=True))
 
 
-def _bsn_from_prefix(prefix: str) -> str | None:
+def bsn_from_prefix(prefix: str) -> str | None:
     check = _weighted(prefix) % 11  # weight -1 on the last digit: it must equal the sum mod 11
     bsn = f"{prefix}{check}"
     return bsn if check < 10 and bsn != "000000000" else None
@@ -55,7 +55,7 @@ def digit_strings(n: int) -> st.SearchStrategy[str]:
 
 
 bsns: st.SearchStrategy[str] = (
-    digit_strings(8).map(_bsn_from_prefix).filter(lambda b: b is not None).map(str)
+    digit_strings(8).map(bsn_from_prefix).filter(lambda b: b is not None).map(str)
 )
 onderwijsnummers: st.SearchStrategy[str] = (
     digit_strings(6)

@@ -7,22 +7,26 @@ waiting, and the ticker would not move.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
 
-from koppelpunt import derived, off_loop, receive
+from koppelpunt import derived, off_loop, parked, receive
+from koppelpunt.derived import run_peildatum
 from koppelpunt.model import Soort
 from koppelpunt.off_loop import OFF_LOOP_RECORDS, records_in, run_pure
+from koppelpunt.pipeline import derive, run
 from koppelpunt.runtime import Runtime
 from koppelpunt.store.register import upsert_woonregister
 from tests.conftest import Running
-from tests.messages import BSN, A, aanmeldstatus_xml
+from tests.messages import BSN, A, L, aanmeldstatus_xml, prognose_xml
+from tests.strategies import bsn_from_prefix
+from tests.test_derived_end_to_end import FlakyLookup
 from tests.ticker import Ticker
 
 SENDER = "koppelpunt-mbo"
@@ -37,8 +41,7 @@ def _blocking(seconds: float) -> int:
 
 async def _ran(records: int, seconds: float = 0.05) -> tuple[int, int]:
     """(thread a blocking function ran on, ticks of the loop meanwhile) via run_pure."""
-    with Ticker(0) as ticker:
-        await asyncio.sleep(0)  # the ticker's first run
+    async with Ticker(0) as ticker:
         before = ticker.ticks
         thread = await run_pure(records, _blocking, seconds)
         return thread, ticker.ticks - before
@@ -109,8 +112,7 @@ async def _receive_spied(
     await _register(runtime)
     aanmeldingen = [A(bsn=BSN[0], aanmelding_id=f"{bericht_id}-{n}") for n in range(records)]
     body = aanmeldstatus_xml(bericht_id, aanmeldingen)
-    with Ticker(0) as ticker:
-        await asyncio.sleep(0)
+    async with Ticker(0) as ticker:
         spies = {
             "parse": _Spy(receive.parse_message, ticker),
             "decide": _Spy(receive._prepare, ticker),
@@ -133,11 +135,7 @@ class TestReceive:
         assert received.status_code == 202
         assert received.receipt["aantalRecords"] == OFF_LOOP_RECORDS
         assert received.receipt["aantalSignaleringen"] == OFF_LOOP_RECORDS
-        for name, spy in spies.items():
-            assert len(spy.calls) == 1, name
-            on_loop, ticks = spy.calls[0]
-            assert not on_loop, name
-            assert ticks > 0, name
+        _assert_off_loop(spies)
 
     @pytest.mark.parametrize("group_size", [1, 32])
     async def test_a_small_messages_steps_stay_on_the_loop(
@@ -155,3 +153,71 @@ class TestReceive:
         assert received.receipt["aantalSignaleringen"] == 3
         for name, spy in spies.items():
             assert [on_loop for on_loop, _ in spy.calls] == [True], name
+
+
+def _assert_off_loop(spies: dict[str, _Spy]) -> None:
+    """Each spied step ran once, in a thread, while the loop went on (0 ticks when inline)."""
+    for name, spy in spies.items():
+        assert len(spy.calls) == 1, name
+        on_loop, ticks = spy.calls[0]
+        assert not on_loop, name
+        assert ticks > 0, name
+
+
+class TestParkedRetry:
+    async def test_a_large_parked_messages_pure_steps_leave_the_loop_free(
+        self, running: Running, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A message parked whole (BRP down) is parsed, decided, derived and rendered again
+        at the retry: in a thread, as at receipt."""
+        runtime = running.runtime
+        await _register(runtime)
+        flaky = FlakyLookup(runtime.lookup)
+        runtime.lookup = flaky
+        aanmeldingen = [A(bsn=BSN[0], aanmelding_id=f"p-{n}") for n in range(OFF_LOOP_RECORDS)]
+        body = aanmeldstatus_xml("parked-large", aanmeldingen)
+        received = await receive.receive(runtime, body, Soort.AANMELDSTATUS, SENDER)
+        assert received.receipt["geparkeerd"] == OFF_LOOP_RECORDS
+        flaky.down = False
+        async with Ticker(0) as ticker:
+            spies = {
+                "parse": _Spy(parked.parse_message, ticker),
+                "decide": _Spy(run.decide, ticker),
+                "derive": _Spy(derive.on_receipt, ticker),
+                "render": _Spy(receive.render_all, ticker),
+            }
+            monkeypatch.setattr(parked, "parse_message", spies["parse"])
+            monkeypatch.setattr(run, "decide", spies["decide"])
+            monkeypatch.setattr(derive, "on_receipt", spies["derive"])
+            monkeypatch.setattr(receive, "render_all", spies["render"])
+            retried = await parked.retry_parked(runtime)
+        assert (retried.decided, retried.still_parked) == (OFF_LOOP_RECORDS, 0)
+        assert retried.signaleringen == OFF_LOOP_RECORDS
+        _assert_off_loop(spies)
+
+
+class TestPeildatum:
+    async def test_a_large_batchs_decisions_leave_the_loop_free(
+        self, running: Running, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """OFF_LOOP_RECORDS pupils with a prognose and no aanmelding on 1 April: their
+        decisions and renderings run in a thread."""
+        runtime = running.runtime
+        prefixes = (bsn_from_prefix(str(p)) for p in range(99_999_000, 100_000_000))
+        bsns = [b for b in prefixes if b is not None][:OFF_LOOP_RECORDS]
+        assert len(bsns) == OFF_LOOP_RECORDS
+        async with runtime.sessions.begin() as session:
+            await upsert_woonregister(session, [(b, "0363", None) for b in bsns])
+        body = prognose_xml("peildatum-large", [L(bsn=b) for b in bsns])
+        received = await receive.receive(runtime, body, Soort.PROGNOSE, "koppelpunt-vo")
+        assert received.status_code == 202
+        async with Ticker(0) as ticker:
+            spies = {
+                "decide": _Spy(derived._decide_peildatum, ticker),
+                "render": _Spy(receive.render_all, ticker),
+            }
+            monkeypatch.setattr(derived, "_decide_peildatum", spies["decide"])
+            monkeypatch.setattr(receive, "render_all", spies["render"])
+            result = await run_peildatum(runtime, date(2027, 4, 1))
+        assert result.counts() == {("GM0363", "NIET_AANGEMELD"): OFF_LOOP_RECORDS}
+        _assert_off_loop(spies)

@@ -20,10 +20,12 @@ class Ticker:
             await asyncio.sleep(self._interval)
             self.ticks += 1
 
-    def __enter__(self) -> Ticker:
+    async def __aenter__(self) -> Ticker:
+        """Starts the task and lets it begin: ticks count from here."""
         self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)
         return self
 
-    def __exit__(self, *_: object) -> None:
+    async def __aexit__(self, *_: object) -> None:
         assert self._task is not None
         self._task.cancel()

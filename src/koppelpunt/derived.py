@@ -9,7 +9,7 @@ pipeline/derive.py, stores state + signaleringen + outbox rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -20,7 +20,13 @@ from koppelpunt.model import Signalering
 from koppelpunt.off_loop import run_pure
 from koppelpunt.pipeline import derive
 from koppelpunt.pipeline.leerlingen import PupilState
-from koppelpunt.pipeline.run import AMSTERDAM, LookupUnavailable, Verwerking
+from koppelpunt.pipeline.run import (
+    AMSTERDAM,
+    LookupKey,
+    LookupResult,
+    LookupUnavailable,
+    Verwerking,
+)
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import leerlingen, outbox
 
@@ -45,7 +51,9 @@ async def on_receipt(
     states = await leerlingen.load_states(session, bsns)
     before = dict(states)
     last = await leerlingen.load_last_gemeenten(session, bsns)
-    result = derive.on_receipt(
+    result = await run_pure(  # a large message in a thread (off_loop.py)
+        len(verwerking.bericht.records),
+        derive.on_receipt,
         states,
         verwerking,
         runtime.rules,
@@ -203,7 +211,7 @@ async def _batch(
     now: datetime,
     result: PeildatumResult,
 ) -> None:
-    from koppelpunt.receive import to_outbox
+    from koppelpunt.receive import render_all
 
     rules = runtime.rules
     async with runtime.sessions.begin() as session:
@@ -216,35 +224,54 @@ async def _batch(
         shared = session if runtime.lookup.shares_session else None
         looked_up = await runtime.lookup.lookup(keys, shared)
         last = await leerlingen.load_last_gemeenten(session, {c.bsn for c in found})
-        made: dict[str, Signalering] = {}
-        changed: dict[str, derive.LastGemeente] = {}
-        for c in found:
-            code = looked_up.get((c.bsn, c.peildatum))
-            if isinstance(code, LookupUnavailable):
-                result.unavailable += 1
-                continue
-            signalled, new_last = derive.on_peildatum(
-                c,
-                states[c.bsn],
-                code,
-                changed.get(c.bsn) or last.get(c.bsn),
-                runtime.gemeenten,
-                rules,
-                now,
-                today,
-            )
-            if new_last is not None:
-                changed[c.bsn] = new_last
-            for item in signalled:
-                made.setdefault(item.signalering_id, item)
+        # Pure: from OFF_LOOP_RECORDS candidates in a thread (off_loop.py).
+        made, changed, unavailable = await run_pure(
+            len(found), _decide_peildatum, runtime, found, states, looked_up, last, now, today
+        )
+        result.unavailable += unavailable
         existing = await leerlingen.existing_signalering_ids(session, list(made))
         result.already += len(existing)
         new = [s for sid, s in made.items() if sid not in existing]
         result.new.extend(new)
         if result.dry_run:
             return  # read only: the transaction commits nothing
-        inserted = await outbox.add_signaleringen(
-            session, [to_outbox(runtime, s, None) for s in new]
-        )
+        rendered = await run_pure(len(new), render_all, runtime, new, None)
+        inserted = await outbox.add_signaleringen(session, rendered)
         await leerlingen.save_last_gemeenten(session, changed, now)
     runtime.metrics.count_created(new, inserted)  # once committed
+
+
+def _decide_peildatum(
+    runtime: Runtime,
+    found: Sequence[derive.Candidate],
+    states: dict[str, PupilState],
+    looked_up: Mapping[LookupKey, LookupResult],
+    last: dict[str, derive.LastGemeente],
+    now: datetime,
+    today: date,
+) -> tuple[dict[str, Signalering], dict[str, derive.LastGemeente], int]:
+    """A peildatum batch's decisions: the signaleringen by id, the changed last gemeenten,
+    and how many candidates were skipped because their lookup was unavailable."""
+    made: dict[str, Signalering] = {}
+    changed: dict[str, derive.LastGemeente] = {}
+    unavailable = 0
+    for c in found:
+        code = looked_up.get((c.bsn, c.peildatum))
+        if isinstance(code, LookupUnavailable):
+            unavailable += 1
+            continue
+        signalled, new_last = derive.on_peildatum(
+            c,
+            states[c.bsn],
+            code,
+            changed.get(c.bsn) or last.get(c.bsn),
+            runtime.gemeenten,
+            runtime.rules,
+            now,
+            today,
+        )
+        if new_last is not None:
+            changed[c.bsn] = new_last
+        for item in signalled:
+            made.setdefault(item.signalering_id, item)
+    return made, changed, unavailable

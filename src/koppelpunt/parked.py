@@ -17,6 +17,7 @@ import structlog
 
 from koppelpunt.derived import on_receipt
 from koppelpunt.model import Parsed, Soort
+from koppelpunt.off_loop import records_in, run_pure
 from koppelpunt.pipeline import run
 from koppelpunt.pipeline.parse import parse_message
 from koppelpunt.runtime import Runtime
@@ -35,7 +36,7 @@ class RetryResult:
 
 async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
     """Decide up to `limit` parked records again; those whose lookup still fails stay parked."""
-    from koppelpunt.receive import beslissing_rows, to_outbox
+    from koppelpunt.receive import beslissing_rows, render_all
 
     result = RetryResult()
     async with runtime.sessions() as session:
@@ -46,7 +47,11 @@ async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
     for pk, items in by_bericht.items():
         async with runtime.sessions() as session:
             raw = await store.raw_bericht(session, pk)
-        parsed = parse_message(raw, Soort(items[0].soort), runtime.schemas)
+        # Pure steps of a large message in a thread, as at receipt (off_loop.py): a message
+        # parked whole while the BRP was down can hold 10,000 records.
+        parsed = await run_pure(
+            records_in(raw), parse_message, raw, Soort(items[0].soort), runtime.schemas
+        )
         if not isinstance(parsed, Parsed):  # stored messages were valid: a fault, not input
             log.error("parked_bericht_unreadable", berichtId=items[0].bericht_id)
             continue
@@ -55,7 +60,9 @@ async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
         sub = Parsed(replace(parsed.bericht, records=records))  # type: ignore[arg-type]
         found = await runtime.lookup.lookup(run.lookups_needed(sub, runtime.rules))
         now = runtime.clock()
-        verwerking = run.decide(sub, runtime.rules, runtime.gemeenten, found, now)
+        verwerking = await run_pure(
+            len(records), run.decide, sub, runtime.rules, runtime.gemeenten, found, now
+        )
         decided = tuple(o for o in verwerking.outcomes if not o.parked)
         result.still_parked += len(verwerking.outcomes) - len(decided)
         if not decided:
@@ -71,9 +78,8 @@ async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
             # skips them, so nothing is published twice.
             derived = await on_receipt(session, runtime, done, now, apply_state=False)
             made = (*done.signaleringen, *derived.signaleringen)
-            inserted = await outbox.add_signaleringen(
-                session, [to_outbox(runtime, s, pk) for s in made]
-            )
+            rendered = await run_pure(len(made), render_all, runtime, made, pk)
+            inserted = await outbox.add_signaleringen(session, rendered)
         runtime.metrics.count_created(made, inserted)
         result.decided += len(resolved)
         result.signaleringen += len(inserted)

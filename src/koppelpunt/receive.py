@@ -102,6 +102,13 @@ def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSi
     )
 
 
+def render_all(
+    runtime: Runtime, signaleringen: Sequence[Signalering], bericht_pk: int | None
+) -> list[NewSignalering]:
+    """to_outbox for each: pure, so many at once can go to a thread (off_loop.run_pure)."""
+    return [to_outbox(runtime, s, bericht_pk) for s in signaleringen]
+
+
 def beslissing_rows(verwerking: run.Verwerking, rules_version: str) -> list[BeslissingRow]:
     rows: list[BeslissingRow] = []
     for o in verwerking.outcomes:

@@ -101,8 +101,7 @@ async def _ticks_during(engine: AsyncEngine, statements: int | None, seconds: fl
     (`statements` of them, or as many as fit in `seconds`)."""
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))  # checked out before the ticker starts
-        with Ticker(0) as ticker:
-            await asyncio.sleep(0)  # the ticker's first run
+        async with Ticker(0) as ticker:
             start, deadline = ticker.ticks, time.monotonic() + seconds
             run = 0
             while (run < statements) if statements is not None else (time.monotonic() < deadline):
@@ -167,7 +166,7 @@ async def test_a_locked_database_is_waited_for_in_the_thread_not_on_the_loop(
             return await connection.scalar(text("PRAGMA busy_timeout"))
 
     try:
-        with Ticker(0.01) as ticker:
+        async with Ticker(0.01) as ticker:
             inserting = asyncio.create_task(insert())
             await asyncio.sleep(0.3)
             assert not inserting.done()
