@@ -100,6 +100,17 @@ class _Spy:
         return result
 
 
+def _spy_on(
+    monkeypatch: pytest.MonkeyPatch, ticker: Ticker, steps: dict[str, tuple[object, str]]
+) -> dict[str, _Spy]:
+    """Replaces each step, named by (owner, attribute), with a _Spy of it."""
+    spies: dict[str, _Spy] = {}
+    for name, (owner, attribute) in steps.items():
+        spies[name] = _Spy(getattr(owner, attribute), ticker)
+        monkeypatch.setattr(owner, attribute, spies[name])
+    return spies
+
+
 async def _register(runtime: Runtime) -> None:
     async with runtime.sessions.begin() as session:
         await upsert_woonregister(session, [(BSN[0], "0363", None)])
@@ -113,14 +124,12 @@ async def _receive_spied(
     aanmeldingen = [A(bsn=BSN[0], aanmelding_id=f"{bericht_id}-{n}") for n in range(records)]
     body = aanmeldstatus_xml(bericht_id, aanmeldingen)
     async with Ticker(0) as ticker:
-        spies = {
-            "parse": _Spy(receive.parse_message, ticker),
-            "decide": _Spy(receive._prepare, ticker),
-            "derive": _Spy(derived._derive_group, ticker),
+        steps = {
+            "parse": (receive, "parse_message"),
+            "decide": (receive, "_prepare"),
+            "derive": (derived, "_derive_group"),
         }
-        monkeypatch.setattr(receive, "parse_message", spies["parse"])
-        monkeypatch.setattr(receive, "_prepare", spies["decide"])
-        monkeypatch.setattr(derived, "_derive_group", spies["derive"])
+        spies = _spy_on(monkeypatch, ticker, steps)
         received = await receive.receive(runtime, body, Soort.AANMELDSTATUS, SENDER)
     return received, spies
 
@@ -180,16 +189,13 @@ class TestParkedRetry:
         assert received.receipt["geparkeerd"] == OFF_LOOP_RECORDS
         flaky.down = False
         async with Ticker(0) as ticker:
-            spies = {
-                "parse": _Spy(parked.parse_message, ticker),
-                "decide": _Spy(run.decide, ticker),
-                "derive": _Spy(derive.on_receipt, ticker),
-                "render": _Spy(receive.render_all, ticker),
+            steps = {
+                "parse": (parked, "parse_message"),
+                "decide": (run, "decide"),
+                "derive": (derive, "on_receipt"),
+                "render": (receive, "render_all"),
             }
-            monkeypatch.setattr(parked, "parse_message", spies["parse"])
-            monkeypatch.setattr(run, "decide", spies["decide"])
-            monkeypatch.setattr(derive, "on_receipt", spies["derive"])
-            monkeypatch.setattr(receive, "render_all", spies["render"])
+            spies = _spy_on(monkeypatch, ticker, steps)
             retried = await parked.retry_parked(runtime)
         assert (retried.decided, retried.still_parked) == (OFF_LOOP_RECORDS, 0)
         assert retried.signaleringen == OFF_LOOP_RECORDS
@@ -212,12 +218,8 @@ class TestPeildatum:
         received = await receive.receive(runtime, body, Soort.PROGNOSE, "koppelpunt-vo")
         assert received.status_code == 202
         async with Ticker(0) as ticker:
-            spies = {
-                "decide": _Spy(derived._decide_peildatum, ticker),
-                "render": _Spy(receive.render_all, ticker),
-            }
-            monkeypatch.setattr(derived, "_decide_peildatum", spies["decide"])
-            monkeypatch.setattr(receive, "render_all", spies["render"])
+            steps = {"decide": (derived, "_decide_peildatum"), "render": (receive, "render_all")}
+            spies = _spy_on(monkeypatch, ticker, steps)
             result = await run_peildatum(runtime, date(2027, 4, 1))
         assert result.counts() == {("GM0363", "NIET_AANGEMELD"): OFF_LOOP_RECORDS}
         _assert_off_loop(spies)
