@@ -11,6 +11,7 @@ Import with `from tests.db_fixtures import *` in a conftest.py.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -74,12 +75,30 @@ async def _create_database(server_url: str, prefix: str) -> str | None:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
+# Tries of DROP DATABASE, a second apart: see _drop_database.
+DROP_ATTEMPTS = 30
+
+
 async def _drop_database(server_url: str, url: str) -> None:
+    """Drop a database this session created.
+
+    FORCE ends our own leftover sessions, but not an autovacuum worker that PostgreSQL started
+    on the freshly migrated database: it runs as the superuser, whom the test role may not
+    signal ("must be a member of the role whose process is being terminated"), and it ends
+    by itself within seconds. So that refusal is tried again (bench/run.py does the same).
+    """
     name = make_url(url).database
     admin = _admin_engine(server_url)
     try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for attempt in range(1, DROP_ATTEMPTS + 1):
+            try:
+                async with admin.connect() as connection:
+                    await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                return
+            except DBAPIError as exc:
+                if "pg_signal_backend" not in str(exc) or attempt == DROP_ATTEMPTS:
+                    raise
+                await asyncio.sleep(1)
     finally:
         await admin.dispose()
 
