@@ -81,8 +81,8 @@ async def make_database(tmp: Path) -> tuple[str, Callable[[], Any] | None]:
 
     async def drop() -> None:
         # FORCE ends our own leftover sessions; an autovacuum worker on the freshly written
-        # database (run by the superuser) may only end by itself, so a few tries, then a
-        # warning: a database left behind must not cost the run its results.
+        # database (it belongs to no role we may signal) may only end by itself, so a few
+        # tries, then a warning: a database left behind must not cost the run its results.
         admin = create_async_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         try:
             for attempt in range(10):

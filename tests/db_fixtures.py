@@ -83,9 +83,10 @@ async def _drop_database(server_url: str, url: str) -> None:
     """Drop a database this session created.
 
     FORCE ends our own leftover sessions, but not an autovacuum worker that PostgreSQL started
-    on the freshly migrated database: it runs as the superuser, whom the test role may not
-    signal ("must be a member of the role whose process is being terminated"), and it ends
-    by itself within seconds. So that refusal is tried again (bench/run.py does the same).
+    on the freshly migrated database: it belongs to no role, so the test role may not signal
+    it ("must be a member of the role whose process is being terminated"; a superuser's
+    session would be refused with another message, and is not waited for), and it ends by
+    itself within seconds. So that refusal is tried again (bench/run.py does the same).
     """
     name = make_url(url).database
     admin = _admin_engine(server_url)
