@@ -121,7 +121,10 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
     with tempfile.TemporaryDirectory(prefix="koppelpunt-relay-") as tmpdir:
         tmp = Path(tmpdir)
         broker = broker_module.LocalBroker(
-            tmp / "kafka", port=harness.free_port(), controller_port=harness.free_port()
+            tmp / "kafka",
+            port=harness.free_port(),
+            controller_port=harness.free_port(),
+            stop_with_parent=True,
         )
         broker.start(timeout=180)
         try:

@@ -400,7 +400,10 @@ async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
         tmp = Path(tmpdir)
         print(f"bench: logs and data in {tmp}{' (kept)' if keep else ''}", flush=True)
         broker = broker_module.LocalBroker(
-            tmp / "kafka", port=harness.free_port(), controller_port=harness.free_port()
+            tmp / "kafka",
+            port=harness.free_port(),
+            controller_port=harness.free_port(),
+            stop_with_parent=True,
         )
         broker.start(timeout=180)
         # The broker is SASL/SCRAM-only with ACLs (kafka/broker.py): the service, started as a

@@ -11,7 +11,10 @@ standard library and Java 17, so it runs before the venv exists.
     python kafka/broker.py stop [--dir var/kafka]
     python kafka/broker.py env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
 
-Importable too: `LocalBroker(data_dir, port=..., controller_port=...).start()`.
+Importable too: `LocalBroker(data_dir, port=..., controller_port=...).start()`. Tests and the
+benchmark pass `stop_with_parent=True`: a watchdog process (`broker.py watch`, started by
+start()) stops the broker when the process that started it ends, however it ends (a pytest
+killed by the kernel or at a CI time limit runs no teardown). `make kafka` leaves it running.
 
 Security (as in production, so tests prove the ACLs): the only client listener is
 SASL_PLAINTEXT with SCRAM-SHA-512 on loopback, the KRaft StandardAuthorizer runs with
@@ -35,6 +38,7 @@ import hmac
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -457,6 +461,90 @@ def _is_kafka_process(pid: int) -> bool:
         return _pid_alive(pid)  # no /proc (macOS): trust the pid file
 
 
+class _Watchdog:
+    """A `broker.py watch` process holding the read end of a pipe whose write end only we hold.
+
+    When this process ends, however it ends, the kernel closes the write end and the watchdog
+    reads end-of-file: the lifeline. A pipe and not a poll of our pid (no pid reuse) and not
+    PR_SET_PDEATHSIG (that fires when the *thread* that started the broker ends, and the tests
+    restart it from asyncio's worker threads).
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], lifeline: int) -> None:
+        self._proc = proc
+        self._lifeline = lifeline
+
+    @classmethod
+    def start(cls, broker_pid: int, log_file: Path) -> _Watchdog:
+        read_end, write_end = os.pipe()  # both not inheritable (PEP 446): no other child has them
+        try:
+            with log_file.open("ab") as log:
+                proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                    [
+                        sys.executable,
+                        str(Path(__file__).resolve()),
+                        "watch",
+                        "--pid",
+                        str(broker_pid),
+                        "--lifeline-fd",
+                        str(read_end),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(read_end,),
+                    start_new_session=True,  # a Ctrl-C in our terminal does not reach it
+                )
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        return cls(proc, write_end)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def end(self) -> None:
+        """Close the lifeline (the broker is stopped already) and reap the watchdog."""
+        with contextlib.suppress(OSError):
+            os.close(self._lifeline)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def watch(broker_pid: int, lifeline_fd: int, grace: float = 30.0, poll: float = 1.0) -> int:
+    """Stop the broker's process group when the lifeline closes; return when the broker is gone.
+
+    SIGTERM first (a clean shutdown keeps the data directory usable), SIGKILL after `grace`.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def broker_alive() -> bool:
+        return _pid_alive(broker_pid) and _is_kafka_process(broker_pid)
+
+    while broker_alive():
+        readable, _, _ = select.select([lifeline_fd], [], [], poll)
+        if readable and os.read(lifeline_fd, 1) == b"":
+            break
+    else:
+        return 0  # stopped by someone else
+    print(f"watchdog: the process that started broker {broker_pid} ended; stopping the broker")
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(broker_pid, sig)
+        deadline = time.monotonic() + wait
+        while broker_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not broker_alive():
+            return 0
+    return 1
+
+
 class LocalBroker:
     """One broker process owned through a pid file in `data_dir` (logs, config, data too)."""
 
@@ -468,6 +556,8 @@ class LocalBroker:
         libs_dir: Path = DEFAULT_LIBS,
         heap: str = "512m",
         extra_properties: Mapping[str, str] | None = None,
+        *,
+        stop_with_parent: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -477,7 +567,9 @@ class LocalBroker:
         # Overrides and additions (e.g. a SASL_SCRAM listener, an authorizer) win over the
         # defaults; a value of "" removes a default.
         self.extra_properties = dict(extra_properties or {})
+        self.stop_with_parent = stop_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: _Watchdog | None = None
 
     # --- paths ----------------------------------------------------------------------------
     @property
@@ -639,6 +731,8 @@ class LocalBroker:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{self._proc.pid}\n")
+        if self.stop_with_parent:
+            self._watchdog = _Watchdog.start(self._proc.pid, self.log_file)
         try:
             self._wait_ready(self._proc.pid, timeout)
             self._grant_service(java)
@@ -654,6 +748,7 @@ class LocalBroker:
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
+            self._end_watchdog()
             return False
         self._signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -665,7 +760,13 @@ class LocalBroker:
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         self._proc = None
+        self._end_watchdog()
         return True
+
+    def _end_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.end()
+            self._watchdog = None
 
     # --- helpers --------------------------------------------------------------------------
     def _signal(self, pid: int, sig: signal.Signals) -> None:
@@ -863,7 +964,7 @@ def _recorded_port(data_dir: Path, default: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local single-node Kafka broker (KRaft).")
-    parser.add_argument("command", choices=["start", "stop", "status", "env"])
+    parser.add_argument("command", choices=["start", "stop", "status", "env", "watch"])
     parser.add_argument("--dir", type=Path, default=REPO_ROOT / "var" / "kafka")
     parser.add_argument("--port", type=int, default=None, help="broker port (default 9092)")
     parser.add_argument("--controller-port", type=int, default=9093)
@@ -873,7 +974,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--admin", action="store_true", help="env: also the admin principal (koppelpunt access)"
     )
+    # watch: started by LocalBroker(stop_with_parent=True), not by hand (see _Watchdog)
+    parser.add_argument("--pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lifeline-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "watch":
+        if args.pid is None or args.lifeline_fd is None:
+            parser.error("watch needs --pid and --lifeline-fd")
+        return watch(args.pid, args.lifeline_fd)
 
     data_dir = args.dir.resolve()
     port = args.port if args.port is not None else _recorded_port(data_dir, 9092)

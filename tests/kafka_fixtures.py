@@ -99,7 +99,10 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield None
         return
     broker = LocalBroker(
-        tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port()
+        tmp_path_factory.mktemp("kafka"),
+        port=free_port(),
+        controller_port=free_port(),
+        stop_with_parent=True,  # a pytest killed without teardown leaves no broker behind
     )
     started = time.monotonic()
     broker.start(timeout=120)
