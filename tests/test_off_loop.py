@@ -21,12 +21,12 @@ from koppelpunt.derived import run_peildatum
 from koppelpunt.model import Soort
 from koppelpunt.off_loop import OFF_LOOP_RECORDS, records_in, run_pure
 from koppelpunt.pipeline import derive, run
-from koppelpunt.runtime import Runtime
 from koppelpunt.store.register import upsert_woonregister
 from tests.conftest import Running
 from tests.messages import BSN, A, L, aanmeldstatus_xml, prognose_xml
 from tests.strategies import bsn_from_prefix
 from tests.test_derived_end_to_end import FlakyLookup
+from tests.test_receive_session import register
 from tests.ticker import Ticker
 
 SENDER = "koppelpunt-mbo"
@@ -111,16 +111,11 @@ def _spy_on(
     return spies
 
 
-async def _register(runtime: Runtime) -> None:
-    async with runtime.sessions.begin() as session:
-        await upsert_woonregister(session, [(BSN[0], "0363", None)])
-
-
 async def _receive_spied(
     running: Running, monkeypatch: pytest.MonkeyPatch, bericht_id: str, records: int
 ) -> tuple[receive.Received, dict[str, _Spy]]:
     runtime = running.runtime
-    await _register(runtime)
+    await register(runtime)
     aanmeldingen = [A(bsn=BSN[0], aanmelding_id=f"{bericht_id}-{n}") for n in range(records)]
     body = aanmeldstatus_xml(bericht_id, aanmeldingen)
     async with Ticker(0) as ticker:
@@ -180,7 +175,7 @@ class TestParkedRetry:
         """A message parked whole (BRP down) is parsed, decided, derived and rendered again
         at the retry: in a thread, as at receipt."""
         runtime = running.runtime
-        await _register(runtime)
+        await register(runtime)
         flaky = FlakyLookup(runtime.lookup)
         runtime.lookup = flaky
         aanmeldingen = [A(bsn=BSN[0], aanmelding_id=f"p-{n}") for n in range(OFF_LOOP_RECORDS)]
