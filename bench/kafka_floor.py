@@ -1,0 +1,164 @@
+"""What Kafka alone costs per signalering on this machine: the floor under targets (3) and (4).
+
+    python -m bench.kafka_floor [records] [batch]      # defaults 200000 1000
+
+Why: (3) asks for 20,000 records/s end to end on 2 cores, which is 0.1 ms of CPU per record
+for everything on the machine. Part of that is not koppelpunt's Python but publishing and
+reading the signaleringen: the producer (aiokafka, as the relay uses it: `KafkaPublisher`),
+the broker, and the reader that counts them in `make bench` (`harness.SignaleringConsumer`).
+This measures that part with nothing else running: no HTTP, no database, no parsing.
+
+Starts its own broker (kafka/broker.py, SASL/SCRAM with ACLs, free ports, temp dir), creates
+the 342 gemeente topics (one partition each, as `make bench`), builds `records` signaleringen
+in memory (~1 KB XML payloads and the CloudEvents headers of bench/profile_relay.py, keyed by
+BSN, gemeenten Zipf-weighted as in bench/generate.py), then, one after the other:
+
+1. publishes them with `KafkaPublisher.publish` in calls of `batch` messages (the relay's
+   best case: large batches, the producer warm, no database between the calls);
+2. reads them all from the start with the bench's reader, after publication (the reader's
+   best case: full fetches).
+
+Each step's CPU per record: this process (producer, then reader) and the broker (/proc).
+Best cases, so the sum is a lower bound of what publishing and reading cost in (3) and (4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench import generate as gen
+from bench import harness
+from bench.profile_relay import PREFIX, _payload
+from bench.run import load_broker_module
+
+if TYPE_CHECKING:
+    from koppelpunt.kafka.publisher import OutboundMessage
+
+WARM_UP = 5_000
+
+
+def build(n: int, seed: int) -> list[OutboundMessage]:
+    """n OutboundMessages as the relay would hand them to the publisher."""
+    from koppelpunt.kafka.admin import topic_for
+    from koppelpunt.kafka.publisher import OutboundMessage, cloudevent_headers
+
+    rng = random.Random(seed)
+    codes = gen.active_gemeenten()
+    weights = gen.gemeente_weights(codes)
+    now = datetime.now(UTC)
+    messages: list[OutboundMessage] = []
+    for i, code in enumerate(rng.choices(codes, weights=weights, k=n)):
+        bsn = f"{100_000_000 + rng.randrange(250_000):09d}"
+        headers = cloudevent_headers(
+            ce_id=f"floor-{seed}-{i}",
+            ce_type="nl.vva.signalering.aanmelding",
+            ce_source="/koppelpunt",
+            ce_time=now,
+            extra={"ce_dataschema": "https://example.org/signalering.xsd"},
+        )
+        messages.append(
+            OutboundMessage(
+                topic=topic_for(PREFIX, "GM" + code),
+                key=bsn.encode(),
+                value=_payload(rng, bsn, "GM" + code),
+                headers=headers,
+                ref=i,
+            )
+        )
+    return messages
+
+
+async def main(n: int, batch: int) -> None:
+    from koppelpunt.config import Settings
+    from koppelpunt.kafka.admin import client_kwargs, ensure_topics, topic_for
+    from koppelpunt.kafka.publisher import KafkaPublisher
+
+    broker_module = load_broker_module()
+    with tempfile.TemporaryDirectory(prefix="koppelpunt-floor-") as tmpdir:
+        broker = broker_module.LocalBroker(
+            Path(tmpdir) / "kafka",
+            port=harness.free_port(),
+            controller_port=harness.free_port(),
+            stop_with_parent=True,
+        )
+        broker.start(timeout=180)
+        try:
+            os.environ.update(broker.client_env(admin=True))
+            settings = Settings(topic_prefix=PREFIX, topic_partitions=1)
+            admin = settings.model_copy(
+                update={
+                    "kafka_username": settings.kafka_admin_username,
+                    "kafka_password": settings.kafka_admin_password,
+                }
+            )
+            topics = [topic_for(PREFIX, "GM" + c) for c in gen.active_gemeenten()]
+            await ensure_topics(admin, topics, 1, timeout=120)
+            broker_pid = broker.pid()
+            assert broker_pid is not None
+            warm = build(WARM_UP, seed=0)
+            messages = build(n, seed=1)
+            size = sum(len(m.value) for m in messages) / n
+
+            publisher = KafkaPublisher(settings)
+            await publisher.start()
+            try:
+                for start in range(0, WARM_UP, batch):
+                    await publisher.publish(warm[start : start + batch])
+                cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
+                t0 = time.perf_counter()
+                failed = 0
+                for start in range(0, n, batch):
+                    chunk = messages[start : start + batch]
+                    results = await publisher.publish(chunk)
+                    failed += sum(1 for r in results if not r.ok)
+                wall_p = time.perf_counter() - t0
+                cpu_p = time.process_time() - cpu0
+                bcpu_p = harness.cpu_seconds(broker_pid) - bcpu0
+            finally:
+                await publisher.stop()
+            if failed:
+                raise SystemExit(f"{failed} messages not acknowledged")
+
+            security = {k: v for k, v in client_kwargs(admin).items() if k != "bootstrap_servers"}
+            reader = harness.SignaleringConsumer(broker.bootstrap, topics, security=security)
+            cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
+            t0 = time.perf_counter()
+            await reader.start()
+            try:
+                if not await reader.wait_for(WARM_UP + n, timeout=600):
+                    raise SystemExit(f"read only {reader.consumed.unique} of {WARM_UP + n}")
+            finally:
+                wall_r = time.perf_counter() - t0
+                cpu_r = time.process_time() - cpu0
+                bcpu_r = harness.cpu_seconds(broker_pid) - bcpu0
+                await reader.stop()
+            read = WARM_UP + n  # the reader reads the warm-up records too
+        finally:
+            broker.stop()
+
+    def ms(cpu: float, records: int) -> float:
+        return cpu * 1000 / records
+
+    producer, broker_in = ms(cpu_p, n), ms(bcpu_p, n)
+    reader_ms, broker_out = ms(cpu_r, read), ms(bcpu_r, read)
+    total = producer + broker_in + reader_ms + broker_out
+    print(f"kafka floor: {n:,} signaleringen of {size:,.0f} bytes, 342 topics, batch {batch}")
+    print(f"  publish  {n / wall_p:9,.0f} records/s   producer {producer:.3f} ms/record,"
+          f" broker {broker_in:.3f} ms/record")  # fmt: skip
+    print(f"  read     {read / wall_r:9,.0f} records/s   reader   {reader_ms:.3f} ms/record,"
+          f" broker {broker_out:.3f} ms/record")  # fmt: skip
+    print(f"  together {total:.3f} ms of CPU per record: 20,000 records/s need"
+          f" {total * 20:.2f} cores for publishing and reading alone")  # fmt: skip
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    asyncio.run(main(*(args + [200_000, 1000][len(args) :])))
