@@ -531,8 +531,8 @@ def watch(broker_pid: int, lifeline_fd: int, grace: float = 30.0, poll: float = 
         readable, _, _ = select.select([lifeline_fd], [], [], poll)
         if readable and os.read(lifeline_fd, 1) == b"":
             break
-    else:
-        return 0  # stopped by someone else
+    if not broker_alive():
+        return 0  # stopped by someone else (stop() closes the lifeline once the broker is gone)
     print(f"watchdog: the process that started broker {broker_pid} ended; stopping the broker")
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -134,3 +134,17 @@ class TestWatchdogWithoutJvm:
             stand_in.wait()
             assert watchdog._proc.wait(timeout=15) == 0
             assert "stopping the broker" not in (tmp_path / "watch.log").read_text()
+
+    def test_stop_then_closed_lifeline_is_not_reported_as_our_death(
+        self, stand_in: subprocess.Popen[bytes], tmp_path: Path
+    ) -> None:
+        """LocalBroker.stop() ends the broker, then closes the lifeline at once (within the
+        watchdog's poll): a normal stop, not "the process that started it ended"."""
+        watchdog = broker_module._Watchdog.start(stand_in.pid, tmp_path / "watch.log")
+        with killed_afterwards([watchdog.pid]):
+            time.sleep(0.5)  # the watchdog waits in select() on the lifeline
+            stand_in.terminate()
+            stand_in.wait()
+            watchdog.end()
+            assert watchdog._proc.returncode == 0
+            assert "stopping the broker" not in (tmp_path / "watch.log").read_text()
