@@ -255,9 +255,11 @@ def messages(
         body = prognose_body(f"{prefix}-p-{i}", chunk, rng.choice(BRINS))
         yield from finish(Message("/v1/prognoses", body, len(chunk)))
     for i in range(0, len(status_records), batch):
-        chunk = status_records[i : i + batch]
+        statuses = status_records[i : i + batch]
         yield from finish(
             Message(
-                "/v1/aanmeldstatussen", aanmeldstatus_body(f"{prefix}-s-{i}", chunk), len(chunk)
+                "/v1/aanmeldstatussen",
+                aanmeldstatus_body(f"{prefix}-s-{i}", statuses),
+                len(statuses),
             )
         )

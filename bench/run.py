@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +321,7 @@ def single_records(people: list[gen.Pupil], prefix: str) -> Iterable[gen.Message
     i = 0
     while True:
         p = ok[i % len(ok)]
-        s = gen.Status(f"S{i:09d}", p, "30RT", "25180", 2, "AANGEMELD", gen.date(2027, 3, 1))
+        s = gen.Status(f"S{i:09d}", p, "30RT", "25180", 2, "AANGEMELD", date(2027, 3, 1))
         body = gen.aanmeldstatus_body(f"{prefix}-{i}", [s])
         yield gen.Message("/v1/aanmeldstatussen", body, 1)
         i += 1
@@ -338,7 +338,7 @@ def every_gemeente(people: list[gen.Pupil], prefix: str) -> list[gen.Message]:
         first.setdefault(str(p.gemeentecode), p)
     messages = []
     for i, p in enumerate(first.values()):
-        s = gen.Status(f"W{i:09d}", p, "30RT", "25180", 2, "AANGEMELD", gen.date(2027, 3, 1))
+        s = gen.Status(f"W{i:09d}", p, "30RT", "25180", 2, "AANGEMELD", date(2027, 3, 1))
         body = gen.aanmeldstatus_body(f"{prefix}-{i}", [s])
         messages.append(gen.Message("/v1/aanmeldstatussen", body, 1))
     return messages
