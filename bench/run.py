@@ -598,7 +598,7 @@ async def phases(
     singles = single_records(people, "single")
 
     print("bench: (2) single-record POSTs end to end", flush=True)
-    before = consumer.consumed.unique
+    read_before = consumer.consumed.unique
     warm_ups: list[tuple[Iterable[gen.Message], float]] = [(singles, 2)]
     if os.environ.get("BENCH_WARM_TOPICS", "1") != "0":
         warm_ups.insert(0, (every_gemeente(people, "warm"), 120))
@@ -607,7 +607,7 @@ async def phases(
         sent_warm, _ = await closed_loop(client, messages, concurrency, most)
         warm += sent_warm.signaleringen
     # Every warm-up signalering read before the clock starts (none counted for the phase).
-    await wait_consumed(consumer, before + warm, 60)
+    await wait_consumed(consumer, read_before + warm, 60)
     base = consumer.consumed.unique
     t0 = time.monotonic()
     cpu.start()

@@ -61,10 +61,10 @@ async def trips(n: int, path: Path) -> None:
                 cursor.close()
 
         async def one(i: int) -> None:
-            await db._execute(run, i)
+            await db._execute(run, i)  # type: ignore[no-untyped-call]  # aiosqlite internal
 
         async def nothing(_: int) -> None:
-            await db._execute(lambda: None)
+            await db._execute(lambda: None)  # type: ignore[no-untyped-call]
 
         await _timed("cursor, execute, fetchall, close (4 trips)", n, four)
         await _timed("execute, fetch and close in one trip", n, one)
