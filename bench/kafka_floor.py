@@ -25,7 +25,6 @@ Best cases, so the sum is a lower bound of what publishing and reading cost in (
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING
 from bench import generate as gen
 from bench import harness
 from bench.profile_relay import PREFIX, _payload
-from bench.run import load_broker_module
+from bench.run import as_admin, local_broker
 
 if TYPE_CHECKING:
     from koppelpunt.kafka.publisher import OutboundMessage
@@ -81,68 +80,54 @@ async def main(n: int, batch: int) -> None:
     from koppelpunt.kafka.admin import client_kwargs, ensure_topics, topic_for
     from koppelpunt.kafka.publisher import KafkaPublisher
 
-    broker_module = load_broker_module()
-    with tempfile.TemporaryDirectory(prefix="koppelpunt-floor-") as tmpdir:
-        broker = broker_module.LocalBroker(
-            Path(tmpdir) / "kafka",
-            port=harness.free_port(),
-            controller_port=harness.free_port(),
-            stop_with_parent=True,
-        )
-        broker.start(timeout=180)
+    with (
+        tempfile.TemporaryDirectory(prefix="koppelpunt-floor-") as tmpdir,
+        local_broker(Path(tmpdir) / "kafka") as broker,
+    ):
+        settings = Settings(topic_prefix=PREFIX, topic_partitions=1)
+        admin = as_admin(settings)
+        topics = [topic_for(PREFIX, "GM" + c) for c in gen.active_gemeenten()]
+        await ensure_topics(admin, topics, 1, timeout=120)
+        broker_pid = broker.pid()
+        assert broker_pid is not None
+        warm = build(WARM_UP, seed=0)
+        messages = build(n, seed=1)
+        size = sum(len(m.value) for m in messages) / n
+
+        publisher = KafkaPublisher(settings)
+        await publisher.start()
         try:
-            os.environ.update(broker.client_env(admin=True))
-            settings = Settings(topic_prefix=PREFIX, topic_partitions=1)
-            admin = settings.model_copy(
-                update={
-                    "kafka_username": settings.kafka_admin_username,
-                    "kafka_password": settings.kafka_admin_password,
-                }
-            )
-            topics = [topic_for(PREFIX, "GM" + c) for c in gen.active_gemeenten()]
-            await ensure_topics(admin, topics, 1, timeout=120)
-            broker_pid = broker.pid()
-            assert broker_pid is not None
-            warm = build(WARM_UP, seed=0)
-            messages = build(n, seed=1)
-            size = sum(len(m.value) for m in messages) / n
-
-            publisher = KafkaPublisher(settings)
-            await publisher.start()
-            try:
-                for start in range(0, WARM_UP, batch):
-                    await publisher.publish(warm[start : start + batch])
-                cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
-                t0 = time.perf_counter()
-                failed = 0
-                for start in range(0, n, batch):
-                    chunk = messages[start : start + batch]
-                    results = await publisher.publish(chunk)
-                    failed += sum(1 for r in results if not r.ok)
-                wall_p = time.perf_counter() - t0
-                cpu_p = time.process_time() - cpu0
-                bcpu_p = harness.cpu_seconds(broker_pid) - bcpu0
-            finally:
-                await publisher.stop()
-            if failed:
-                raise SystemExit(f"{failed} messages not acknowledged")
-
-            security = {k: v for k, v in client_kwargs(admin).items() if k != "bootstrap_servers"}
-            reader = harness.SignaleringConsumer(broker.bootstrap, topics, security=security)
+            for start in range(0, WARM_UP, batch):
+                await publisher.publish(warm[start : start + batch])
             cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
             t0 = time.perf_counter()
-            await reader.start()
-            try:
-                if not await reader.wait_for(WARM_UP + n, timeout=600):
-                    raise SystemExit(f"read only {reader.consumed.unique} of {WARM_UP + n}")
-            finally:
-                wall_r = time.perf_counter() - t0
-                cpu_r = time.process_time() - cpu0
-                bcpu_r = harness.cpu_seconds(broker_pid) - bcpu0
-                await reader.stop()
-            read = WARM_UP + n  # the reader reads the warm-up records too
+            failed = 0
+            for start in range(0, n, batch):
+                chunk = messages[start : start + batch]
+                results = await publisher.publish(chunk)
+                failed += sum(1 for r in results if not r.ok)
+            wall_p = time.perf_counter() - t0
+            cpu_p = time.process_time() - cpu0
+            bcpu_p = harness.cpu_seconds(broker_pid) - bcpu0
         finally:
-            broker.stop()
+            await publisher.stop()
+        if failed:
+            raise SystemExit(f"{failed} messages not acknowledged")
+
+        security = {k: v for k, v in client_kwargs(admin).items() if k != "bootstrap_servers"}
+        reader = harness.SignaleringConsumer(broker.bootstrap, topics, security=security)
+        cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
+        t0 = time.perf_counter()
+        await reader.start()
+        try:
+            if not await reader.wait_for(WARM_UP + n, timeout=600):
+                raise SystemExit(f"read only {reader.consumed.unique} of {WARM_UP + n}")
+        finally:
+            wall_r = time.perf_counter() - t0
+            cpu_r = time.process_time() - cpu0
+            bcpu_r = harness.cpu_seconds(broker_pid) - bcpu0
+            await reader.stop()
+        read = WARM_UP + n  # the reader reads the warm-up records too
 
     def ms(cpu: float, records: int) -> float:
         return cpu * 1000 / records

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from bench import generate as gen
 from bench import harness
-from bench.run import load_broker_module, make_database
+from bench.run import as_admin, local_broker, make_database
 
 PREFIX = "vva.signalering"  # the service principal may write only these topics (ACLs)
 PER_BERICHT = 500
@@ -117,18 +117,9 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
     from koppelpunt.logging import configure_logging
     from koppelpunt.store.db import create_engine, session_factory
 
-    broker_module = load_broker_module()
     with tempfile.TemporaryDirectory(prefix="koppelpunt-relay-") as tmpdir:
         tmp = Path(tmpdir)
-        broker = broker_module.LocalBroker(
-            tmp / "kafka",
-            port=harness.free_port(),
-            controller_port=harness.free_port(),
-            stop_with_parent=True,
-        )
-        broker.start(timeout=180)
-        try:
-            os.environ.update(broker.client_env(admin=True))
+        with local_broker(tmp / "kafka") as broker:
             os.environ.pop("KOPPELPUNT_DATABASE_URL", None)  # SQLite in tmp
             url, _ = await make_database(tmp)
             settings = Settings(
@@ -137,12 +128,7 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
                 topic_partitions=1,
                 relay_batch_size=batch,
             )
-            admin = settings.model_copy(
-                update={
-                    "kafka_username": settings.kafka_admin_username,
-                    "kafka_password": settings.kafka_admin_password,
-                }
-            )
+            admin = as_admin(settings)
             topics = [topic_for(PREFIX, "GM" + c) for c in gen.active_gemeenten()]
             await ensure_topics(admin, topics, 1, timeout=120)
             configure_logging("INFO", True)
@@ -188,8 +174,6 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
             finally:
                 await relay.stop()
                 await engine.dispose()
-        finally:
-            broker.stop()
 
 
 if __name__ == "__main__":

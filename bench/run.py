@@ -24,10 +24,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,6 +35,9 @@ from bench import generate as gen
 from bench import harness
 from bench.harness import Process, SignaleringConsumer
 from bench.load_client import Answer, ClientErrors, LoadClient
+
+if TYPE_CHECKING:
+    from koppelpunt.config import Settings
 
 ROOT = harness.ROOT
 RESULTS = ROOT / "bench" / "results"
@@ -52,6 +55,38 @@ def load_broker_module() -> Any:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def local_broker(data_dir: Path) -> Iterator[Any]:
+    """The benchmarks' own broker (kafka/broker.py: SASL/SCRAM-only with ACLs) on free ports,
+    stopped afterwards and also when this process is killed (stop_with_parent).
+
+    Its settings go into this process's environment, the admin's too: a service started as a
+    child process inherits the service principal's; readers use `as_admin`.
+    """
+    broker = load_broker_module().LocalBroker(
+        data_dir,
+        port=harness.free_port(),
+        controller_port=harness.free_port(),
+        stop_with_parent=True,
+    )
+    broker.start(timeout=180)
+    try:
+        os.environ.update(broker.client_env(admin=True))
+        yield broker
+    finally:
+        broker.stop()
+
+
+def as_admin(settings: Settings) -> Settings:
+    """The same settings with the admin principal (super user: reads every topic)."""
+    return settings.model_copy(
+        update={
+            "kafka_username": settings.kafka_admin_username,
+            "kafka_password": settings.kafka_admin_password,
+        }
+    )
 
 
 # --- database ---------------------------------------------------------------------------------
@@ -398,7 +433,6 @@ async def wait_consumed(consumer: SignaleringConsumer, target: int, timeout: flo
 
 
 async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
-    broker_module = load_broker_module()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "scale": scale,
@@ -421,28 +455,17 @@ async def run(scale: float, seconds: float, concurrency: int) -> dict[str, Any]:
     with workdir as tmpdir:
         tmp = Path(tmpdir)
         print(f"bench: logs and data in {tmp}{' (kept)' if keep else ''}", flush=True)
-        broker = broker_module.LocalBroker(
-            tmp / "kafka",
-            port=harness.free_port(),
-            controller_port=harness.free_port(),
-            stop_with_parent=True,
-        )
-        broker.start(timeout=180)
-        # The broker is SASL/SCRAM-only with ACLs (kafka/broker.py): the service, started as a
-        # child process, inherits the service principal's settings; the bench reads with the
-        # admin's (super user), see measure().
-        os.environ.update(broker.client_env(admin=True))
-        drop = None
-        try:
-            url, drop = await make_database(tmp)
-            results["database"] = url.split(":", 1)[0]
-            results |= await measure(
-                tmp, url, broker.bootstrap, broker.pid(), scale, seconds, concurrency
-            )
-        finally:
-            broker.stop()
-            if drop is not None:
-                await drop()
+        with local_broker(tmp / "kafka") as broker:
+            drop = None
+            try:
+                url, drop = await make_database(tmp)
+                results["database"] = url.split(":", 1)[0]
+                results |= await measure(
+                    tmp, url, broker.bootstrap, broker.pid(), scale, seconds, concurrency
+                )
+            finally:
+                if drop is not None:
+                    await drop()
     results["machine"]["load_average_after"] = os.getloadavg()
     return results
 
@@ -529,12 +552,7 @@ async def measure(
         relay = harness.relay({**env, "KOPPELPUNT_RELAY_POLL_SECONDS": "0.05"}, tmp / "relay.log")
     service = services[0]
     service_pids = [s.pid for s in services] + ([relay.pid] if relay else [])
-    reader = settings.model_copy(
-        update={
-            "kafka_username": settings.kafka_admin_username,
-            "kafka_password": settings.kafka_admin_password,
-        }
-    )
+    reader = as_admin(settings)
     security = {k: v for k, v in client_kwargs(reader).items() if k != "bootstrap_servers"}
     consumer = SignaleringConsumer(bootstrap, topics, security=security)
     profiler: subprocess.Popen[bytes] | None = None
