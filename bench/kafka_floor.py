@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from bench import generate as gen
 from bench import harness
-from bench.profile_relay import PREFIX, _payload
+from bench.profile_relay import PREFIX, _payload, headers_of
 from bench.run import as_admin, local_broker
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ WARM_UP = 5_000
 def build(n: int, seed: int) -> list[OutboundMessage]:
     """n OutboundMessages as the relay would hand them to the publisher."""
     from koppelpunt.kafka.admin import topic_for
-    from koppelpunt.kafka.publisher import OutboundMessage, cloudevent_headers
+    from koppelpunt.kafka.publisher import OutboundMessage
 
     rng = random.Random(seed)
     codes = gen.active_gemeenten()
@@ -56,19 +56,12 @@ def build(n: int, seed: int) -> list[OutboundMessage]:
     messages: list[OutboundMessage] = []
     for i, code in enumerate(rng.choices(codes, weights=weights, k=n)):
         bsn = f"{100_000_000 + rng.randrange(250_000):09d}"
-        headers = cloudevent_headers(
-            ce_id=f"floor-{seed}-{i}",
-            ce_type="nl.vva.signalering.aanmelding",
-            ce_source="/koppelpunt",
-            ce_time=now,
-            extra={"ce_dataschema": "https://example.org/signalering.xsd"},
-        )
         messages.append(
             OutboundMessage(
                 topic=topic_for(PREFIX, "GM" + code),
                 key=bsn.encode(),
                 value=_payload(rng, bsn, "GM" + code),
-                headers=headers,
+                headers=headers_of(f"floor-{seed}-{i}", now),
                 ref=i,
             )
         )

@@ -43,6 +43,19 @@ def _count_statement(_conn: object, _cursor: object, statement: str, *_args: obj
     STATEMENTS[" ".join(words[:3])[:60] if words else "?"] += 1
 
 
+def headers_of(ce_id: str, now: datetime) -> tuple[tuple[str, bytes], ...]:
+    """The CloudEvents headers of a bench signalering (as the service's, with a dataschema)."""
+    from koppelpunt.kafka.publisher import cloudevent_headers
+
+    return cloudevent_headers(
+        ce_id=ce_id,
+        ce_type="nl.vva.signalering.aanmelding",
+        ce_source="/koppelpunt",
+        ce_time=now,
+        extra={"ce_dataschema": "https://example.org/signalering.xsd"},
+    )
+
+
 def _payload(rng: random.Random, bsn: str, code: str) -> bytes:
     filler = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=700))
     return (
@@ -54,7 +67,6 @@ def _payload(rng: random.Random, bsn: str, code: str) -> bytes:
 async def fill(url: str, n: int, round_no: int) -> None:
     """n signaleringen with their outbox rows, in berichten of PER_BERICHT."""
     from koppelpunt.kafka.admin import topic_for
-    from koppelpunt.kafka.publisher import cloudevent_headers
     from koppelpunt.store.berichten import add_bericht
     from koppelpunt.store.db import create_engine, session_factory
     from koppelpunt.store.outbox import NewSignalering, add_signaleringen
@@ -84,13 +96,7 @@ async def fill(url: str, n: int, round_no: int) -> None:
                     code = "GM" + rng.choices(codes, weights=weights)[0]
                     bsn = f"{100_000_000 + rng.randrange(250_000):09d}"
                     sid = f"sig-{round_no}-{i}"
-                    headers = cloudevent_headers(
-                        ce_id=sid,
-                        ce_type="nl.vva.signalering.aanmelding",
-                        ce_source="/koppelpunt",
-                        ce_time=now,
-                        extra={"ce_dataschema": "https://example.org/signalering.xsd"},
-                    )
+                    headers = headers_of(sid, now)
                     items.append(
                         NewSignalering(
                             signalering_id=sid,
