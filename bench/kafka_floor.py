@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from bench import generate as gen
 from bench import harness
-from bench.profile_relay import PREFIX, _payload, headers_of
+from bench.profile_relay import PREFIX, headers_of, payload_of
 from bench.run import as_admin, local_broker
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def build(n: int, seed: int) -> list[OutboundMessage]:
             OutboundMessage(
                 topic=topic_for(PREFIX, "GM" + code),
                 key=bsn.encode(),
-                value=_payload(rng, bsn, "GM" + code),
+                value=payload_of(rng, bsn, "GM" + code),
                 headers=headers_of(f"floor-{seed}-{i}", now),
                 ref=i,
             )
@@ -109,18 +109,18 @@ async def main(n: int, batch: int) -> None:
 
         security = {k: v for k, v in client_kwargs(admin).items() if k != "bootstrap_servers"}
         reader = harness.SignaleringConsumer(broker.bootstrap, topics, security=security)
+        read = WARM_UP + n  # the reader reads the warm-up records too
         cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
         t0 = time.perf_counter()
         await reader.start()
         try:
-            if not await reader.wait_for(WARM_UP + n, timeout=600):
-                raise SystemExit(f"read only {reader.consumed.unique} of {WARM_UP + n}")
+            if not await reader.wait_for(read, timeout=600):
+                raise SystemExit(f"read only {reader.consumed.unique} of {read}")
         finally:
             wall_r = time.perf_counter() - t0
             cpu_r = time.process_time() - cpu0
             bcpu_r = harness.cpu_seconds(broker_pid) - bcpu0
             await reader.stop()
-        read = WARM_UP + n  # the reader reads the warm-up records too
 
     def ms(cpu: float, records: int) -> float:
         return cpu * 1000 / records
@@ -128,7 +128,8 @@ async def main(n: int, batch: int) -> None:
     producer, broker_in = ms(cpu_p, n), ms(bcpu_p, n)
     reader_ms, broker_out = ms(cpu_r, read), ms(bcpu_r, read)
     total = producer + broker_in + reader_ms + broker_out
-    print(f"kafka floor: {n:,} signaleringen of {size:,.0f} bytes, 342 topics, batch {batch}")
+    print(f"kafka floor: {n:,} signaleringen of {size:,.0f} bytes, {len(topics)} topics,"
+          f" batch {batch}")  # fmt: skip
     print(f"  publish  {n / wall_p:9,.0f} records/s   producer {producer:.3f} ms/record,"
           f" broker {broker_in:.3f} ms/record")  # fmt: skip
     print(f"  read     {read / wall_r:9,.0f} records/s   reader   {reader_ms:.3f} ms/record,"

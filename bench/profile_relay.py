@@ -56,7 +56,7 @@ def headers_of(ce_id: str, now: datetime) -> tuple[tuple[str, bytes], ...]:
     )
 
 
-def _payload(rng: random.Random, bsn: str, code: str) -> bytes:
+def payload_of(rng: random.Random, bsn: str, code: str) -> bytes:
     filler = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=700))
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><signalering><bsn>{bsn}</bsn>'
@@ -104,7 +104,7 @@ async def fill(url: str, n: int, round_no: int) -> None:
                             gemeentecode=code,
                             bsn=bsn,
                             topic=topic_for(PREFIX, code),
-                            payload=_payload(rng, bsn, code),
+                            payload=payload_of(rng, bsn, code),
                             headers=[(k, v.decode()) for k, v in headers],
                             created_at=now,
                             bericht_pk=pk,

@@ -350,15 +350,18 @@ def forwarded(people: list[gen.Pupil]) -> list[gen.Pupil]:
     ]
 
 
+def one_record(pupil: gen.Pupil, aanmelding_id: str, bericht_id: str) -> gen.Message:
+    """An aanmeldstatus message with one AANGEMELD record about `pupil`."""
+    s = gen.Status(aanmelding_id, pupil, "30RT", "25180", 2, "AANGEMELD", date(2027, 3, 1))
+    return gen.Message("/v1/aanmeldstatussen", gen.aanmeldstatus_body(bericht_id, [s]), 1)
+
+
 def single_records(people: list[gen.Pupil], prefix: str) -> Iterable[gen.Message]:
     """One-record aanmeldstatus messages of forwarded pupils, without end."""
     ok = forwarded(people)
     i = 0
     while True:
-        p = ok[i % len(ok)]
-        s = gen.Status(f"S{i:09d}", p, "30RT", "25180", 2, "AANGEMELD", date(2027, 3, 1))
-        body = gen.aanmeldstatus_body(f"{prefix}-{i}", [s])
-        yield gen.Message("/v1/aanmeldstatussen", body, 1)
+        yield one_record(ok[i % len(ok)], f"S{i:09d}", f"{prefix}-{i}")
         i += 1
 
 
@@ -371,12 +374,7 @@ def every_gemeente(people: list[gen.Pupil], prefix: str) -> list[gen.Message]:
     first: dict[str, gen.Pupil] = {}
     for p in forwarded(people):
         first.setdefault(str(p.gemeentecode), p)
-    messages = []
-    for i, p in enumerate(first.values()):
-        s = gen.Status(f"W{i:09d}", p, "30RT", "25180", 2, "AANGEMELD", date(2027, 3, 1))
-        body = gen.aanmeldstatus_body(f"{prefix}-{i}", [s])
-        messages.append(gen.Message("/v1/aanmeldstatussen", body, 1))
-    return messages
+    return [one_record(p, f"W{i:09d}", f"{prefix}-{i}") for i, p in enumerate(first.values())]
 
 
 def percentile(values: list[float], q: float) -> float:
