@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 # A date or time without offset is Dutch local time: what an operator in the Netherlands means.
 LOCAL = ZoneInfo("Europe/Amsterdam")
+
+# An offset with a fraction of a second, as datetime.isoformat() writes one (+00:00:00.000001).
+# CPython 3.11's fromisoformat drops the fraction when hours, minutes and seconds are all 0 (it
+# reads +00:00:00.000001 as UTC), which moves the instant: such an offset is read here.
+_FRACTIONAL_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2}):?(\d{2})[.,](\d{1,6})$")
 
 
 def parse_moment(value: str) -> datetime:
@@ -14,9 +20,21 @@ def parse_moment(value: str) -> datetime:
 
     Raises ValueError with the accepted forms.
     """
-    text = value.strip()
+    text = value.strip().replace("Z", "+00:00")
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        fractional = _FRACTIONAL_OFFSET.search(text)
+        if fractional is None:
+            moment = datetime.fromisoformat(text)
+        else:
+            sign, hours, minutes, seconds, fraction = fractional.groups()
+            offset = timedelta(
+                hours=int(hours),
+                minutes=int(minutes),
+                seconds=int(seconds),
+                microseconds=int(fraction.ljust(6, "0")),
+            )
+            zone = timezone(-offset if sign == "-" else offset)
+            moment = datetime.fromisoformat(text[: fractional.start()]).replace(tzinfo=zone)
     except ValueError as exc:
         raise ValueError(
             f"not a date or date-time (2027-03-01 or 2027-03-01T09:00[+01:00]): {value!r}"
