@@ -285,6 +285,18 @@ class TestRevoke:
         with pytest.raises(TopicAuthorizationFailedError):
             await read_one(config, topics["GM0599"], None)
 
+    async def test_delete_user_right_after_creation(self, settings: Settings) -> None:
+        """The controller answers the deletion: a user created a moment ago is deleted (True),
+        an unknown user is not (False). Asking the broker's metadata image first could miss
+        the new user; repeated so a lagging image would show."""
+        async with access.AccessAdmin(settings) as admin:
+            for _ in range(100):
+                name = unique_name()
+                await admin.set_password(name, uuid.uuid4().hex)
+                assert await admin.delete_user(name)
+                assert not await admin.delete_user(name)
+            assert not await admin.delete_user(unique_name())
+
 
 class TestList:
     async def test_shows_who_reads_what(self, settings: Settings) -> None:

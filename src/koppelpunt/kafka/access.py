@@ -485,11 +485,20 @@ class AccessAdmin:
         await self._alter(_AlterUserScramCredentials(upsertions=[(name, password)]))
 
     async def delete_user(self, name: str) -> bool:
-        """Delete the SCRAM credential; False when there was none."""
-        if name not in await self.users([name]):
-            return False
-        await self._alter(_AlterUserScramCredentials(deletions=[name]))
-        return True
+        """Delete the SCRAM credential; False when there was none.
+
+        The deletion goes straight to the controller, which answers RESOURCE_NOT_FOUND for a
+        user without a credential. Asking DescribeUserScramCredentials first would ask the
+        broker's metadata image, which may not yet hold a user created a moment ago.
+        """
+        response = await self._send(_AlterUserScramCredentials(deletions=[name]))
+        deleted = True
+        for user, code, message, _tags in response.results:
+            if code == _RESOURCE_NOT_FOUND:
+                deleted = False
+            elif code:
+                raise AccessError(f"changing SCRAM user {user!r} failed: error {code} {message}")
+        return deleted
 
     async def _alter(self, request: _AlterUserScramCredentials) -> None:
         response = await self._send(request)
