@@ -298,6 +298,27 @@ class TestRevoke:
             assert not await admin.delete_user(unique_name())
 
 
+class TestUntilApplied:
+    async def test_returns_once_the_check_holds(self) -> None:
+        answers = iter([False, False, True])
+        calls = 0
+
+        async def check() -> bool:
+            nonlocal calls
+            calls += 1
+            return next(answers)
+
+        await access.until_applied(check, "x", seconds=5)
+        assert calls == 3
+
+    async def test_says_what_was_not_applied(self) -> None:
+        async def never() -> bool:
+            return False
+
+        with pytest.raises(access.AccessError, match=r"the ACLs of 'rmc-x'.*access list"):
+            await access.until_applied(never, "the ACLs of 'rmc-x'", seconds=0.2)
+
+
 class TestList:
     async def test_shows_who_reads_what(self, settings: Settings) -> None:
         """Granted gemeenten and the group prefix per user; the service's own write ACL too."""

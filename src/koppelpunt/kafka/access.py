@@ -17,6 +17,11 @@ principal `User:NAME`:
     (LITERAL patterns: no wildcard can ever widen it to another gemeente);
   - READ and DESCRIBE on consumer groups starting with `NAME.` (PREFIXED);
 and nothing else: no WRITE, no CREATE, no other topic or group.
+
+The controller commits a change before it answers; each broker then applies it from the
+metadata log a moment later. grant and revoke return only when the broker they talk to has
+applied it (the new password logs in, the ACLs are there or gone), so "granted" and "revoked"
+are true when the command says so.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -54,7 +60,7 @@ from aiokafka.protocol.types import (
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
-from koppelpunt.kafka.admin import client_kwargs, topic_for
+from koppelpunt.kafka.admin import client_kwargs, login_problem, topic_for
 from koppelpunt.pipeline.gemeenten import GemeenteTable, cbs_code, normalise_code
 
 # Kafka's enums (org.apache.kafka.common.resource / acl), as on the wire.
@@ -64,6 +70,7 @@ OP_ANY, OP_READ, OP_WRITE, OP_CREATE, OP_DESCRIBE = 1, 3, 4, 5, 8
 PERMISSION_ANY, PERMISSION_ALLOW = 1, 3
 SCRAM_SHA_512 = 2
 SCRAM_ITERATIONS = 8192  # Kafka accepts 4096..16384
+APPLY_SECONDS = 15.0  # how long grant/revoke wait for the broker to apply a committed change
 _RESOURCE_NOT_FOUND = 91  # DescribeUserScramCredentials / AlterUserScramCredentials
 
 _RESOURCE_NAMES = {2: "topic", 3: "group", 4: "cluster", 5: "transactional-id"}
@@ -539,6 +546,32 @@ class AccessAdmin:
         return found
 
 
+async def until_applied(
+    check: Callable[[], Awaitable[bool]], what: str, seconds: float = APPLY_SECONDS
+) -> None:
+    """Poll `check` until it holds; AccessError after `seconds`.
+
+    The change is committed by then, so the error says so: the operator checks later with
+    `koppelpunt access list` rather than running the command again.
+    """
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() >= deadline:
+            raise AccessError(
+                f"the controller accepted {what}, but the broker had not applied it after "
+                f"{seconds:.0f} s; check with `koppelpunt access list`"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _acls_present(admin: AccessAdmin, name: str, bindings: Iterable[AclBinding]) -> bool:
+    return set(bindings) <= set(await admin.describe_acls(AclFilter(principal=name)))
+
+
+async def _acls_absent(admin: AccessAdmin, name: str, bindings: Iterable[AclBinding]) -> bool:
+    return not set(bindings) & set(await admin.describe_acls(AclFilter(principal=name)))
+
+
 def _read_bindings(name: str, topics: Sequence[str]) -> list[AclBinding]:
     bindings = [
         AclBinding(RESOURCE_TOPIC, topic, PATTERN_LITERAL, name, op)
@@ -571,19 +604,35 @@ async def grant(
     codes = resolve_gemeenten(gemeenten, table, today or date.today())
     topics = [topic_for(settings.topic_prefix, code) for code in codes]
     password: str | None = secrets.token_urlsafe(24)
+    mechanism = settings.kafka_sasl_mechanism or "SCRAM-SHA-512"
+    bindings = _read_bindings(name, topics)
     async with AccessAdmin(settings) as admin:
         if keep_password and name in await admin.users([name]):
             password = None
         if password is not None:
             await admin.set_password(name, password)
-        await admin.create_acls(_read_bindings(name, topics))
+        await admin.create_acls(bindings)
+        await until_applied(lambda: _acls_present(admin, name, bindings), f"the ACLs of {name!r}")
+    if password is not None and settings.kafka_sasl_mechanism:
+        vendor = settings.model_copy(
+            update={
+                "kafka_username": name,
+                "kafka_password": password,
+                "kafka_sasl_mechanism": mechanism,
+            }
+        )
+
+        async def logs_in() -> bool:
+            return await login_problem(vendor) is None
+
+        await until_applied(logs_in, f"the new password of {name!r}")
     # An audit line for the operator's log; the password is never logged.
     log.info("access_granted", principal=name, gemeenten=codes, new_password=password is not None)
     return ConnectionConfig(
         name=name,
         bootstrap=settings.kafka_public_bootstrap or settings.kafka_bootstrap,
         security_protocol=settings.kafka_security_protocol,
-        sasl_mechanism=settings.kafka_sasl_mechanism or "SCRAM-SHA-512",
+        sasl_mechanism=mechanism,
         password=password,
         gemeenten=tuple(codes),
         topics=tuple(topics),
@@ -624,10 +673,21 @@ async def revoke(
                 for code in codes
             ]
             removed = await admin.delete_acls(filters)
+            await until_applied(
+                lambda: _acls_absent(admin, name, removed), f"removing ACLs of {name!r}"
+            )
             log.info("access_revoked", principal=name, gemeenten=codes, acls=len(removed))
             return removed
         removed = await admin.delete_acls([AclFilter(principal=name)])
+        await until_applied(
+            lambda: _acls_absent(admin, name, removed), f"removing ACLs of {name!r}"
+        )
         user_deleted = await admin.delete_user(name)
+
+        async def user_gone() -> bool:
+            return name not in await admin.users([name])
+
+        await until_applied(user_gone, f"deleting user {name!r}")
         log.info("access_revoked", principal=name, acls=len(removed), user_deleted=user_deleted)
         return removed
 
