@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
 import pytest
@@ -31,55 +31,97 @@ def _wal_size(path: Path) -> int:
     return Path(f"{path}-wal").stat().st_size
 
 
+class _CheckpointSpy:
+    """Tells the loop when a RESTART checkpoint begins (it runs in the connection's thread),
+    and counts them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.began = asyncio.Event()
+        self.count = 0
+        loop = asyncio.get_running_loop()
+        original = db._restart_checkpoint_in
+
+        def spying(resting_ms: int, raw: Any) -> None:
+            self.count += 1
+            loop.call_soon_threadsafe(self.began.set)
+            original(resting_ms, raw)
+
+        monkeypatch.setattr(db, "_restart_checkpoint_in", spying)
+
+
 async def _overlapping_commits(
-    engine: AsyncEngine, path: Path, *, reader_ends_after: float | None = None
+    engine: AsyncEngine,
+    path: Path,
+    *,
+    reader_ends: Literal["before_quiet_checkin", "after_commit", "during_checkpoint"],
+    spy: _CheckpointSpy | None = None,
 ) -> int:
     """ROUNDS commits of BLOB bytes, each made while another connection holds a read
     snapshot taken before it (as the other message's reads do); returns the largest WAL.
 
-    reader_ends_after=None: the reader ends after the commit, then another short request uses
-    the pool (a check-in at a quiet moment). A number: the reader ends that many seconds into
-    the commit's check-in (the other message finishing while this one returns its connection)."""
+    Each commit returns its connection to the pool (the check-in at which the bound acts)
+    while the reader still reads. Then the reader ends:
+      before_quiet_checkin  after the commit, and another short request uses the pool (a
+                            check-in at a quiet moment);
+      after_commit          after the commit, and nothing else: every check-in met the read;
+      during_checkpoint     0.05 s into the check-in's checkpoint (the other message finishing
+                            while this one returns its connection); needs `spy`. A round
+                            without a checkpoint ends the read after the commit.
+    The moments are set by the steps themselves, not by timing."""
     sessions = session_factory(engine)
     async with sessions.begin() as session:
         await session.execute(text("CREATE TABLE blobs (b BLOB)"))
     largest = 0
     async with aiosqlite.connect(path, isolation_level=None) as reader:
 
-        async def end_read(after: float) -> None:
-            await asyncio.sleep(after)
+        async def end_read(committed: asyncio.Event) -> None:
+            if reader_ends == "during_checkpoint":
+                assert spy is not None
+                waits = [asyncio.create_task(e.wait()) for e in (spy.began, committed)]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for wait in waits:
+                    wait.cancel()
+                if spy.began.is_set():
+                    await asyncio.sleep(0.05)
+            else:
+                await committed.wait()
             await reader.execute("COMMIT")
 
         for _ in range(ROUNDS):
             session = sessions()
+            committed = asyncio.Event()
+            if spy is not None:
+                spy.began.clear()
             try:
                 await reader.execute("BEGIN")
                 await (await reader.execute("SELECT count(*) FROM blobs")).fetchall()
                 await session.execute(
                     text("INSERT INTO blobs VALUES (randomblob(:n))"), {"n": BLOB}
                 )
-                # The session returns its connection to the pool on commit, while the reader
-                # still reads: the autocheckpoint stops at the reader's snapshot.
-                if reader_ends_after is None:
-                    await session.commit()
-                    await reader.execute("COMMIT")
-                else:
-                    ending = asyncio.create_task(end_read(reader_ends_after))
-                    await session.commit()
-                    await ending
+                ending = asyncio.create_task(end_read(committed))
+                await session.commit()
+                committed.set()
+                await ending
             finally:
                 await session.close()
-            if reader_ends_after is None:
+            if reader_ends == "before_quiet_checkin":
                 async with engine.connect() as connection:
                     await connection.execute(text("SELECT 1"))
             largest = max(largest, _wal_size(path))
     return largest
 
 
-async def _largest_wal(path: Path, *, reader_ends_after: float | None = None) -> int:
+async def _largest_wal(
+    path: Path,
+    *,
+    reader_ends: Literal[
+        "before_quiet_checkin", "after_commit", "during_checkpoint"
+    ] = "before_quiet_checkin",
+    spy: _CheckpointSpy | None = None,
+) -> int:
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     try:
-        largest = await _overlapping_commits(engine, path, reader_ends_after=reader_ends_after)
+        largest = await _overlapping_commits(engine, path, reader_ends=reader_ends, spy=spy)
         async with engine.connect() as connection:
             count = await connection.scalar(text("SELECT count(*) FROM blobs"))
     finally:
@@ -93,7 +135,7 @@ class TestWalBound:
     def small_limits(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(db, "SQLITE_WAL_RESTART_BYTES", 2 * MIB)
         monkeypatch.setattr(db, "SQLITE_JOURNAL_SIZE_LIMIT", MIB)
-        monkeypatch.setattr(db, "SQLITE_WAL_RESTART_WAIT_MS", 0)
+        monkeypatch.setattr(db, "SQLITE_WAL_RESTART_WAIT_MS", 5_000)
 
     async def test_overlapping_commits_grow_the_wal_without_the_bound(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -108,17 +150,23 @@ class TestWalBound:
         largest = await _largest_wal(tmp_path / "k.db")
         assert largest < db.SQLITE_WAL_RESTART_BYTES + 3 * BLOB
 
-    async def test_without_waiting_a_busy_moment_is_missed(self, tmp_path: Path) -> None:
-        """Each check-in meets the other connection's read: without a wait none restarts."""
-        largest = await _largest_wal(tmp_path / "k.db", reader_ends_after=0.05)
+    async def test_without_waiting_a_busy_moment_is_missed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each check-in meets the other connection's read: without a wait none restarts,
+        though every one tries."""
+        spy = _CheckpointSpy(monkeypatch)
+        largest = await _largest_wal(tmp_path / "k.db", reader_ends="after_commit", spy=spy)
         assert largest > ROUNDS * BLOB * 3 // 4
+        assert spy.count > ROUNDS // 2
 
     async def test_the_checkpoint_waits_for_the_other_read(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """With the wait, the check-in outlasts the other connection's read and restarts."""
         monkeypatch.setattr(db, "SQLITE_WAL_RESTART_WAIT_MS", 5_000)
-        largest = await _largest_wal(tmp_path / "k.db", reader_ends_after=0.05)
+        spy = _CheckpointSpy(monkeypatch)
+        largest = await _largest_wal(tmp_path / "k.db", reader_ends="during_checkpoint", spy=spy)
         assert largest < db.SQLITE_WAL_RESTART_BYTES + 3 * BLOB
 
     async def test_rolled_back_session_is_left_as_before(self, tmp_path: Path) -> None:
