@@ -135,7 +135,7 @@ class TestWalBound:
     def small_limits(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(db, "SQLITE_WAL_RESTART_BYTES", 2 * MIB)
         monkeypatch.setattr(db, "SQLITE_JOURNAL_SIZE_LIMIT", MIB)
-        monkeypatch.setattr(db, "SQLITE_WAL_RESTART_WAIT_MS", 5_000)
+        monkeypatch.setattr(db, "SQLITE_WAL_RESTART_WAIT_MS", 0)
 
     async def test_overlapping_commits_grow_the_wal_without_the_bound(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
