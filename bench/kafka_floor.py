@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from bench import generate as gen
 from bench import harness
 from bench.profile_relay import PREFIX, headers_of, payload_of
-from bench.run import as_admin, local_broker
+from bench.run import local_broker
 
 if TYPE_CHECKING:
     from koppelpunt.kafka.publisher import OutboundMessage
@@ -70,6 +70,7 @@ def build(n: int, seed: int) -> list[OutboundMessage]:
 
 async def main(n: int, batch: int) -> None:
     from koppelpunt.config import Settings
+    from koppelpunt.kafka.access import admin_settings
     from koppelpunt.kafka.admin import client_kwargs, ensure_topics, topic_for
     from koppelpunt.kafka.publisher import KafkaPublisher
 
@@ -78,7 +79,7 @@ async def main(n: int, batch: int) -> None:
         local_broker(Path(tmpdir) / "kafka") as broker,
     ):
         settings = Settings(topic_prefix=PREFIX, topic_partitions=1)
-        admin = as_admin(settings)
+        admin = admin_settings(settings)
         topics = [topic_for(PREFIX, "GM" + c) for c in gen.active_gemeenten()]
         await ensure_topics(admin, topics, 1, timeout=120)
         broker_pid = broker.pid()

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from bench import generate as gen
 from bench import harness
-from bench.run import as_admin, local_broker, make_database
+from bench.run import local_broker, make_database
 
 PREFIX = "vva.signalering"  # the service principal may write only these topics (ACLs)
 PER_BERICHT = 500
@@ -117,6 +117,7 @@ async def fill(url: str, n: int, round_no: int) -> None:
 
 async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
     from koppelpunt.config import Settings
+    from koppelpunt.kafka.access import admin_settings
     from koppelpunt.kafka.admin import ensure_topics, topic_for
     from koppelpunt.kafka.publisher import KafkaPublisher
     from koppelpunt.kafka.relay import OutboxRelay
@@ -134,7 +135,7 @@ async def main(n: int, rounds: int, profile: bool, batch: int) -> None:
                 topic_partitions=1,
                 relay_batch_size=batch,
             )
-            admin = as_admin(settings)
+            admin = admin_settings(settings)
             topics = [topic_for(PREFIX, "GM" + c) for c in gen.active_gemeenten()]
             await ensure_topics(admin, topics, 1, timeout=120)
             configure_logging("INFO", True)

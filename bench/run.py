@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,9 +35,6 @@ from bench import generate as gen
 from bench import harness
 from bench.harness import Process, SignaleringConsumer
 from bench.load_client import Answer, ClientErrors, LoadClient
-
-if TYPE_CHECKING:
-    from koppelpunt.config import Settings
 
 ROOT = harness.ROOT
 RESULTS = ROOT / "bench" / "results"
@@ -63,7 +60,7 @@ def local_broker(data_dir: Path) -> Iterator[Any]:
     stopped afterwards and also when this process is killed (stop_with_parent).
 
     Its settings go into this process's environment, the admin's too: a service started as a
-    child process inherits the service principal's; readers use `as_admin`.
+    child process inherits the service principal's; readers use koppelpunt's `admin_settings`.
     """
     broker = load_broker_module().LocalBroker(
         data_dir,
@@ -77,16 +74,6 @@ def local_broker(data_dir: Path) -> Iterator[Any]:
         yield broker
     finally:
         broker.stop()
-
-
-def as_admin(settings: Settings) -> Settings:
-    """The same settings with the admin principal (super user: reads every topic)."""
-    return settings.model_copy(
-        update={
-            "kafka_username": settings.kafka_admin_username,
-            "kafka_password": settings.kafka_admin_password,
-        }
-    )
 
 
 # --- database ---------------------------------------------------------------------------------
@@ -511,6 +498,7 @@ async def measure(
     concurrency: int,
 ) -> dict[str, Any]:
     from koppelpunt.config import Settings
+    from koppelpunt.kafka.access import admin_settings
     from koppelpunt.kafka.admin import client_kwargs, ensure_topics, topic_for
 
     out: dict[str, Any] = {}
@@ -550,7 +538,7 @@ async def measure(
         relay = harness.relay({**env, "KOPPELPUNT_RELAY_POLL_SECONDS": "0.05"}, tmp / "relay.log")
     service = services[0]
     service_pids = [s.pid for s in services] + ([relay.pid] if relay else [])
-    reader = as_admin(settings)
+    reader = admin_settings(settings)
     security = {k: v for k, v in client_kwargs(reader).items() if k != "bootstrap_servers"}
     consumer = SignaleringConsumer(bootstrap, topics, security=security)
     profiler: subprocess.Popen[bytes] | None = None
