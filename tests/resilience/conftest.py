@@ -155,18 +155,17 @@ class Load:
     sent_order: dict[str, list[str]] = field(default_factory=dict)  # bsn -> bericht ids
     retries: int = 0
     refused: list[tuple[str, int]] = field(default_factory=list)
-    # With pause_after=k each pupil sends k messages, then waits for `resume` (set by the
-    # test once it has done what must happen mid-load): mid-load by construction, not timing.
-    pause_after: int | None = None
-    resume: asyncio.Event = field(default_factory=asyncio.Event)
+    # {k: event}: before its message k each pupil waits for the event, which the test sets
+    # once it has done what must happen at that point of the load: by construction, not timing.
+    pauses: dict[int, asyncio.Event] = field(default_factory=dict)
 
     async def pupil(self, bsn: str, count: int, interval: float, deadline: float) -> None:
         """Send `count` messages for one pupil, one after the other (order per BSN)."""
         headers = harness.auth_for("/v1/aanmeldstatussen")
         async with httpx.AsyncClient(timeout=10) as client:
             for n in range(count):
-                if n == self.pause_after:
-                    await self.resume.wait()
+                if n in self.pauses:
+                    await self.pauses[n].wait()
                 bericht_id = f"{bsn}-{n}"
                 body = status_message(bericht_id, bsn, n)
                 attempt = 0

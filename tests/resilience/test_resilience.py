@@ -52,17 +52,21 @@ class TestBrokerOutage:
         """Broker down mid-load: receipts keep coming; after the restart all ce_ids arrive."""
         service = cluster.serve()
         await service.wait_ready()
-        # Half the messages before the broker stops, the other half only once it is down; a
-        # quarter must have their receipts while it is still down.
-        half = MESSAGES_PER_PUPIL // 2
-        load = Load([service.base_url], pause_after=half)
+        # Half of each pupil's messages before the broker stops, a quarter while it is down,
+        # the last quarter once it is up again.
+        half, three_quarters = MESSAGES_PER_PUPIL // 2, MESSAGES_PER_PUPIL * 3 // 4
+        broker_down, broker_up = asyncio.Event(), asyncio.Event()
+        load = Load([service.base_url], pauses={half: broker_down, three_quarters: broker_up})
         sending = asyncio.create_task(load.run(interval=0.2))
         await load.until_receipts(len(PUPILS) * half)
         await asyncio.to_thread(stoppable_broker.stop)
-        load.resume.set()
-        await load.until_receipts(len(PUPILS) * (half + half // 2))
+        broker_down.set()
+        await load.until_receipts(len(PUPILS) * three_quarters)
+        during = len(load.receipts)
         await asyncio.to_thread(stoppable_broker.start, 120)
+        broker_up.set()
         await sending
+        assert len(PUPILS) <= during < len(PUPILS) * MESSAGES_PER_PUPIL  # really mid-load
         assert set(load.receipts.values()) == {202}  # the outage never cost a receipt
         await assert_all_delivered(cluster, load)
 
