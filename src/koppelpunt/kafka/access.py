@@ -653,43 +653,39 @@ async def revoke(
     still open can read nothing more.
     """
     check_name(name, settings)
+    codes: list[str] = []
+    if gemeenten:
+        table = GemeenteTable.load(settings.gemeenten_file)
+        # Ended gemeenten may still hold a grant: only the code itself is checked here.
+        for raw in gemeenten:
+            code4 = normalise_code(raw)
+            if code4 is None or table.get(raw) is None:
+                raise AccessError(f"unknown gemeentecode {raw!r}")
+            codes.append(cbs_code(code4))
+    filters = (
+        [
+            AclFilter(RESOURCE_TOPIC, topic_for(settings.topic_prefix, code), PATTERN_LITERAL, name)
+            for code in codes
+        ]
+        if codes
+        else [AclFilter(principal=name)]
+    )
     async with AccessAdmin(settings) as admin:
-        if gemeenten:
-            table = GemeenteTable.load(settings.gemeenten_file)
-            # Ended gemeenten may still hold a grant: only the code itself is checked here.
-            codes = []
-            for raw in gemeenten:
-                code4 = normalise_code(raw)
-                if code4 is None or table.get(raw) is None:
-                    raise AccessError(f"unknown gemeentecode {raw!r}")
-                codes.append(cbs_code(code4))
-            filters = [
-                AclFilter(
-                    RESOURCE_TOPIC,
-                    topic_for(settings.topic_prefix, code),
-                    PATTERN_LITERAL,
-                    name,
-                )
-                for code in codes
-            ]
-            removed = await admin.delete_acls(filters)
-            await until_applied(
-                lambda: _acls_absent(admin, name, removed), f"removing ACLs of {name!r}"
-            )
-            log.info("access_revoked", principal=name, gemeenten=codes, acls=len(removed))
-            return removed
-        removed = await admin.delete_acls([AclFilter(principal=name)])
+        removed = await admin.delete_acls(filters)
         await until_applied(
             lambda: _acls_absent(admin, name, removed), f"removing ACLs of {name!r}"
         )
+        if codes:
+            log.info("access_revoked", principal=name, gemeenten=codes, acls=len(removed))
+            return removed
         user_deleted = await admin.delete_user(name)
 
         async def user_gone() -> bool:
             return name not in await admin.users([name])
 
         await until_applied(user_gone, f"deleting user {name!r}")
-        log.info("access_revoked", principal=name, acls=len(removed), user_deleted=user_deleted)
-        return removed
+    log.info("access_revoked", principal=name, acls=len(removed), user_deleted=user_deleted)
+    return removed
 
 
 async def list_access(settings: Settings) -> list[AccessEntry]:
