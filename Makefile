@@ -23,7 +23,7 @@ help:
 	@echo "make test       set everything up and run the whole test suite (real Kafka broker, SQLite)"
 	@echo "make install    create $(VENV) with the package and its dev tools"
 	@echo "make kafka      start the local Kafka broker alone; make kafka-stop stops it"
-	@echo "make lint       ruff check + format check;  make typecheck  mypy --strict on src/"
+	@echo "make lint       ruff check + format check + layer check;  make typecheck  mypy --strict on src/"
 	@echo "make bench      run the benchmarks in bench/"
 
 # Java 17 and Maven fetch and run the broker; install them from Debian when missing (needs root).
@@ -80,6 +80,7 @@ test: install kafka-jars
 lint: install
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format $(LINT_DIRS)
