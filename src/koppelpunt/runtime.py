@@ -7,17 +7,14 @@ stops the process with a clear message before it accepts a single message.
 from __future__ import annotations
 
 import gc
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from koppelpunt.config import Settings
-from koppelpunt.errors import ConfigurationError
 from koppelpunt.group_commit import GroupCommit
 from koppelpunt.lookup.haal_centraal import HaalCentraalLookup
 from koppelpunt.lookup.port import WoongemeenteLookup
@@ -27,7 +24,7 @@ from koppelpunt.pipeline.gemeenten import GemeenteTable
 from koppelpunt.pipeline.parse import SchemaRegistry
 from koppelpunt.pipeline.rules import RuleSet, load_rules
 from koppelpunt.store.db import create_engine, session_factory
-from koppelpunt.store.gemeenten import newest_gemeentetabel
+from koppelpunt.store.gemeenten import file_sha256, gemeente_table_in_use
 
 
 def utcnow() -> datetime:
@@ -70,7 +67,7 @@ class Runtime:
             gemeenten=gemeenten,
             lookup=build_lookup(settings, sessions),
             gemeenten_source=str(settings.gemeenten_file),
-            gemeenten_sha256=_sha256_of(settings.gemeenten_file),
+            gemeenten_sha256=file_sha256(settings.gemeenten_file),
         )
 
     @classmethod
@@ -85,27 +82,20 @@ class Runtime:
         return runtime
 
     async def load_gemeenten(self) -> None:
-        """Use the newest gemeente table imported into the database, if there is one.
+        """Use the gemeente table in use: the newest one imported into the database, else the
+        packaged file (store.gemeenten.gemeente_table_in_use, shared with every command).
 
         Runtime.build is synchronous and starts with the packaged file; the API lifespan and
         the CLI commands await this once at start. A running service picks up a newly imported
         table when it restarts.
         """
         async with self.sessions() as session:
-            stored = await newest_gemeentetabel(session)
-        if stored is None:
-            return
-        try:
-            table = GemeenteTable.from_csv_text(stored.csv)
-        except ConfigurationError as exc:
-            raise ConfigurationError(
-                f"imported gemeente table {stored.id} is not valid: {exc.detail}"
-            ) from exc
-        self.gemeenten = GemeenteTable(table.gemeenten, self.rules.woongemeente.geen_gemeente)
-        self.gemeenten_sha256 = stored.sha256
-        self.gemeenten_source = (
-            f"import {stored.id} ({stored.source}, {stored.imported_at:%Y-%m-%d %H:%M} UTC)"
+            in_use = await gemeente_table_in_use(session, self.settings.gemeenten_file)
+        self.gemeenten = GemeenteTable(
+            in_use.table.gemeenten, self.rules.woongemeente.geen_gemeente
         )
+        self.gemeenten_sha256 = in_use.sha256
+        self.gemeenten_source = in_use.source
 
     async def close(self) -> None:
         if self.group_commit is not None:
@@ -153,14 +143,6 @@ def thawed_heap(previous: tuple[int, int, int]) -> None:
     thresholds restored."""
     gc.unfreeze()
     gc.set_threshold(*previous)
-
-
-def _sha256_of(path: Path) -> str | None:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return None
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def build_lookup(

@@ -32,12 +32,16 @@ from koppelpunt.cli.main import app
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.kafka import access
-from koppelpunt.kafka.admin import ensure_topics, topic_for
+from koppelpunt.kafka.admin import client_kwargs, ensure_topics, topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher, OutboundMessage
+from koppelpunt.pipeline.gemeenten import GemeenteTable
 
 pytestmark = pytest.mark.kafka
 
 TOPIC_AUTHORIZATION_FAILED = 29
+PACKAGED = Path(__file__).resolve().parents[2] / "data" / "rvig-tabel33-gemeenten.csv"
+# The packaged gemeente table: what the CLI uses while no table was imported.
+TABLE = GemeenteTable.load(PACKAGED)
 
 
 def vendor_kwargs(config: access.ConnectionConfig) -> dict[str, Any]:
@@ -129,7 +133,7 @@ class TestGrant:
     ) -> None:
         """The printed credentials read the granted gemeente's topic in a NAME.* group."""
         name = unique_name()
-        config = await access.grant(settings, name, ["gm0363"])
+        config = await access.grant(settings, name, ["gm0363"], table=TABLE)
         assert config.topics == (topics["GM0363"],)
         assert config.gemeenten == ("GM0363",)
         assert config.group_prefix == f"{name}."
@@ -139,7 +143,7 @@ class TestGrant:
         self, settings: Settings, topics: dict[str, str]
     ) -> None:
         """Reading another gemeente's topic: TOPIC_AUTHORIZATION_FAILED from the broker."""
-        config = await access.grant(settings, unique_name(), ["0363"])
+        config = await access.grant(settings, unique_name(), ["0363"], table=TABLE)
         with pytest.raises(TopicAuthorizationFailedError):
             await read_one(config, topics["GM0599"], None)
 
@@ -148,13 +152,13 @@ class TestGrant:
     ) -> None:
         """Joining a consumer group that does not start with `NAME.` is refused."""
         name = unique_name()
-        config = await access.grant(settings, name, ["GM0363"])
+        config = await access.grant(settings, name, ["GM0363"], table=TABLE)
         with pytest.raises(GroupAuthorizationFailedError):
             await read_one(config, topics["GM0363"], f"x{name}.leerplicht")
 
     async def test_producing_is_refused(self, settings: Settings, topics: dict[str, str]) -> None:
         """A vendor cannot write, not even to its own gemeente's topic."""
-        config = await access.grant(settings, unique_name(), ["GM0363"])
+        config = await access.grant(settings, unique_name(), ["GM0363"], table=TABLE)
         producer = AIOKafkaProducer(**vendor_kwargs(config))
         await producer.start()
         try:
@@ -165,7 +169,7 @@ class TestGrant:
 
     async def test_creating_topics_is_refused(self, settings: Settings) -> None:
         """CreateTopics answers TOPIC_AUTHORIZATION_FAILED for the vendor's principal."""
-        config = await access.grant(settings, unique_name(), ["GM0363"])
+        config = await access.grant(settings, unique_name(), ["GM0363"], table=TABLE)
         admin = AIOKafkaAdminClient(**vendor_kwargs(config))
         await admin.start()
         try:
@@ -180,7 +184,7 @@ class TestGrant:
     ) -> None:
         """A regional bureau granted two gemeenten reads both topics."""
         name = unique_name()
-        config = await access.grant(settings, name, ["GM0363", "GM0599"])
+        config = await access.grant(settings, name, ["GM0363", "GM0599"], table=TABLE)
         assert await read_one(config, topics["GM0363"], f"{name}.a") == b"<GM0363/>"
         assert await read_one(config, topics["GM0599"], f"{name}.b") == b"<GM0599/>"
 
@@ -189,7 +193,7 @@ class TestGrant:
     ) -> None:
         """Replay within retention needs no operator: the vendor commits an older offset."""
         name = unique_name()
-        config = await access.grant(settings, name, ["GM0363"])
+        config = await access.grant(settings, name, ["GM0363"], table=TABLE)
         group = f"{name}.leerplicht"
         assert await read_one(config, topics["GM0363"], group) == b"<GM0363/>"  # commits 1
         # No auto-commit: on stop() it would commit this consumer's position (1, fetched
@@ -213,8 +217,8 @@ class TestGrant:
     ) -> None:
         """Adding a gemeente with keep_password: the old password reads the new topic too."""
         name = unique_name()
-        first = await access.grant(settings, name, ["GM0363"])
-        second = await access.grant(settings, name, ["GM0599"], keep_password=True)
+        first = await access.grant(settings, name, ["GM0363"], table=TABLE)
+        second = await access.grant(settings, name, ["GM0599"], keep_password=True, table=TABLE)
         assert second.password is None
         assert await read_one(first, topics["GM0599"], None) == b"<GM0599/>"
 
@@ -222,7 +226,7 @@ class TestGrant:
         """An audit line names the principal and gemeenten; the password appears nowhere."""
         name = unique_name()
         with structlog.testing.capture_logs() as logs:
-            config = await access.grant(settings, name, ["GM0363"])
+            config = await access.grant(settings, name, ["GM0363"], table=TABLE)
         granted = [e for e in logs if e["event"] == "access_granted"]
         assert granted == [
             {
@@ -241,12 +245,14 @@ class TestGrant:
     ) -> None:
         """Codes not in the gemeente table (or onbekend/RNI) never reach the broker."""
         with pytest.raises(access.AccessError, match="gemeentecode"):
-            await access.grant(settings, unique_name(), [code])
+            await access.grant(settings, unique_name(), [code], table=TABLE)
 
     async def test_ended_gemeente_names_its_successor(self, settings: Settings) -> None:
         """A gemeente that no longer exists is refused with a hint where its pupils went."""
         with pytest.raises(access.AccessError, match="ended"):
-            await access.grant(settings, unique_name(), ["GM0003"], today=date(2026, 1, 1))
+            await access.grant(
+                settings, unique_name(), ["GM0003"], today=date(2026, 1, 1), table=TABLE
+            )
 
     @pytest.mark.parametrize(
         "name", ["A", "Rmc", "x", "with space", "a.b", "koppelpunt", "koppelpunt-admin"]
@@ -254,7 +260,7 @@ class TestGrant:
     async def test_bad_names_are_refused(self, settings: Settings, name: str) -> None:
         """Names must be lowercase principal names and never one of our own principals."""
         with pytest.raises(ConfigurationError):
-            await access.grant(settings, name, ["GM0363"])
+            await access.grant(settings, name, ["GM0363"], table=TABLE)
 
 
 class TestRevoke:
@@ -263,10 +269,10 @@ class TestRevoke:
     ) -> None:
         """After a full revoke the user cannot even authenticate."""
         name = unique_name()
-        config = await access.grant(settings, name, ["GM0363"])
+        config = await access.grant(settings, name, ["GM0363"], table=TABLE)
         assert await read_one(config, topics["GM0363"], f"{name}.g") == b"<GM0363/>"
         await authenticate(config)
-        removed = await access.revoke(settings, name)
+        removed = await access.revoke(settings, name, table=TABLE)
         assert len(removed) == 4  # topic READ+DESCRIBE, group READ+DESCRIBE
         with pytest.raises(SaslAuthenticationFailed):
             await authenticate(config)
@@ -279,8 +285,8 @@ class TestRevoke:
     ) -> None:
         """Revoking one gemeente of two: the other stays readable, the revoked one is refused."""
         name = unique_name()
-        config = await access.grant(settings, name, ["GM0363", "GM0599"])
-        await access.revoke(settings, name, ["GM0599"])
+        config = await access.grant(settings, name, ["GM0363", "GM0599"], table=TABLE)
+        await access.revoke(settings, name, ["GM0599"], table=TABLE)
         assert await read_one(config, topics["GM0363"], f"{name}.g") == b"<GM0363/>"
         with pytest.raises(TopicAuthorizationFailedError):
             await read_one(config, topics["GM0599"], None)
@@ -323,7 +329,7 @@ class TestList:
     async def test_shows_who_reads_what(self, settings: Settings) -> None:
         """Granted gemeenten and the group prefix per user; the service's own write ACL too."""
         name = unique_name()
-        await access.grant(settings, name, ["GM0599", "GM0363"])
+        await access.grant(settings, name, ["GM0599", "GM0363"], table=TABLE)
         entries = {e.name: e for e in await access.list_access(settings)}
         assert sorted(entries[name].gemeenten) == ["GM0363", "GM0599"]
         assert entries[name].group_prefixes == [f"{name}."]
@@ -444,3 +450,46 @@ class TestCli:
         )
         assert result.exit_code == 2
         assert "unknown gemeentecode 'GM9999'" in result.output
+
+
+class TestImportedGemeenteTable:
+    def test_topics_ensure_and_grant_use_the_imported_table(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        """After `gemeenten import` of a table with a new gemeente, `topics ensure` creates its
+        topic and `access grant` accepts it: every command uses the table in use."""
+        table = tmp_path / "tabel33-nieuw.csv"
+        table.write_text(
+            PACKAGED.read_text(encoding="utf-8").rstrip("\n")
+            + '\n"1998","Nieuwegemeente-test","","20250101",""\n',
+            encoding="utf-8",
+        )
+        env = {
+            "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
+            "KOPPELPUNT_TOPIC_PARTITIONS": "1",
+            "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "KOPPELPUNT_DATABASE_URL": settings.database_url,
+        }
+        runner = CliRunner()
+        imported = runner.invoke(app, ["gemeenten", "import", str(table)], env=env)
+        assert imported.exit_code == 0, imported.output
+        ensured = runner.invoke(app, ["topics", "ensure"], env=env)
+        assert ensured.exit_code == 0, ensured.output
+        topic = topic_for(settings.topic_prefix, "GM1998")
+
+        async def topics() -> set[str]:
+            admin = AIOKafkaAdminClient(**client_kwargs(settings))
+            await admin.start()
+            try:
+                return set(await admin.list_topics())
+            finally:
+                await admin.close()
+
+        assert topic in asyncio.run(topics())
+        name = unique_name()
+        out = tmp_path / "verbinding.json"
+        granted = runner.invoke(
+            app, ["access", "grant", name, "--gemeente", "GM1998", "--output", str(out)], env=env
+        )
+        assert granted.exit_code == 0, granted.output
+        assert json.loads(out.read_text())["topics"] == [topic]

@@ -14,6 +14,7 @@ import typer
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations.moments import parse_moment
+from koppelpunt.pipeline.gemeenten import GemeenteTable
 from koppelpunt.runtime import Runtime
 
 T = TypeVar("T")
@@ -89,6 +90,26 @@ def log_cli_action(
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def gemeenten_in_use(settings: Settings) -> GemeenteTable:
+    """The gemeente table in use (the newest `gemeenten import`, else the packaged file), for
+    commands that have no runtime of their own (access, topics)."""
+    from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
+    from koppelpunt.store.gemeenten import gemeente_table_in_use
+
+    upgrade_sync(settings.database_url)
+
+    async def main() -> GemeenteTable:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                in_use = await gemeente_table_in_use(session, settings.gemeenten_file)
+        finally:
+            await engine.dispose()
+        return in_use.table
+
+    return asyncio.run(main())
 
 
 def moment_option(value: str | None) -> datetime | None:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from koppelpunt.cli._common import ActorOption, actor_name, log_cli_action
+from koppelpunt.cli._common import ActorOption, actor_name, gemeenten_in_use, log_cli_action
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, KoppelpuntError
 from koppelpunt.kafka import access
@@ -78,7 +78,10 @@ def grant(
     """
     s = Settings()
     try:
-        config = asyncio.run(access.grant(s, name, gemeente, keep_password=keep_password))
+        table = gemeenten_in_use(s)
+        config = asyncio.run(
+            access.grant(s, name, gemeente, table=table, keep_password=keep_password)
+        )
     except KoppelpuntError as exc:
         raise _fail(exc) from exc
     # Who granted what; never the password.
@@ -123,7 +126,8 @@ def revoke(
     """Take NAME's access to some gemeenten, or (without --gemeente) all of it and its user."""
     s = Settings()
     try:
-        removed = asyncio.run(access.revoke(s, name, gemeente or []))
+        table = gemeenten_in_use(s)
+        removed = asyncio.run(access.revoke(s, name, gemeente or [], table=table))
     except KoppelpuntError as exc:
         raise _fail(exc) from exc
     log_cli_action(

@@ -12,7 +12,6 @@ import typer
 
 from koppelpunt.config import Settings
 from koppelpunt.lookup.register_csv import RegisterRow, RowError, read_register
-from koppelpunt.pipeline.gemeenten import GemeenteTable
 
 app = typer.Typer(help="The woongemeente lookup (local register).", no_args_is_help=True)
 
@@ -34,7 +33,7 @@ def import_register(
     number and skipped; the exit code is 1 when there were any.
     """
     from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
-    from koppelpunt.store.gemeenten import newest_gemeentetabel
+    from koppelpunt.store.gemeenten import gemeente_table_in_use
     from koppelpunt.store.register import upsert_woonregister
 
     s = Settings()
@@ -44,12 +43,8 @@ def import_register(
     async def run() -> tuple[int, int]:
         engine = create_engine(s.database_url)
         sessions = session_factory(engine)
-        # The gemeente table in use: the newest `gemeenten import`, else the packaged file.
-        gemeenten = GemeenteTable.load(s.gemeenten_file)
         async with sessions() as session:
-            stored = await newest_gemeentetabel(session)
-        if stored is not None:
-            gemeenten = GemeenteTable.from_csv_text(stored.csv)
+            gemeenten = (await gemeente_table_in_use(session, s.gemeenten_file)).table
         imported = errors = 0
         batch: list[tuple[str, str, date | None]] = []
 

@@ -590,6 +590,7 @@ async def grant(
     name: str,
     gemeenten: Sequence[str],
     *,
+    table: GemeenteTable,
     keep_password: bool = False,
     today: date | None = None,
 ) -> ConnectionConfig:
@@ -597,10 +598,10 @@ async def grant(
 
     A new user gets a random password. An existing user gets a new one too (the printed
     config is the only place it appears), unless `keep_password`: then its running
-    consumers keep working and the config shows the password as unchanged.
+    consumers keep working and the config shows the password as unchanged. `table` is the
+    gemeente table in use (store.gemeenten.gemeente_table_in_use).
     """
     check_name(name, settings)
-    table = GemeenteTable.load(settings.gemeenten_file)
     codes = resolve_gemeenten(gemeenten, table, today or date.today())
     topics = [topic_for(settings.topic_prefix, code) for code in codes]
     password: str | None = secrets.token_urlsafe(24)
@@ -644,6 +645,7 @@ async def revoke(
     name: str,
     gemeenten: Sequence[str] = (),
     *,
+    table: GemeenteTable,
     today: date | None = None,
 ) -> list[AclBinding]:
     """Take NAME's access to some gemeenten, or with none named all of it (user included).
@@ -655,7 +657,6 @@ async def revoke(
     check_name(name, settings)
     codes: list[str] = []
     if gemeenten:
-        table = GemeenteTable.load(settings.gemeenten_file)
         # Ended gemeenten may still hold a grant: only the code itself is checked here.
         for raw in gemeenten:
             code4 = normalise_code(raw)
