@@ -1,54 +1,86 @@
-"""Regenerate schemas/examples/signaleringen/ from the example messages (pure pipeline, no I/O
-beyond these files): `.venv/bin/python schemas/examples/generate.py`. The timestamps are fixed
-so the output is stable; tests/test_examples.py checks the files are current."""
+"""Regenerate schemas/examples/signaleringen/ from the example messages, through the service's
+own receive path: `.venv/bin/python schemas/examples/generate.py`.
+
+The two messages are received as the service receives them (koppelpunt.receive, a throwaway
+SQLite database, the local woonregister from woonregister.csv), so derived signaleringen such
+as GEEN_PLAATSING are in the output too. The clock is fixed so the files are stable;
+tests/test_examples.py checks they equal what the service produces.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from koppelpunt.lookup.register import woongemeente_on
-from koppelpunt.model import Parsed, Soort
-from koppelpunt.pipeline import run
-from koppelpunt.pipeline.gemeenten import GemeenteTable
-from koppelpunt.pipeline.parse import SchemaRegistry, parse_message
-from koppelpunt.pipeline.render import render_signalering
-from koppelpunt.pipeline.rules import load_rules
+from sqlalchemy import select
+
+from koppelpunt.config import Settings
+from koppelpunt.model import Soort
+from koppelpunt.receive import receive
+from koppelpunt.runtime import Runtime
+from koppelpunt.store.db import upgrade_sync
+from koppelpunt.store.register import upsert_woonregister
+from koppelpunt.store.tables import outbox, signaleringen
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 NOW = datetime(2027, 3, 15, 12, 0, tzinfo=UTC)
+MESSAGES = (
+    ("prognoses", Soort.PROGNOSE, "koppelpunt-vo"),
+    ("aanmeldstatussen", Soort.AANMELDSTATUS, "koppelpunt-mbo"),
+)
 
 
 def generate() -> dict[str, bytes]:
-    schemas = SchemaRegistry.load(ROOT / "schemas")
-    rules = load_rules(ROOT / "routing_rules")
-    gemeenten = GemeenteTable.load(ROOT / "data" / "rvig-tabel33-gemeenten.csv")
-    with (HERE / "woonregister.csv").open(encoding="utf-8") as fh:
-        register = {
-            row["bsn"]: row["gemeentecode"].removeprefix("GM") for row in csv.DictReader(fh)
-        }
-    out: dict[str, bytes] = {}
-    for name, soort in (("prognoses", Soort.PROGNOSE), ("aanmeldstatussen", Soort.AANMELDSTATUS)):
-        parsed = parse_message((HERE / f"{name}.xml").read_bytes(), soort, schemas)
-        assert isinstance(parsed, Parsed), parsed
-        keys = run.lookups_needed(parsed, rules)
-        found = {
-            (bsn, day): woongemeente_on([(datetime.min.date(), register[bsn])], day)
-            if bsn in register
-            else None
-            for bsn, day in keys
-        }
-        verwerking = run.decide(parsed, rules, gemeenten, found, NOW)
-        receipt = run.receipt(verwerking, len(verwerking.signaleringen))
-        out[f"{name}.receipt.json"] = (json.dumps(receipt, indent=2) + "\n").encode()
-        for n, s in enumerate(verwerking.signaleringen, start=1):
-            out[f"{name}.{n}.{s.type.value.lower()}.{s.gemeentecode.lower()}.xml"] = (
-                render_signalering(s)
-            )
-    return out
+    """File name -> content: per message its receipt and its signaleringen in stored order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/examples.db"
+        upgrade_sync(url)
+        return asyncio.run(_generate(Settings(database_url=url, relay_enabled=False)))
+
+
+async def _generate(settings: Settings) -> dict[str, bytes]:
+    runtime = Runtime.build(settings)
+    runtime.clock = lambda: NOW
+    try:
+        with (HERE / "woonregister.csv").open(encoding="utf-8") as fh:
+            rows = [
+                (row["bsn"], row["gemeentecode"].removeprefix("GM"), None)
+                for row in csv.DictReader(fh)
+            ]
+        async with runtime.sessions.begin() as session:
+            await upsert_woonregister(session, rows)
+        out: dict[str, bytes] = {}
+        seen: set[str] = set()
+        for name, soort, sender in MESSAGES:
+            received = await receive(runtime, (HERE / f"{name}.xml").read_bytes(), soort, sender)
+            out[f"{name}.receipt.json"] = (json.dumps(received.receipt, indent=2) + "\n").encode()
+            async with runtime.sessions() as session:
+                stored = (
+                    await session.execute(
+                        select(
+                            signaleringen.c.signalering_id,
+                            signaleringen.c.type,
+                            signaleringen.c.gemeentecode,
+                            signaleringen.c.payload,
+                        )
+                        .join(outbox, outbox.c.signalering_id == signaleringen.c.signalering_id)
+                        .order_by(outbox.c.id)
+                    )
+                ).all()
+            new = [row for row in stored if row.signalering_id not in seen]
+            # Outbox order is the order the service publishes them in.
+            for n, row in enumerate(new, start=1):
+                seen.add(row.signalering_id)
+                out[f"{name}.{n}.{row.type.lower()}.{row.gemeentecode.lower()}.xml"] = bytes(
+                    row.payload
+                )
+        return out
+    finally:
+        await runtime.close()
 
 
 if __name__ == "__main__":
