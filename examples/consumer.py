@@ -19,8 +19,10 @@ A small, complete vendor consumer (aiokafka + lxml, nothing from koppelpunt itse
    the Kafka offset. A crash in between means the record is read again, and step 3 skips it.
 
 Replace `handle()` with your own processing (your case system); keep the order of the steps.
-Stop with Ctrl-C; `--once` reads up to the end offsets seen at start and then stops (for a
-scheduled job, and for the tests).
+It prints one line per record (what became of it, type, gemeente, id) and a summary when it
+stops. Stop with Ctrl-C; `--once` reads up to the end offsets seen at start and then stops (for
+a scheduled job, and for the tests). A refused login or missing access is one line on stderr
+and exit code 1.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from lxml import etree
 
 NS = {"s": "urn:vva:signalering:1"}
@@ -116,8 +120,11 @@ def process(
     xsd: etree.XMLSchema,
     record: ConsumerRecord[bytes, bytes],
     counters: Counters,
-) -> None:
-    """Validate, de-duplicate and handle one record; commits the local transaction."""
+) -> str:
+    """Validate, de-duplicate and handle one record; commits the local transaction.
+
+    Returns one line for the operator: what became of the record.
+    """
     ce_id = header(record, "ce_id")
     with db:  # one transaction: the handling and the de-duplication mark, or neither
         try:
@@ -132,12 +139,16 @@ def process(
                 (record.topic, record.partition, record.offset, str(exc)[:500]),
             )
             counters.refused += 1
-            return
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+            return f"refused   {where}: {str(exc)[:200]}"
         if db.execute("SELECT 1 FROM signalering WHERE ce_id = ?", (ce_id,)).fetchone():
             counters.duplicates += 1  # seen before: already handled, only move the offset
-            return
+            return f"duplicate {ce_id}"
         handle(db, record, doc)
         counters.handled += 1
+        kind = doc.findtext("s:type", namespaces=NS)
+        gemeente = doc.findtext("s:gemeentecode", namespaces=NS)
+        return f"handled   {kind} {gemeente} {ce_id}"
 
 
 # --- the Kafka side ---------------------------------------------------------------------------
@@ -156,19 +167,18 @@ def consumer_from(config: dict[str, Any], group_suffix: str) -> AIOKafkaConsumer
     )
 
 
-async def run(args: argparse.Namespace, config: dict[str, Any]) -> Counters:
+async def run(args: argparse.Namespace, config: dict[str, Any], counters: Counters) -> None:
     xsd = load_xsd(args.xsd)
     db = open_state(args.state)
-    counters = Counters()
     consumer = consumer_from(config, args.group)
-    await consumer.start()
     ends: dict[TopicPartition, int] | None = None
     try:
+        await consumer.start()
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=500)
             for tp, records in batches.items():
                 for record in records:
-                    process(db, xsd, record, counters)
+                    print(process(db, xsd, record, counters), flush=True)
                 # Only now, with the results safely in the local database, move the offset.
                 await consumer.commit({tp: records[-1].offset + 1})
             if args.once:
@@ -182,7 +192,18 @@ async def run(args: argparse.Namespace, config: dict[str, Any]) -> Counters:
     finally:
         await consumer.stop()
         db.close()
-    return counters
+
+
+class LastError(logging.Handler):
+    """Keeps aiokafka's last error message (e.g. the broker's reason for refusing the login),
+    so the program can end with one clear line instead of aiokafka's log and a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,14 +215,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="stop at the end offsets")
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    counters = Counters()
+    status = 0
+    last_error = LastError()
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_log.addHandler(last_error)
+    aiokafka_log.propagate = False
     try:
-        counters = asyncio.run(run(args, config))
+        asyncio.run(run(args, config, counters))
     except KeyboardInterrupt:
-        return 130
+        status = 130
+    except KafkaError as exc:
+        # A refused login (wrong or revoked password), no access to a topic or group, or no
+        # broker: one line, no traceback; what was handled so far is committed.
+        reason = last_error.message or str(exc) or type(exc).__name__
+        print(
+            f"consumer: Kafka refused or unreachable as {config['username']}: {reason}",
+            file=sys.stderr,
+        )
+        status = 1
     print(
         f"handled {counters.handled}, duplicates {counters.duplicates}, refused {counters.refused}"
     )
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ grant` wrote, on the real broker with SASL and ACLs on.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -33,16 +35,38 @@ CONSUMER = ROOT / "examples" / "consumer.py"
 pytestmark = pytest.mark.kafka
 
 
-def run_consumer(config: Path, state: Path) -> str:
-    result = subprocess.run(
+def consumer_process(config: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(CONSUMER), str(config), "--state", str(state), "--once"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def run_consumer(config: Path, state: Path, lines: list[str] | None = None) -> str:
+    """The consumer's summary line; its per-record lines are appended to `lines`."""
+    result = consumer_process(config, state)
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    *records, summary = result.stdout.strip().splitlines()
+    if lines is not None:
+        lines.extend(records)
+    return summary
+
+
+def interrupt_consumer(config: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    """Run the consumer without --once until it has joined its group, then send SIGINT."""
+    proc = subprocess.Popen(
+        [sys.executable, str(CONSUMER), str(config), "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def rows(state: Path, sql: str) -> list[tuple[object, ...]]:
@@ -91,8 +115,15 @@ class TestExampleConsumer:
         assert granted.exit_code == 0, granted.output
         state = tmp_path / "state.sqlite"
 
-        summary = await asyncio.to_thread(run_consumer, config, state)
+        lines: list[str] = []
+        summary = await asyncio.to_thread(run_consumer, config, state, lines)
         assert summary == "handled 2, duplicates 0, refused 0"
+        # One line per record: what became of it, its type, gemeente and id.
+        ids = [dict(r.headers)["ce_id"].decode() for r in published]
+        assert lines == [
+            f"handled   PROGNOSE GM0363 {ids[0]}",
+            f"handled   AANMELDSTATUS GM0363 {ids[1]}",
+        ]
         handled = rows(state, 'SELECT type, gemeentecode FROM signalering ORDER BY "offset"')
         assert handled == [("PROGNOSE", "GM0363"), ("AANMELDSTATUS", "GM0363")]
         assert await committed_offset(settings, f"{name}.leerplicht", topic) == 2
@@ -123,8 +154,11 @@ class TestExampleConsumer:
         finally:
             await publisher.stop()
 
-        summary = await asyncio.to_thread(run_consumer, config, state)
+        lines = []
+        summary = await asyncio.to_thread(run_consumer, config, state, lines)
         assert summary == "handled 0, duplicates 1, refused 1"
+        assert lines[0] == f"duplicate {ids[0]}"
+        assert lines[1].startswith(f"refused   {topic}[0]@3: ")
         assert len(rows(state, "SELECT ce_id FROM signalering")) == 2
         assert rows(state, 'SELECT "offset" FROM geweigerd') == [(3,)]
         assert await committed_offset(settings, f"{name}.leerplicht", topic) == 4
@@ -132,3 +166,29 @@ class TestExampleConsumer:
         # Nothing new: a third run handles nothing (the committed offsets hold).
         summary = await asyncio.to_thread(run_consumer, config, state)
         assert summary == "handled 0, duplicates 0, refused 0"
+
+        # Ctrl-C (SIGINT) while it waits for records: the summary, exit code 130, no traceback.
+        interrupted = await asyncio.to_thread(interrupt_consumer, config, state)
+        assert interrupted.returncode == 130, interrupted.stdout + interrupted.stderr
+        assert interrupted.stdout.strip() == "handled 0, duplicates 0, refused 0"
+        assert "Traceback" not in interrupted.stderr
+
+        # After `access revoke` the consumer says so in one line and exits 1, no traceback.
+        revoked = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["access", "revoke", name],
+            env={
+                "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
+                "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
+            },
+        )
+        assert revoked.exit_code == 0, revoked.output
+        result = await asyncio.to_thread(consumer_process, config, state)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        (error,) = result.stderr.strip().splitlines()
+        assert error.startswith(f"consumer: Kafka refused or unreachable as {name}: ")
+        assert "SaslAuthenticationFailed" in error  # the broker's own reason, not a symptom
+        assert result.stdout.strip() == "handled 0, duplicates 0, refused 0"
