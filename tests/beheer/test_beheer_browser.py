@@ -143,3 +143,37 @@ class TestBeheerInBrowser:
         for name in ("beheer-overzicht.png", "beheer-replay.png", "beheer-replay-gestart.png"):
             png = (tmp_path / name).read_bytes()
             assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+class TestDocsOffline:
+    @pytest.mark.parametrize(
+        ("path", "title"), [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")]
+    )
+    async def test_docs_render_without_network(self, server: str, path: str, title: str) -> None:
+        """/docs and /redoc render in Chromium with every request outside the service refused
+        (as on a closed network): their scripts and styles come from the service itself. ReDoc's
+        bundle links its own logo (an image) from its CDN; without it the page is complete."""
+        from playwright.async_api import Route, async_playwright
+
+        refused: list[str] = []
+
+        async def only_the_service(route: Route) -> None:
+            if route.request.url.startswith(server):
+                await route.continue_()
+            else:
+                refused.append(f"{route.request.resource_type} {route.request.url}")
+                await route.abort()
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                context = await browser.new_context()
+                await context.route("**/*", only_the_service)
+                page = await context.new_page()
+                await page.goto(server + path)
+                heading = await page.wait_for_selector(title, timeout=15_000)
+                assert heading is not None
+                assert "Koppelpunt gemeenten" in await heading.inner_text()
+            finally:
+                await browser.close()
+        assert [r for r in refused if not r.startswith("image ")] == []

@@ -14,6 +14,7 @@ from typing import TypedDict
 
 import structlog
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
@@ -93,7 +94,10 @@ def create_app(
             if runtime is None:
                 await rt.close()
 
-    app = FastAPI(
+    # The /docs and /redoc pages load Swagger UI and ReDoc from the package, not from a CDN,
+    # so they work on a closed network (Diginetwerk) too.
+    app = FastAPIOffline(
+        static_url="/docs-static",
         title="Koppelpunt gemeenten (VVA)",
         version="1",
         summary="Ontvangt prognoses en aanmeldstatussen, filtert en publiceert signaleringen "
