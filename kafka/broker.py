@@ -24,8 +24,9 @@ principal, because SCRAM credentials live in the metadata log the controller its
 Two principals are created at format time (`--add-scram`) with random passwords kept in
 `<dir>/credentials` (JSON, mode 0600, generated on the first start):
   - the admin (`koppelpunt-admin`, super user): broker internals and `koppelpunt access`;
-  - the service (`koppelpunt`): WRITE/DESCRIBE/CREATE on topics with the prefix
-    `vva.signalering.` and nothing else (ACLs added once after the first start).
+  - the service (`koppelpunt`): WRITE/CREATE/DESCRIBE/READ on topics with the prefix
+    `vva.signalering.` and DESCRIBE on groups (for consumer lag), nothing else (ACLs added
+    once after the first start).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ DEFAULT_LIBS = REPO_ROOT / ".cache" / "kafka" / "libs"
 NODE_ID = 1
 ADMIN_USER = "koppelpunt-admin"
 SERVICE_USER = "koppelpunt"
+# Bumped when the service principal's ACLs change, so existing data dirs get the new set.
+SERVICE_ACLS_VERSION = 2
 SERVICE_TOPIC_PREFIX = "vva.signalering."
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 # How long a started broker may refuse the admin's/service's SCRAM login before start()
@@ -868,16 +871,20 @@ class LocalBroker:
         return _random_cluster_id()
 
     def _grant_service(self, java: str) -> None:
-        """Once per data dir: the service may write to, describe and create its topics only.
+        """Once per data dir: what the service principal may do, and nothing more.
 
-        Done with the broker's own AclCommand as the admin (idempotent; a stamp file skips
-        the JVM start on later starts). Topic creation by the service needs CREATE on the
-        prefix, since the publisher creates a gemeente's topic before its first signalering.
+        Its topics (prefix): WRITE and CREATE to publish (the publisher creates a gemeente's
+        topic before its first signalering), DESCRIBE and READ to report consumer lag with the
+        time of the oldest unread signalering (it wrote every record there, so reading them
+        discloses nothing new). Groups: DESCRIBE only, to see the vendors' committed offsets
+        for the lag; it cannot join, read as or reset a group. Done with the broker's own
+        AclCommand as the admin (idempotent); a stamp file named after this set of ACLs skips
+        the JVM starts on later starts, and a changed set is applied to an existing data dir.
         """
-        stamp = self.data_dir / "service-acls.done"
+        stamp = self.data_dir / f"service-acls-{SERVICE_ACLS_VERSION}.done"
         if stamp.exists():
             return
-        cmd = [
+        base = [
             java,
             "-Xmx256m",
             f"-Dlog4j2.configurationFile={self.log4j_file}",
@@ -891,22 +898,21 @@ class LocalBroker:
             "--add",
             "--allow-principal",
             f"User:{SERVICE_USER}",
-            "--operation",
-            "Write",
-            "--operation",
-            "Describe",
-            "--operation",
-            "Create",
-            "--topic",
-            SERVICE_TOPIC_PREFIX,
-            "--resource-pattern-type",
-            "prefixed",
         ]
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
-        )
-        if result.returncode != 0:
-            raise BrokerError(f"granting the service ACLs failed:\n{result.stdout}{result.stderr}")
+        topics = [
+            *("--operation", "Write", "--operation", "Describe", "--operation", "Create"),
+            *("--operation", "Read"),
+            *("--topic", SERVICE_TOPIC_PREFIX, "--resource-pattern-type", "prefixed"),
+        ]
+        groups = ["--operation", "Describe", "--group", "*"]
+        for acls in (topics, groups):
+            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                base + acls, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+            )
+            if result.returncode != 0:
+                raise BrokerError(
+                    f"granting the service ACLs failed:\n{result.stdout}{result.stderr}"
+                )
         stamp.write_text("")
 
     def _format(self, java: str, creds: Mapping[str, str]) -> None:

@@ -1,7 +1,8 @@
 #!/bin/sh
-# One-shot, after the broker is healthy: the service principal may write to, describe and
-# create the topics with the prefix vva.signalering. and nothing else (as kafka/broker.py's
-# _grant_service). Idempotent: adding an existing ACL again changes nothing.
+# One-shot, after the broker is healthy: the service principal may write, create, describe
+# and read the topics with the prefix vva.signalering., and describe groups (consumer lag),
+# and nothing else (as kafka/broker.py's _grant_service). Idempotent: adding an existing ACL
+# again changes nothing.
 set -eu
 : "${KAFKA_ADMIN_PASSWORD:?set KOPPELPUNT_KAFKA_ADMIN_PASSWORD in docker/.env}"
 CONFIG=/tmp/admin.properties
@@ -10,7 +11,9 @@ security.protocol=SASL_PLAINTEXT
 sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="koppelpunt-admin" password="${KAFKA_ADMIN_PASSWORD}";
 PROPS
-exec /opt/kafka/bin/kafka-acls.sh --bootstrap-server kafka:9092 --command-config "$CONFIG" \
+/opt/kafka/bin/kafka-acls.sh --bootstrap-server kafka:9092 --command-config "$CONFIG" \
   --add --allow-principal User:koppelpunt \
-  --operation Write --operation Describe --operation Create \
+  --operation Write --operation Describe --operation Create --operation Read \
   --topic vva.signalering. --resource-pattern-type prefixed
+exec /opt/kafka/bin/kafka-acls.sh --bootstrap-server kafka:9092 --command-config "$CONFIG" \
+  --add --allow-principal User:koppelpunt --operation Describe --group '*'

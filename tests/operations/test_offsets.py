@@ -13,7 +13,9 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from koppelpunt.config import Settings
+from koppelpunt.config import PROJECT_ROOT, Settings
+from koppelpunt.errors import ServiceUnavailableError
+from koppelpunt.kafka import access
 from koppelpunt.kafka.admin import ensure_topics, topic_for
 from koppelpunt.operations.moments import LOCAL
 from koppelpunt.operations.offsets import (
@@ -23,9 +25,12 @@ from koppelpunt.operations.offsets import (
     parse_target,
     reset_offsets,
 )
+from koppelpunt.pipeline.gemeenten import GemeenteTable
 from tests.kafka_fixtures import admin_kwargs
 
 pytestmark = pytest.mark.kafka
+
+PACKAGED_TABLE = GemeenteTable.load(PROJECT_ROOT / "data" / "rvig-tabel33-gemeenten.csv")
 
 # Record timestamps set by the producer: an hour ago (the broker refuses future ones, and
 # retention would remove much older ones).
@@ -185,6 +190,44 @@ class TestLag:
         await reset_offsets(settings, gemeente="GM0363", group=group, to="latest")
         rows = [r for r in await consumer_lag(settings) if r.group == group]
         assert [(r.lag, r.oldest_unread) for r in rows] == [(0, None)]
+
+
+class TestLagPermissions:
+    async def test_the_service_principal_reads_lag(
+        self, settings: Settings, gemeente_topic: str, group: str
+    ) -> None:
+        """With only the service's own Kafka user (no admin configured, as `serve` runs under
+        docker compose and in production) the lag of a vendor's group is visible."""
+        await _produce(settings, gemeente_topic, 3)
+        await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest")
+        service = settings.model_copy(
+            update={"kafka_admin_username": None, "kafka_admin_password": None}
+        )
+        assert service.kafka_username == "koppelpunt"
+        rows = [r for r in await consumer_lag(service, gemeente="GM0363") if r.group == group]
+        assert [(r.group, r.lag) for r in rows] == [(group, 3)]
+        assert rows[0].oldest_unread == datetime.fromtimestamp(BASE_MS / 1000, tz=UTC)
+
+    async def test_no_permission_is_said_not_shown_as_none(
+        self, settings: Settings, gemeente_topic: str
+    ) -> None:
+        """A Kafka user that may not describe groups gets a clear refusal, not an empty list."""
+        await _produce(settings, gemeente_topic, 1)
+        name = f"lagtest-{uuid.uuid4().hex[:8]}"
+        config = await access.grant(settings, name, ["GM0363"], table=PACKAGED_TABLE)
+        vendor = settings.model_copy(
+            update={
+                "kafka_username": name,
+                "kafka_password": config.password,
+                "kafka_admin_username": None,
+                "kafka_admin_password": None,
+            }
+        )
+        try:
+            with pytest.raises(ServiceUnavailableError, match="no permission to read consumer"):
+                await consumer_lag(vendor, gemeente="GM0363")
+        finally:
+            await access.revoke(settings, name, table=PACKAGED_TABLE)
 
 
 class TestParseTargetProperties:

@@ -19,7 +19,8 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from koppelpunt.config import Settings
@@ -92,6 +93,24 @@ async def describe_group(settings: Settings, group: str, *, timeout: float = 10.
             if described[1] == group:
                 return GroupState(group=group, state=described[2], members=len(described[5]))
     return GroupState(group=group, state="Dead", members=0)
+
+
+# Kafka's error code for a group the principal may not DESCRIBE.
+GROUP_AUTHORIZATION_FAILED = 30
+# A group name nobody uses: describing it answers state Dead when groups are visible.
+_PROBE_GROUP = "koppelpunt.lag-permission-probe"
+
+
+async def _may_describe_groups(admin: AIOKafkaAdminClient) -> bool:
+    try:
+        responses = await _retrying(lambda: admin.describe_consumer_groups([_PROBE_GROUP]))
+    except GroupAuthorizationFailedError:  # finding the group's coordinator was refused
+        return False
+    return not any(
+        described[0] == GROUP_AUTHORIZATION_FAILED
+        for response in responses
+        for described in response.groups
+    )
 
 
 def _consumer(settings: Settings, group: str | None, timeout: float) -> AIOKafkaConsumer:
@@ -235,6 +254,15 @@ async def consumer_lag(
                 mine = {tp: o.offset for tp, o in offsets.items() if tp.topic in wanted}
                 if mine:
                     committed[group] = mine
+            # The broker lists only the groups a principal may DESCRIBE: an empty list can
+            # mean "none" or "not allowed to see them". Asking about a group that need not
+            # exist tells the two apart (GROUP_AUTHORIZATION_FAILED against state Dead).
+            if not committed and not await _may_describe_groups(admin):
+                user = admin_settings(settings).kafka_username or "(no SASL user)"
+                raise ServiceUnavailableError(
+                    f"no permission to read consumer groups: Kafka user {user} needs DESCRIBE "
+                    "on groups to show consumer lag (see docs/beheer.md, Consumer lag)"
+                )
     except (KafkaError, OSError, TimeoutError) as exc:
         raise ServiceUnavailableError(f"reading consumer groups failed: {exc!r}") from exc
     finally:
