@@ -59,7 +59,8 @@ $(ASYNCAPI_TOOLS): tools/asyncapi/package-lock.json
 
 install: $(VENV)/.installed $(ASYNCAPI_TOOLS)
 
-run: install kafka
+# `make run` needs no Node.js: only the tests use the AsyncAPI parser.
+run: $(VENV)/.installed kafka
 	@echo "=================================================================="
 	@echo " DEVELOPMENT MODE: sender keys from dev/senders.dev.yaml (public!)"
 	@echo "   vo       : dev-vo-key-NOT-FOR-PRODUCTION"

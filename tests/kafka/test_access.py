@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -493,3 +495,51 @@ class TestImportedGemeenteTable:
         )
         assert granted.exit_code == 0, granted.output
         assert json.loads(out.read_text())["topics"] == [topic]
+
+
+class TestLibrdkafkaClient:
+    def test_confluent_kafka_reads_with_the_librdkafka_file(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        """The vendor guide's out-of-the-box tool: confluent-kafka (librdkafka 2.6+) with the
+        `--format librdkafka` file reads its gemeente's topic (examples/librdkafka_consumer.py)."""
+        topic = topic_for(settings.topic_prefix, "GM0363")
+
+        async def produce() -> None:
+            await ensure_topics(settings, [topic], 1)
+            producer = AIOKafkaProducer(**client_kwargs(access.admin_settings(settings)))
+            await producer.start()
+            try:
+                for n in range(2):
+                    await producer.send_and_wait(
+                        topic, b"<x/>", key=b"k", headers=[("ce_id", f"id-{n}".encode())]
+                    )
+            finally:
+                await producer.stop()
+
+        asyncio.run(produce())
+        name = unique_name()
+        out = tmp_path / "verbinding.properties"
+        command = ["access", "grant", name, "--gemeente", "GM0363", "--format", "librdkafka"]
+        granted = CliRunner().invoke(
+            app,
+            [*command, "--output", str(out)],
+            env={
+                "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
+                "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
+            },
+        )
+        assert granted.exit_code == 0, granted.output
+        example = PACKAGED.parents[1] / "examples" / "librdkafka_consumer.py"
+        result = subprocess.run(
+            [sys.executable, str(example), str(out), "--max", "2", "--idle", "30"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert [line.split()[-1] for line in lines] == ["id-0", "id-1"]
+        assert all(line.startswith(f"{topic}[0]@") for line in lines)
