@@ -38,7 +38,7 @@ def generate() -> dict[str, bytes]:
     """File name -> content: per message its receipt and its signaleringen in stored order."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/examples.db"
-        upgrade_sync(url)
+        upgrade_sync(url, create=True)
         return asyncio.run(_generate(Settings(database_url=url, relay_enabled=False)))
 
 

@@ -43,6 +43,7 @@ class TestBrpImport:
             f"{BSN[3]},0363,gisteren\n",  # bad date: line 6
             encoding="utf-8",
         )
+        assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
         result = CliRunner().invoke(app, ["brp", "import", str(csv)])
         assert result.exit_code == 1, result.output
         assert "imported 2 rows, 3 invalid rows skipped" in result.output

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
+from koppelpunt.errors import ConfigurationError
 from koppelpunt.store.db import create_engine, upgrade, upgrade_sync
 from koppelpunt.store.tables import metadata
 
@@ -101,10 +105,17 @@ class TestUpgrade:
 
     async def test_upgrade_sync(self, empty_database_url: str) -> None:
         """upgrade_sync migrates from synchronous code (here: a worker thread)."""
-        await asyncio.to_thread(upgrade_sync, empty_database_url)
+        await asyncio.to_thread(functools.partial(upgrade_sync, empty_database_url, create=True))
         names, version, _ = await _state(empty_database_url)
         assert names >= TABLES
         assert version == head_revision()
+
+    def test_only_create_makes_a_sqlite_file(self, tmp_path: Path) -> None:
+        """Without `create` a missing SQLite file is refused (named), and none is created."""
+        path = tmp_path / "var" / "koppelpunt.db"
+        with pytest.raises(ConfigurationError, match=f"no database at {path}"):
+            upgrade_sync(f"sqlite+aiosqlite:///{path}")
+        assert not path.exists() and not path.parent.exists()
 
 
 def _downgrade_base(connection: Connection, url: str) -> None:

@@ -89,7 +89,7 @@ def serve(
 
     s = settings()
     configure_logging(s.log_level, s.log_json)
-    upgrade_sync(s.database_url)
+    upgrade_sync(s.database_url, create=True)
     try:
         application = create_app(s, freeze_heap=True)
     except ConfigurationError as exc:
@@ -156,11 +156,14 @@ def relay(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply all pending migrations to KOPPELPUNT_DATABASE_URL."""
+    """Apply all pending migrations to KOPPELPUNT_DATABASE_URL (creating a SQLite file).
+
+    Only this and `serve` create a database; every other command refuses to run without one.
+    """
     from koppelpunt.store.db import upgrade_sync
 
     s = settings()
-    upgrade_sync(s.database_url)
+    upgrade_sync(s.database_url, create=True)
     typer.echo("database is up to date")
 
 

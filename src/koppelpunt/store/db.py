@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
+from koppelpunt.errors import ConfigurationError
 from koppelpunt.store.sqlite_driver import inline_dbapi, statements_on_loop
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -212,9 +213,33 @@ def _upgrade_on(connection: Connection, url: str, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-def upgrade_sync(url: str, revision: str = "head") -> None:
-    """`upgrade` for synchronous callers (CLI, scripts); not from inside a running event loop."""
+def upgrade_sync(url: str, revision: str = "head", *, create: bool = False) -> None:
+    """`upgrade` for synchronous callers (CLI, scripts); not from inside a running event loop.
+
+    Only `create` (`koppelpunt db upgrade`, `serve`) may create a SQLite file: any other
+    command run from the wrong directory would otherwise make an empty database next to it
+    and report "nothing found" from there.
+    """
+    missing = None if create else missing_sqlite_file(url)
+    if missing is not None:
+        raise ConfigurationError(
+            f"no database at {missing} (KOPPELPUNT_DATABASE_URL {url}): set "
+            "KOPPELPUNT_DATABASE_URL, run this from the directory the service runs in, or "
+            "create it with `koppelpunt db upgrade`"
+        )
     asyncio.run(upgrade(url, revision))
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite database file that does not exist yet, else None."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    path = Path(database).resolve()
+    return None if path.exists() else path
 
 
 async def ping(engine: AsyncEngine) -> bool:
