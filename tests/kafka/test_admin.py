@@ -113,3 +113,37 @@ class TestListTopics:
         lookalike = prefix + "en.gm0363"
         await ensure_topics(kafka_settings, [mine, lookalike], partitions=1)
         assert await list_topics(kafka_settings, prefix) == [mine]
+
+
+class TestUnavailableReasons:
+    async def test_plaintext_client_against_a_sasl_listener_is_named(
+        self, kafka_settings: Settings
+    ) -> None:
+        """Without the Kafka environment (PLAINTEXT, no credentials) against the SASL broker,
+        the error names the protocol mismatch and what to set, not "unreachable"."""
+        plain = kafka_settings.model_copy(
+            update={
+                "kafka_security_protocol": "PLAINTEXT",
+                "kafka_sasl_mechanism": None,
+                "kafka_username": None,
+                "kafka_password": None,
+                "kafka_admin_username": None,
+                "kafka_admin_password": None,
+            }
+        )
+        with pytest.raises(ServiceUnavailableError) as raised:
+            await list_topics(plain, _prefix(), timeout=5)
+        assert "accepts connections but not this plaintext client" in raised.value.detail
+        assert "KOPPELPUNT_KAFKA_SECURITY_PROTOCOL" in raised.value.detail
+
+    async def test_nothing_listening_is_unreachable(self, kafka_settings: Settings) -> None:
+        """A port where nothing listens is still reported as unreachable."""
+        nowhere = kafka_settings.model_copy(
+            update={
+                "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+                "kafka_security_protocol": "PLAINTEXT",
+                "kafka_sasl_mechanism": None,
+            }
+        )
+        with pytest.raises(ServiceUnavailableError, match="is unreachable"):
+            await list_topics(nowhere, _prefix(), timeout=3)

@@ -8,6 +8,7 @@ instead of silently creating a topic nobody reads. Topics are therefore created 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from collections.abc import Sequence
@@ -93,12 +94,35 @@ async def login_problem(settings: Settings, timeout: float = 3.0) -> str | None:
 
 
 async def describe_unavailable(settings: Settings, exc: BaseException) -> str:
-    """A message for a failed connect: the broker's refusal when it refused our login."""
+    """A message for a failed connect: the broker's refusal when it refused our login, or a
+    protocol mismatch when it accepts connections but not our plaintext client."""
     if isinstance(exc, KafkaConnectionError | TimeoutError):
         refusal = await login_problem(settings)
         if refusal is not None:
             return refusal
+        if settings.kafka_security_protocol == "PLAINTEXT" and await _accepts_tcp(settings):
+            return (
+                f"Kafka at {settings.kafka_bootstrap} accepts connections but not this "
+                "plaintext client: the listener expects SASL or TLS. Set "
+                "KOPPELPUNT_KAFKA_SECURITY_PROTOCOL (SASL_SSL or SASL_PLAINTEXT), "
+                "KOPPELPUNT_KAFKA_SASL_MECHANISM and the credentials; for the local broker: "
+                'eval "$(make -s kafka-env)"'
+            )
     return f"Kafka at {settings.kafka_bootstrap} is unreachable: {type(exc).__name__}: {exc}"
+
+
+async def _accepts_tcp(settings: Settings, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+    """Whether the first bootstrap address accepts a TCP connection at all."""
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host.strip("[]") or "localhost", int(port))
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 async def _admin(settings: Settings, timeout: float) -> AIOKafkaAdminClient:  # noqa: ASYNC109
