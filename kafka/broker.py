@@ -24,7 +24,7 @@ principal, because SCRAM credentials live in the metadata log the controller its
 Two principals are created at format time (`--add-scram`) with random passwords kept in
 `<dir>/credentials` (JSON, mode 0600, generated on the first start):
   - the admin (`koppelpunt-admin`, super user): broker internals and `koppelpunt access`;
-  - the service (`koppelpunt`): WRITE/CREATE/DESCRIBE/READ on topics with the prefix
+  - the service (`koppelpunt`): WRITE/CREATE/DESCRIBE on topics with the prefix
     `vva.signalering.` and DESCRIBE on groups (for consumer lag), nothing else (ACLs added
     once after the first start).
 """
@@ -874,12 +874,12 @@ class LocalBroker:
         """Once per data dir: what the service principal may do, and nothing more.
 
         Its topics (prefix): WRITE and CREATE to publish (the publisher creates a gemeente's
-        topic before its first signalering), DESCRIBE and READ to report consumer lag with the
-        time of the oldest unread signalering (it wrote every record there, so reading them
-        discloses nothing new). Groups: DESCRIBE only, to see the vendors' committed offsets
-        for the lag; it cannot join, read as or reset a group. Done with the broker's own
-        AclCommand as the admin (idempotent); a stamp file named after this set of ACLs skips
-        the JVM starts on later starts, and a changed set is applied to an existing data dir.
+        topic before its first signalering) and DESCRIBE; never READ, so the service's
+        credentials cannot read the signaleringen back. Groups: DESCRIBE only, to see the
+        vendors' committed offsets for the consumer lag; it cannot join or reset a group.
+        Done with the broker's own AclCommand as the admin (idempotent); a stamp file named
+        after this set of ACLs skips the JVM starts on later starts, and a changed set is
+        applied to an existing data dir.
         """
         stamp = self.data_dir / f"service-acls-{SERVICE_ACLS_VERSION}.done"
         if stamp.exists():
@@ -901,7 +901,6 @@ class LocalBroker:
         ]
         topics = [
             *("--operation", "Write", "--operation", "Describe", "--operation", "Create"),
-            *("--operation", "Read"),
             *("--topic", SERVICE_TOPIC_PREFIX, "--resource-pattern-type", "prefixed"),
         ]
         groups = ["--operation", "Describe", "--group", "*"]

@@ -133,7 +133,7 @@ def test_scram_users_and_service_acls(broker: ModuleType) -> None:
     assert f"SERVICE={broker.SERVICE_USER}\n" in start
     acls = (DOCKER / "kafka" / "acls.sh").read_text(encoding="utf-8")
     assert f"--allow-principal User:{broker.SERVICE_USER}" in acls
-    assert "--operation Write --operation Describe --operation Create --operation Read" in acls
+    assert "--operation Write --operation Describe --operation Create \\\n" in acls
     assert f"--allow-principal User:{broker.SERVICE_USER} --operation Describe --group '*'" in acls
     assert f"--topic {broker.SERVICE_TOPIC_PREFIX} --resource-pattern-type prefixed" in acls
 

@@ -1,6 +1,6 @@
 #!/bin/sh
-# One-shot, after the broker is healthy: the service principal may write, create, describe
-# and read the topics with the prefix vva.signalering., and describe groups (consumer lag),
+# One-shot, after the broker is healthy: the service principal may write, create and
+# describe the topics with the prefix vva.signalering., and describe groups (consumer lag),
 # and nothing else (as kafka/broker.py's _grant_service). Idempotent: adding an existing ACL
 # again changes nothing.
 set -eu
@@ -13,7 +13,7 @@ sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule require
 PROPS
 /opt/kafka/bin/kafka-acls.sh --bootstrap-server kafka:9092 --command-config "$CONFIG" \
   --add --allow-principal User:koppelpunt \
-  --operation Write --operation Describe --operation Create --operation Read \
+  --operation Write --operation Describe --operation Create \
   --topic vva.signalering. --resource-pattern-type prefixed
 exec /opt/kafka/bin/kafka-acls.sh --bootstrap-server kafka:9092 --command-config "$CONFIG" \
   --add --allow-principal User:koppelpunt --operation Describe --group '*'

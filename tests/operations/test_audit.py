@@ -76,7 +76,7 @@ class TestCli:
             settings.kafka_bootstrap, topic_for(settings.topic_prefix, "GM0363"), expect=1
         )
         done = await invoke_cli(
-            ["offsets", "--gemeente", "GM0363", "--group", GROUP, "--to", "earliest"]
+            ["offsets", "--gemeente", "GM0363", "--group", GROUP, "--to", "earliest", "--create"]
         )
         assert done.exit_code == 0, done.output
         refused = await invoke_cli(

@@ -93,7 +93,7 @@ class TestLag:
         topic = topic_for(settings.topic_prefix, "GM0363")
         # The in-process relay publishes them (a second relay here could publish twice).
         await records_on(kafka_bootstrap, topic, expect=2)
-        await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest")
+        await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest", create=True)
         response = await client.get("/v1/beheer/lag?gemeente=GM0363", headers=auth("beheer"))
         assert response.status_code == 200
         rows = [r for r in response.json()["lag"] if r["groep"] == group]

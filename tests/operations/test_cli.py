@@ -60,7 +60,7 @@ class TestOffsetsAndLag:
         await consume_all(kafka_bootstrap, topic_for(settings.topic_prefix, "GM0363"), expect=2)
         group = f"cli-{uuid.uuid4().hex[:6]}"
         reset = await invoke_cli(
-            ["offsets", "--gemeente", "GM0363", "--group", group, "--to", "earliest"]
+            ["offsets", "--gemeente", "GM0363", "--group", group, "--to", "earliest", "--create"]
         )
         assert reset.exit_code == 0, reset.output
         assert "partition 0: offset 0" in reset.output

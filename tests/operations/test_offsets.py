@@ -14,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from koppelpunt.config import PROJECT_ROOT, Settings
-from koppelpunt.errors import ServiceUnavailableError
+from koppelpunt.errors import NotFoundError, ServiceUnavailableError
 from koppelpunt.kafka import access
 from koppelpunt.kafka.admin import ensure_topics, topic_for
 from koppelpunt.operations.moments import LOCAL
@@ -130,13 +130,19 @@ class TestResetOffsets:
         set the end offset."""
         await _produce(settings, gemeente_topic, 4)
         at = datetime.fromtimestamp((BASE_MS + 2 * 60_000) / 1000, tz=UTC)
-        assert await reset_offsets(settings, gemeente="GM0363", group=group, to=at) == {0: 2}
+        assert await reset_offsets(
+            settings, gemeente="GM0363", group=group, to=at, create=True
+        ) == {0: 2}
         later = datetime(2099, 1, 1, tzinfo=UTC)
-        assert await reset_offsets(settings, gemeente="GM0363", group=group, to=later) == {0: 4}
-        assert await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest") == {
-            0: 0
-        }
-        assert await reset_offsets(settings, gemeente="GM0363", group=group, to="latest") == {0: 4}
+        assert await reset_offsets(
+            settings, gemeente="GM0363", group=group, to=later, create=True
+        ) == {0: 4}
+        assert await reset_offsets(
+            settings, gemeente="GM0363", group=group, to="earliest", create=True
+        ) == {0: 0}
+        assert await reset_offsets(
+            settings, gemeente="GM0363", group=group, to="latest", create=True
+        ) == {0: 4}
 
     async def test_refused_while_the_group_has_members(
         self, settings: Settings, gemeente_topic: str, group: str
@@ -152,10 +158,27 @@ class TestResetOffsets:
             state = await describe_group(settings, group)
             assert state.members == 1
             with pytest.raises(GroupActiveError) as raised:
-                await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest")
+                await reset_offsets(
+                    settings, gemeente="GM0363", group=group, to="earliest", create=True
+                )
             assert raised.value.status == 409
         finally:
             await active.stop()
+
+
+class TestUnknownGroup:
+    async def test_a_group_that_does_not_exist_is_refused(
+        self, settings: Settings, gemeente_topic: str, group: str
+    ) -> None:
+        """A typo in a group name must not create a group: 404 unless create."""
+        await _produce(settings, gemeente_topic, 1)
+        with pytest.raises(NotFoundError, match=f"consumer group {group} does not exist"):
+            await reset_offsets(settings, gemeente="GM0363", group=group, to="latest")
+        assert (await describe_group(settings, group)).state == "Dead"
+        created = await reset_offsets(
+            settings, gemeente="GM0363", group=group, to="latest", create=True
+        )
+        assert created == {0: 1}
 
 
 class TestLag:
@@ -164,7 +187,7 @@ class TestLag:
     ) -> None:
         """A group at offset 1 of 4 lags 3, and its oldest unread signalering is record 1."""
         await _produce(settings, gemeente_topic, 4)
-        await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest")
+        await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest", create=True)
         reader = _consumer(settings, group, gemeente_topic)
         reader._auto_offset_reset = "earliest"
         await reader.start()
@@ -187,7 +210,7 @@ class TestLag:
     ) -> None:
         """At the end offset: lag 0 and no oldest unread."""
         await _produce(settings, gemeente_topic, 2)
-        await reset_offsets(settings, gemeente="GM0363", group=group, to="latest")
+        await reset_offsets(settings, gemeente="GM0363", group=group, to="latest", create=True)
         rows = [r for r in await consumer_lag(settings) if r.group == group]
         assert [(r.lag, r.oldest_unread) for r in rows] == [(0, None)]
 
@@ -197,16 +220,17 @@ class TestLagPermissions:
         self, settings: Settings, gemeente_topic: str, group: str
     ) -> None:
         """With only the service's own Kafka user (no admin configured, as `serve` runs under
-        docker compose and in production) the lag of a vendor's group is visible."""
+        docker compose and in production) the lag of a vendor's group is visible; the time of
+        the oldest unread signalering is not (that user may not read signaleringen)."""
         await _produce(settings, gemeente_topic, 3)
-        await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest")
+        await reset_offsets(settings, gemeente="GM0363", group=group, to="earliest", create=True)
         service = settings.model_copy(
             update={"kafka_admin_username": None, "kafka_admin_password": None}
         )
         assert service.kafka_username == "koppelpunt"
         rows = [r for r in await consumer_lag(service, gemeente="GM0363") if r.group == group]
         assert [(r.group, r.lag) for r in rows] == [(group, 3)]
-        assert rows[0].oldest_unread == datetime.fromtimestamp(BASE_MS / 1000, tz=UTC)
+        assert rows[0].oldest_unread is None
 
     async def test_no_permission_is_said_not_shown_as_none(
         self, settings: Settings, gemeente_topic: str

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from koppelpunt.cli._common import ActorOption, actor_name, echo_json, iso, log_cli_action
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
-from koppelpunt.operations.offsets import Lag, consumer_lag, parse_target, reset_offsets
+
+if TYPE_CHECKING:
+    from koppelpunt.operations.offsets import Lag
 
 
 def offsets(
@@ -19,13 +21,22 @@ def offsets(
     to: Annotated[
         str, typer.Option(help="earliest, latest, or a date/time (ISO; Amsterdam time).")
     ],
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create", help="Create the group at this position when it does not exist yet."
+        ),
+    ] = False,
     actor: ActorOption = None,
 ) -> None:
     """Reset a consumer group's offsets on a gemeente topic, so it re-reads from there.
 
-    Refused (exit 1) while the group has active members: stop the vendor's consumers first.
-    What is no longer in the topic (retention) needs `koppelpunt replay` instead.
+    Refused (exit 1) while the group has active members: stop the vendor's consumers first;
+    and for a group that does not exist, unless --create. What is no longer in the topic
+    (retention) needs `koppelpunt replay` instead.
     """
+    from koppelpunt.operations.offsets import parse_target, reset_offsets
+
     try:
         target = parse_target(to)
     except ValueError as exc:
@@ -35,7 +46,9 @@ def offsets(
     details: dict[str, object] = {"gemeentecode": gemeente.upper(), "group": group, "to": to}
     try:
         new = asyncio.run(
-            reset_offsets(s, gemeente=gemeente, group=group, to=target, requested_by=who)
+            reset_offsets(
+                s, gemeente=gemeente, group=group, to=target, requested_by=who, create=create
+            )
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--gemeente") from exc
@@ -70,6 +83,8 @@ def lag(
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Per gemeente topic and consumer group: how many signaleringen are unread, and since when."""
+    from koppelpunt.operations.offsets import consumer_lag
+
     s = Settings()
     try:
         rows: list[Lag] = asyncio.run(consumer_lag(s, gemeente=gemeente))
@@ -84,6 +99,6 @@ def lag(
     if not rows:
         typer.echo("no consumer groups with offsets on the gemeente topics")
         return
-    typer.echo(f"{'gemeente':<9} {'group':<40} {'lag':>8}  oldest unread")
+    typer.echo(f"{'GEMEENTE':<9} {'GROUP':<40} {'LAG':>8}  OLDEST UNREAD")
     for r in rows:
         typer.echo(f"{r.gemeentecode:<9} {r.group:<40} {r.lag:>8}  {iso(r.oldest_unread)}")

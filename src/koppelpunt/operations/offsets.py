@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthorizationFailedError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from koppelpunt.config import Settings
@@ -140,12 +140,15 @@ async def reset_offsets(
     to: Target,
     topic: str | None = None,
     requested_by: str = "operator",
+    create: bool = False,
     timeout: float = 30.0,  # noqa: ASYNC109
 ) -> dict[int, int]:
     """Set `group`'s offsets on the gemeente topic; returns the new offset per partition.
 
     Raises GroupActiveError (409) while the group has members, NotFoundError for a topic that
-    does not exist. `to` a datetime: the first message at or after it (the end when none).
+    does not exist, and for a group that does not exist unless `create` (a typo in a group
+    name must not silently make a new group). `to` a datetime: the first message at or after
+    it (the end when none).
     """
     name = topic or topic_for(settings.topic_prefix, gemeente)
     state = await describe_group(settings, group, timeout=timeout)
@@ -161,6 +164,12 @@ async def reset_offsets(
         async with asyncio.timeout(timeout):
             await consumer.start()
             tps = await _partitions(consumer, name)
+            if state.state == "Dead" and not create:
+                raise NotFoundError(
+                    f"consumer group {group} does not exist (no members, no committed "
+                    "offsets): check the name (a vendor's groups start with its user name and "
+                    "a dot), or create it at this position with --create"
+                )
             consumer.assign(tps)
             offsets = await _target_offsets(consumer, tps, to)
             try:
@@ -271,6 +280,7 @@ async def consumer_lag(
         return []
     consumer = _consumer(settings, None, timeout)
     rows: list[Lag] = []
+    may_read = True
     try:
         async with asyncio.timeout(timeout):
             await consumer.start()
@@ -291,7 +301,14 @@ async def consumer_lag(
                     }
                     lag = sum(max(ends[tp] - positions[tp], 0) for tp in tps)
                     unread = {tp: positions[tp] for tp in tps if ends[tp] > positions[tp]}
-                    oldest = await _oldest_timestamp(consumer, unread)
+                    oldest = None
+                    if may_read:
+                        try:
+                            oldest = await _oldest_timestamp(consumer, unread)
+                        except TopicAuthorizationFailedError:
+                            # The service's own user may not READ signaleringen: the lag
+                            # is known, the time of the oldest unread one is not.
+                            may_read = False
                     rows.append(
                         Lag(
                             topic=topic,
