@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,4 +155,6 @@ class Settings(BaseSettings):
     def uses_postgresql(self) -> bool:
         """The database is PostgreSQL (any driver): relay shards and LISTEN/NOTIFY need it;
         SQLite has one writer and no NOTIFY."""
+        from sqlalchemy.engine import make_url  # SQLAlchemy costs ~150 ms: not at CLI start
+
         return make_url(self.database_url).get_backend_name() == "postgresql"

@@ -7,7 +7,7 @@ import getpass
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -15,7 +15,9 @@ from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations.moments import parse_moment
 from koppelpunt.pipeline.gemeenten import GemeenteTable
-from koppelpunt.runtime import Runtime
+
+if TYPE_CHECKING:  # the runtime loads schemas, rules and drivers: imported when a command runs
+    from koppelpunt.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -124,6 +126,7 @@ def moment_option(value: str | None) -> datetime | None:
 
 def run_with_runtime(work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = True) -> T:
     """Build the runtime (migrating first), run `work`, close; KoppelpuntError -> exit 1."""
+    from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
 
     settings = Settings()

@@ -19,7 +19,6 @@ import typer
 from koppelpunt.cli._common import ActorOption, actor_name, gemeenten_in_use, log_cli_action
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, KoppelpuntError
-from koppelpunt.kafka import access
 
 app = typer.Typer(
     help="Vendors' read access to gemeente topics (Kafka SCRAM users and ACLs).",
@@ -78,6 +77,8 @@ def grant(
     """
     s = Settings()
     try:
+        from koppelpunt.kafka import access
+
         table = gemeenten_in_use(s)
         config = asyncio.run(
             access.grant(s, name, gemeente, table=table, keep_password=keep_password)
@@ -126,6 +127,8 @@ def revoke(
     """Take NAME's access to some gemeenten, or (without --gemeente) all of it and its user."""
     s = Settings()
     try:
+        from koppelpunt.kafka import access
+
         table = gemeenten_in_use(s)
         removed = asyncio.run(access.revoke(s, name, gemeente or [], table=table))
     except KoppelpuntError as exc:
@@ -147,6 +150,8 @@ def list_(
     """Who has access to what: every Kafka user and ACL the broker knows."""
     s = Settings()
     try:
+        from koppelpunt.kafka import access
+
         entries = asyncio.run(access.list_access(s))
     except KoppelpuntError as exc:
         raise _fail(exc) from exc

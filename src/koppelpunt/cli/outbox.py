@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from koppelpunt.cli._common import ActorOption, actor_name, echo_json, iso, run_with_runtime
-from koppelpunt.operations.failing import as_json, list_failing, retry_failing
-from koppelpunt.runtime import Runtime
-from koppelpunt.store.failing import FailingSignalering
+
+if TYPE_CHECKING:
+    from koppelpunt.runtime import Runtime
+    from koppelpunt.store.failing import FailingSignalering
 
 app = typer.Typer(help="The outbox: signaleringen on their way to Kafka.", no_args_is_help=True)
 
@@ -32,6 +33,7 @@ def list_(
     The relay retries failures with back-off; none is dropped. With --failing the exit code
     is 1 when any are listed (for monitoring).
     """
+    from koppelpunt.operations.failing import as_json, list_failing
 
     async def work(runtime: Runtime) -> list[FailingSignalering]:
         return await list_failing(runtime, gemeente=gemeente, limit=limit, failing_only=failing)
@@ -42,10 +44,14 @@ def list_(
     elif not rows:
         typer.echo("no failing signaleringen" if failing else "no unpublished signaleringen")
     else:
+        typer.echo(
+            f"{'SIGNALERING':<36}  {'GEMEENTE':<8}  {'TYPE':<15}  {'ATTEMPTS':>8}  "
+            f"{'NEXT ATTEMPT':<25}  LAST ERROR"
+        )
         for r in rows:
             typer.echo(
-                f"{r.signalering_id}  {r.gemeentecode}  {r.type:<15} attempts {r.attempts:<3} "
-                f"next {iso(r.next_attempt_at)}  {r.last_error or ''}"
+                f"{r.signalering_id:<36}  {r.gemeentecode:<8}  {r.type:<15}  {r.attempts:>8}  "
+                f"{iso(r.next_attempt_at):<25}  {r.last_error or ''}"
             )
     if rows and failing:
         raise typer.Exit(1)
@@ -59,6 +65,7 @@ def retry(
     actor: ActorOption = None,
 ) -> None:
     """Make failing signaleringen due now (the relay publishes them at its next pass)."""
+    from koppelpunt.operations.failing import retry_failing
 
     async def work(runtime: Runtime) -> int:
         return await retry_failing(runtime, signalering_ids or None, requested_by=actor_name(actor))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from koppelpunt.cli._common import ActorOption, actor_name, iso, run_with_runtime
-from koppelpunt.operations.retention import plan_purge, purge
-from koppelpunt.runtime import Runtime
+
+if TYPE_CHECKING:
+    from koppelpunt.runtime import Runtime
 
 
 def purge_command(
@@ -20,6 +21,7 @@ def purge_command(
 
     Logs and prints counts per kind, never contents. The service also runs this daily.
     """
+    from koppelpunt.operations.retention import plan_purge, purge
 
     who = actor_name(actor)
 

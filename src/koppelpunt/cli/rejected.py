@@ -6,18 +6,15 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from koppelpunt.cli._common import echo_json, iso, moment_option, run_with_runtime
-from koppelpunt.operations.rejected import (
-    Rejection,
-    export_rejections,
-    get_rejection,
-    list_rejections,
-)
-from koppelpunt.runtime import Runtime
+
+if TYPE_CHECKING:
+    from koppelpunt.operations.rejected import Rejection
+    from koppelpunt.runtime import Runtime
 
 app = typer.Typer(
     help="Rejected messages (refused as a whole: id 12) and records (id R34).",
@@ -41,6 +38,7 @@ def list_(
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Rejected messages and records, newest first, with their first reason."""
+    from koppelpunt.operations.rejected import list_rejections
 
     async def work(runtime: Runtime) -> list[Rejection]:
         return await list_rejections(runtime, since=since, sender=sender, limit=limit)
@@ -52,11 +50,14 @@ def list_(
     if not rows:
         typer.echo("no rejections")
         return
+    typer.echo(
+        f"{'ID':>7}  {'RECEIVED':<25}  {'SENDER':<18} {'BERICHTID':<28} {'WHAT':>5}  FIRST REASON"
+    )
     for r in rows:
         first = r.reasons[0].get("reden", "") if r.reasons else ""
         where = f"#{r.record_index}" if r.record_index is not None else str(r.status_code)
         typer.echo(
-            f"{r.id:>7}  {iso(r.received_at)}  {r.sender or '-':<18} {r.bericht_id or '-':<28} "
+            f"{r.id:>7}  {iso(r.received_at):<25}  {r.sender or '-':<18} {r.bericht_id or '-':<28} "
             f"{where:>5}  {first}"
         )
 
@@ -70,6 +71,7 @@ def show(
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
 ) -> None:
     """Every reason of one rejection; with --raw the message bytes as received."""
+    from koppelpunt.operations.rejected import get_rejection
 
     async def work(runtime: Runtime) -> tuple[Rejection, bytes | None]:
         return await get_rejection(runtime, rejection_id)
@@ -109,6 +111,7 @@ def export(
     ] = None,
 ) -> None:
     """Every rejection as JSON lines, raw bytes in base64 (`raw`), for a sender's helpdesk."""
+    from koppelpunt.operations.rejected import export_rejections
 
     async def work(runtime: Runtime) -> list[str]:
         return [

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from koppelpunt.cli._common import ActorOption, actor_name, moment_option, run_with_runtime
-from koppelpunt.kafka.publisher import KafkaPublisher
-from koppelpunt.operations.replay import ReplayRequest, get_replay, prepare_replay, run_replay
-from koppelpunt.runtime import Runtime
-from koppelpunt.store.replays import StoredReplay
+
+if TYPE_CHECKING:
+    from koppelpunt.runtime import Runtime
+    from koppelpunt.store.replays import StoredReplay
 
 
 def replay(
@@ -56,6 +56,9 @@ def replay(
     every batch: after Ctrl-C or a Kafka failure, run the same command again to resume.
     Exit code 0 when done, 1 when a publication failed.
     """
+    from koppelpunt.kafka.publisher import KafkaPublisher
+    from koppelpunt.operations.replay import ReplayRequest, get_replay, prepare_replay, run_replay
+
     try:
         request = ReplayRequest(
             gemeente=gemeente,

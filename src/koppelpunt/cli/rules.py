@@ -12,7 +12,7 @@ import asyncio
 import json
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,7 +23,9 @@ from koppelpunt.pipeline.dry_run import DryRun, DryRunReport, lookups_needed_for
 from koppelpunt.pipeline.rules import RuleSet
 from koppelpunt.pipeline.rules_check import check_rules, rules_json_schema
 from koppelpunt.pipeline.run import AMSTERDAM, LookupKey, LookupResult, peildatum_of
-from koppelpunt.store.replay import KnownDecision
+
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy: imported only when a command needs it
+    from koppelpunt.store.replay import KnownDecision
 
 app = typer.Typer(help="Routing rules: validate, try out, export the schema.", no_args_is_help=True)
 

@@ -10,7 +10,6 @@ import typer
 
 from koppelpunt.cli._common import gemeenten_in_use
 from koppelpunt.config import Settings
-from koppelpunt.kafka.admin import ensure_topics, topic_for
 from koppelpunt.pipeline.gemeenten import cbs_code
 
 app = typer.Typer(help="Kafka topics, one per gemeente.", no_args_is_help=True)
@@ -29,6 +28,8 @@ def ensure(
     The relay also creates a missing topic before its first publication, so this is for
     provisioning (and for setting partitions) ahead of time.
     """
+    from koppelpunt.kafka.admin import ensure_topics, topic_for
+
     s = Settings()
     gemeenten = gemeenten_in_use(s).active(date.today())
     names = [topic_for(s.topic_prefix, cbs_code(g.code)) for g in gemeenten]
