@@ -65,7 +65,9 @@ def grant(
     ] = None,
     keep_password: Annotated[
         bool,
-        typer.Option(help="For an existing NAME: add gemeenten without a new password."),
+        typer.Option(
+            "--keep-password", help="For an existing NAME: add gemeenten without a new password."
+        ),
     ] = False,
     actor: ActorOption = None,
 ) -> None:

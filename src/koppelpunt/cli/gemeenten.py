@@ -114,7 +114,8 @@ def list_table(
         bool, typer.Option("--opgeheven", help="Only gemeenten opgeheven on the date.")
     ] = False,
     datum: Annotated[
-        str | None, typer.Option(help="Status on this date (YYYY-MM-DD); default today.")
+        str | None,
+        typer.Option(metavar="YYYY-MM-DD", help="Status on this date; default today."),
     ] = None,
 ) -> None:
     """Show gemeentecode, name and status (actief / opgeheven per date → successor).

@@ -106,7 +106,7 @@ def serve(
 
 @app.command()
 def relay(
-    once: Annotated[bool, typer.Option(help="Publish what is due, then exit.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Publish what is due, then exit.")] = False,
 ) -> None:
     """Run the outbox relay standalone (set KOPPELPUNT_RELAY_ENABLED=false on the API then).
 

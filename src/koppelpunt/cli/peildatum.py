@@ -21,7 +21,7 @@ def _date(value: str) -> date:
 
 def peildatum(
     datum: Annotated[
-        str, typer.Option("--datum", help="The peildatum, YYYY-MM-DD (e.g. 2027-04-01).")
+        str, typer.Option("--datum", metavar="YYYY-MM-DD", help="The peildatum (e.g. 2027-04-01).")
     ],
     dry_run: Annotated[
         bool,

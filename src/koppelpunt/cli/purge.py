@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 
 def purge_command(
-    dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be deleted.")
+    ] = False,
     actor: ActorOption = None,
 ) -> None:
     """Delete raw messages, signaleringen (published ones only) and other personal data past

@@ -24,7 +24,9 @@ app = typer.Typer(
 Since = Annotated[
     datetime | None,
     typer.Option(
-        parser=moment_option, metavar="DATE", help="Received on or after (Amsterdam time)."
+        parser=moment_option,
+        metavar="YYYY-MM-DD[THH:MM]",
+        help="Received on or after (Amsterdam time).",
     ),
 ]
 SenderOpt = Annotated[str | None, typer.Option(help="Only this sender (e.g. koppelpunt-mbo).")]
@@ -67,7 +69,9 @@ def show(
     rejection_id: Annotated[
         str, typer.Argument(metavar="ID", help="12 (message) or R34 (record).")
     ],
-    raw: Annotated[bool, typer.Option(help="Write the raw bytes to stdout instead.")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Write the raw bytes to stdout instead.")
+    ] = False,
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
 ) -> None:
     """Every reason of one rejection; with --raw the message bytes as received."""

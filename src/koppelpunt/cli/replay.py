@@ -19,12 +19,16 @@ def replay(
     since: Annotated[
         datetime | None,
         typer.Option(
-            parser=moment_option, metavar="DATE", help="From this date/time (Amsterdam time)."
+            parser=moment_option,
+            metavar="YYYY-MM-DD[THH:MM]",
+            help="From this date/time (Amsterdam time).",
         ),
     ] = None,
     until: Annotated[
         datetime | None,
-        typer.Option(parser=moment_option, metavar="DATE", help="Up to, not including."),
+        typer.Option(
+            parser=moment_option, metavar="YYYY-MM-DD[THH:MM]", help="Up to, not including."
+        ),
     ] = None,
     type_: Annotated[
         str | None, typer.Option("--type", help="Only this signalering type, e.g. PROGNOSE.")
@@ -38,7 +42,9 @@ def replay(
             min=0, help="Messages per second (default KOPPELPUNT_REPLAY_RATE; 0 = no limit)."
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be replayed.")
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(

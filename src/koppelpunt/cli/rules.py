@@ -71,11 +71,17 @@ def dry_run(
     directory: DirArgument,
     since: Annotated[
         datetime,
-        typer.Option(formats=["%Y-%m-%d"], help="Messages received on or after this date."),
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            metavar="YYYY-MM-DD",
+            help="Messages received on or after this date.",
+        ),
     ],
     until: Annotated[
         datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="…and before this date (default: now)."),
+        typer.Option(
+            formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="…and before this date (default: now)."
+        ),
     ] = None,
     details: Annotated[
         bool, typer.Option("--details", help="List the signalering ids added and withdrawn.")
