@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # refused with 413 before it is read into memory.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    # The contact of this instance in the OpenAPI document (NL API Design Rules: info.contact
+    # with name, email and url). The project cannot know them: set email and url in production.
+    api_contact_name: str = "Beheer koppelpunt gemeenten"
+    api_contact_email: str | None = None
+    api_contact_url: str | None = None
+
     # --- senders, rules, reference data --------------------------------------------------
     # YAML with {name, role, key_sha256} per sender: hashes only, never keys.
     senders_file: Path = Path("senders.yaml")

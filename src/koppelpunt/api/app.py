@@ -18,6 +18,7 @@ from fastapi_offline import FastAPIOffline
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
+from koppelpunt.api.design_rules import API_VERSION, ApiVersionHeader, openapi_router
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
@@ -99,7 +100,10 @@ def create_app(
     app = FastAPIOffline(
         static_url="/docs-static",
         title="Koppelpunt gemeenten (VVA)",
-        version="1",
+        version=API_VERSION,
+        contact=_contact(settings),
+        # /core/no-trailing-slash: `/v1/prognoses/` is not a second name of `/v1/prognoses`.
+        redirect_slashes=False,
         summary="Ontvangt prognoses en aanmeldstatussen, filtert en publiceert signaleringen "
         "per gemeente op Kafka.",
         lifespan=lifespan,
@@ -110,6 +114,8 @@ def create_app(
         ],
     )
     problems.install(app)
+    app.add_middleware(ApiVersionHeader)
+    app.include_router(openapi_router(app))
     app.include_router(berichten.router)
     app.include_router(health.router)
     app.include_router(inzage.router)
@@ -117,6 +123,16 @@ def create_app(
     app.include_router(beheer.router)
     app.include_router(beheer_page.router)
     return app
+
+
+def _contact(settings: Settings) -> dict[str, str]:
+    """OpenAPI info.contact (ADR /core/doc-openapi-contact): who runs this instance."""
+    contact = {"name": settings.api_contact_name}
+    if settings.api_contact_email:
+        contact["email"] = settings.api_contact_email
+    if settings.api_contact_url:
+        contact["url"] = settings.api_contact_url
+    return contact
 
 
 def _start_purge(runtime: Runtime, settings: Settings) -> asyncio.Task[None] | None:
