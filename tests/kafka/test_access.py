@@ -543,3 +543,22 @@ class TestLibrdkafkaClient:
         lines = result.stdout.splitlines()
         assert [line.split()[-1] for line in lines] == ["id-0", "id-1"]
         assert all(line.startswith(f"{topic}[0]@") for line in lines)
+
+
+class TestCliOutput:
+    def test_json_on_stdout_is_only_json(self, settings: Settings) -> None:
+        """`access grant --format json` without --output: stdout is the config and nothing
+        else (the command's log lines go to stderr), so `> verbinding.json` works."""
+        result = CliRunner().invoke(
+            app,
+            ["access", "grant", unique_name(), "--gemeente", "GM0363", "--format", "json"],
+            env={
+                "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
+                "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
+            },
+        )
+        assert result.exit_code == 0, result.output
+        config = json.loads(result.stdout)
+        assert config["topics"] == [topic_for(settings.topic_prefix, "GM0363")]
+        assert "access_granted" in result.stderr

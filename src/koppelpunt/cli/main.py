@@ -54,6 +54,17 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+
+
+@app.callback()
+def _console_logging() -> None:
+    """Every command logs in one format, to stderr: the console renderer, so stdout holds only
+    the command's own output (a connection file, JSON, a table). `serve` and `relay` switch to
+    KOPPELPUNT_LOG_JSON for their log shippers when they start."""
+    s = settings()
+    configure_logging(s.log_level, json=False)
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(topics.app, name="topics")
 app.add_typer(brp.app, name="brp")

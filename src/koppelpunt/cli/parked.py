@@ -54,14 +54,12 @@ def retry(
 
     Exit code 1 when records stay parked because the lookup is still unavailable.
     """
-    from koppelpunt.logging import configure_logging
     from koppelpunt.operations.audit import PARKED_RETRY, log_action, parked_retry_details
     from koppelpunt.parked import retry_parked
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
 
     s = Settings()
-    configure_logging(s.log_level, s.log_json)
     upgrade_sync(s.database_url)
 
     async def main() -> int:

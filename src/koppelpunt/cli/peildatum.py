@@ -43,13 +43,11 @@ def peildatum(
     """
     day = _date(datum)
     from koppelpunt.derived import run_peildatum
-    from koppelpunt.logging import configure_logging
     from koppelpunt.operations.audit import PEILDATUM, log_action, peildatum_details
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
 
     s = Settings()
-    configure_logging(s.log_level, s.log_json)
     if not dry_run:
         upgrade_sync(s.database_url)
 
