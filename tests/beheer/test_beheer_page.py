@@ -41,9 +41,7 @@ class TestLogin:
             assert r.status_code == 401 and "ongeldige beheersleutel" in r.text
             assert COOKIE not in r.headers.get("set-cookie", "")
 
-    async def test_session_cookie_is_httponly_strict(
-        self, client: httpx.AsyncClient
-    ) -> None:
+    async def test_session_cookie_is_httponly_strict(self, client: httpx.AsyncClient) -> None:
         """The operator key gives an HttpOnly, SameSite=Strict cookie that opens the overview."""
         r = await login(client)
         assert r.status_code == 303 and r.headers["location"] == "/beheer"

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from koppelpunt.api.routes.beheer_page import COOKIE
 from koppelpunt.config import DEV_LOG_ENCRYPTION_KEY
 from koppelpunt.store.tables import beheer_sessions
-from tests.conftest import KEYS, Running, auth
 from tests.beheer.test_beheer_page import csrf_of, login
+from tests.conftest import KEYS, Running, auth
 
 
 def _b64(data: bytes) -> str:
