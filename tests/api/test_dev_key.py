@@ -46,11 +46,14 @@ def test_create_app_refuses_the_public_key_without_the_switch(settings: Settings
 def test_commands_that_use_the_key_refuse_it(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """inzage decrypts the verwerkingenlog: refused (main() turns it into exit code 2). A
-    command that does not touch the key (db upgrade) runs."""
+    """inzage decrypts the verwerkingenlog, the relay encrypts: refused (main() turns it into
+    exit code 2). A command that does not touch the key (db upgrade) runs."""
     monkeypatch.setenv("KOPPELPUNT_DATABASE_URL", database_url)
     monkeypatch.setenv("KOPPELPUNT_DEVELOPMENT_MODE", "false")
     result = CliRunner().invoke(cli, ["inzage", "--bsn", BSN[0]])
+    assert isinstance(result.exception, ConfigurationError), result.output
+    # The relay logs each publication with the BSN encrypted: refused before it publishes.
+    result = CliRunner().invoke(cli, ["relay", "--once"])
     assert isinstance(result.exception, ConfigurationError), result.output
     assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
     monkeypatch.setenv("KOPPELPUNT_LOG_ENCRYPTION_KEY", OWN_KEY)
