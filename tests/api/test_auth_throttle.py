@@ -127,16 +127,19 @@ async def test_beheer_login_is_throttled_per_address_not_per_operator(
         assert r.status_code == 303
 
 
-async def test_a_sender_key_at_the_login_counts_as_a_failure(
+async def test_a_sender_key_at_the_login_counts_for_the_address_only(
     from_address: FromAddress,
 ) -> None:
-    async with from_address("192.0.2.77") as c:
-        for _ in range(PER_KEY):
+    """A VO key at the /beheer login is a failed login: it counts against the address, but not
+    against the key, which is valid and keeps working for its sender elsewhere."""
+    async with from_address("192.0.2.77") as c, from_address("192.0.2.78") as sender:
+        for _ in range(PER_ADDRESS):
             r = await c.post("/beheer/login", data={"sleutel": "test-vo-key"})
             assert r.status_code == 401
         r = await c.post("/beheer/login", data={"sleutel": "test-vo-key"})
         assert r.status_code == 429
-        # The VO key itself still works where it belongs (the per-key limit is the login's).
+        r = await sender.post("/v1/prognoses", headers=auth("koppelpunt-vo"), content=b"<x/>")
+        assert r.status_code not in (401, 429)
 
 
 async def test_failures_and_throttles_are_counted_without_key_material(

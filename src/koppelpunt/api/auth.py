@@ -267,8 +267,9 @@ class SenderRegistry:
         """The sender for an Authorization header; AuthenticationError (401) otherwise.
 
         With a throttle: TooManyRequestsError (429) while `client` (an address) or the
-        presented key has too many recent failures, checked before the key; each failure
-        counts for both. `role`: a key of another role is a failure too (the /beheer login).
+        presented key has too many recent failures, checked before the key; an unknown key
+        counts for both. `role`: a key of another role is a failure too (the /beheer login),
+        counted for the address only.
         """
         if not authorization:
             raise AuthenticationError("Authorization: Bearer <sleutel> ontbreekt")
@@ -297,7 +298,9 @@ class SenderRegistry:
         if found is not None and (role is None or found.role is role):
             return found
         if throttle is not None:
-            throttle.failed(address, key)
+            # A known key of another role is no guess: it counts for the address only, so the
+            # per-key limit never blocks a valid key (not even its holder's misuse of it).
+            throttle.failed(address, key if found is None else None)
         if metrics is not None:
             metrics.auth_failures.labels(kind.value).inc()
         if digest is None:
