@@ -7,10 +7,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-# `make run` uses embedded defaults: SQLite in var/, the local broker on 127.0.0.1:9092 and the
-# development sender keys from dev/senders.dev.yaml (DEV ONLY, printed at start).
+# `make run` uses embedded defaults: SQLite in var/, the local broker on 127.0.0.1:9092, the
+# development sender keys from dev/senders.dev.yaml (DEV ONLY, printed at start) and, through
+# KOPPELPUNT_DEVELOPMENT_MODE, the public development log encryption key (refused without it).
 RUN_ENV := KOPPELPUNT_SENDERS_FILE=$${KOPPELPUNT_SENDERS_FILE:-dev/senders.dev.yaml} \
-           KOPPELPUNT_LOG_JSON=$${KOPPELPUNT_LOG_JSON:-false}
+           KOPPELPUNT_LOG_JSON=$${KOPPELPUNT_LOG_JSON:-false} \
+           KOPPELPUNT_DEVELOPMENT_MODE=$${KOPPELPUNT_DEVELOPMENT_MODE:-true}
 
 LINT_DIRS := $(wildcard src tests bench examples kafka)
 
@@ -62,7 +64,8 @@ install: $(VENV)/.installed $(ASYNCAPI_TOOLS)
 # `make run` needs no Node.js: only the tests use the AsyncAPI parser.
 run: $(VENV)/.installed kafka
 	@echo "=================================================================="
-	@echo " DEVELOPMENT MODE: sender keys from dev/senders.dev.yaml (public!)"
+	@echo " DEVELOPMENT MODE: sender keys from dev/senders.dev.yaml and the log"
+	@echo " encryption key are public (KOPPELPUNT_DEVELOPMENT_MODE=true)"
 	@echo "   vo       : dev-vo-key-NOT-FOR-PRODUCTION"
 	@echo "   mbo      : dev-mbo-key-NOT-FOR-PRODUCTION"
 	@echo "   operator : dev-operator-key-NOT-FOR-PRODUCTION"

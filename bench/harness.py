@@ -192,6 +192,8 @@ def service_env(
         "KOPPELPUNT_SENDERS_FILE": str(senders_file),
         "KOPPELPUNT_TOPIC_PREFIX": topic_prefix,
         "KOPPELPUNT_LOG_JSON": "true",
+        # The benchmarks and resilience tests run on the public development log key.
+        "KOPPELPUNT_DEVELOPMENT_MODE": "true",
     }
     env.update(extra or {})
     return env

@@ -9,6 +9,7 @@ never read each other's signaleringen.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ from koppelpunt.kafka.relay import OutboxRelay
 from koppelpunt.runtime import Runtime
 from tests.db_fixtures import *  # noqa: F403
 from tests.kafka_fixtures import *  # noqa: F403
+
+# The suite runs on the public development log key, which the service refuses without the
+# development switch: set for every Settings() a test builds, every CLI run and every
+# `koppelpunt serve` subprocess (they inherit the environment). tests/api/test_dev_key.py
+# removes it to see the refusal.
+os.environ.setdefault("KOPPELPUNT_DEVELOPMENT_MODE", "true")
 
 KEYS = {
     "koppelpunt-vo": ("vo", "test-vo-key"),
@@ -63,6 +70,8 @@ def settings(database_url: str, kafka_bootstrap: str, senders_file: Path) -> Set
         relay_poll_seconds=0.2,
         relay_backoff_base_seconds=0.2,
         relay_backoff_max_seconds=2.0,
+        # The public development log key is refused without it (tests/api/test_dev_key.py).
+        development_mode=True,
     )
 
 

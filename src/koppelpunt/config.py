@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from koppelpunt.errors import ConfigurationError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # DEVELOPMENT ONLY (public in this repository): base64 of b"koppelpunt-dev-log-key-NOT-PROD!"
@@ -146,16 +148,55 @@ class Settings(BaseSettings):
     # --- verwerkingenlog (Logius "Logboek dataverwerkingen") and the /beheer page ----------
     # Master key (base64 of 32 random bytes) for the verwerkingenlog: the BSN of each line is
     # stored AES-256-GCM encrypted, plus an HMAC blind index to find a person's lines. Separate
-    # subkeys for both (and for signing /beheer session cookies) are derived with HKDF.
-    # The default is a PUBLIC DEVELOPMENT KEY for `make run` and tests only: the service logs
-    # a warning at start while it is in use. Generate one with
+    # subkeys for both are derived with HKDF.
+    # The default is a PUBLIC DEVELOPMENT KEY for `make run` and tests only: the service and
+    # the CLI refuse it unless development_mode is set. Generate one with
     # `python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`.
     log_encryption_key: SecretStr = SecretStr(DEV_LOG_ENCRYPTION_KEY)
     # Earlier master keys (rotation): still used to decrypt and to find old lines, never to
     # write new ones. Comma-separated in the environment is not supported: use a JSON list.
     log_encryption_old_keys: list[SecretStr] = Field(default_factory=list)
-    # How long a /beheer login session lasts.
+    # How long a /beheer login session lasts (a working day; logout or removing the operator
+    # from the senders file ends it earlier).
     beheer_session_minutes: int = Field(default=480, ge=1)
+    # DEVELOPMENT ONLY: allows the public development log encryption key above. Without it the
+    # service and every command refuse to start with that key (exit code 2), because anyone can
+    # read the repository: with it, the verwerkingenlog's BSNs are readable by anyone who gets
+    # the database. `make run` and the tests set it; production must never set it.
+    development_mode: bool = False
+
+    # --- failed authentication (API bearer keys and the /beheer login) ------------------
+    # Failed authentications are counted per client address (IPv6 per /64) and per presented
+    # key, in memory per process, over a sliding window: at the limit, further attempts are
+    # answered 429 with Retry-After until the oldest failure leaves the window. An address's
+    # limit blocks every attempt from it (also with a correct key); a key's limit counts only
+    # unknown keys, so failures from elsewhere never lock out a real key (docs/beheer.md).
+    auth_failure_window_seconds: float = Field(default=300.0, gt=0)
+    # 20 per 5 minutes per address: ample for a person mistyping a key or a sender whose key
+    # was just rotated, and 4 guesses a minute for an attacker.
+    auth_failures_per_address: int = Field(default=20, ge=1)
+    # 10 per 5 minutes per key: one wrong key retried from many addresses (a stale key on a
+    # cluster of senders) is refused before its hash is compared.
+    auth_failures_per_key: int = Field(default=10, ge=1)
+    # Addresses and keys tracked (each table; least recently failed evicted first): at most
+    # about 1.1 KB each (measured), so 10,000 per table bound the throttle to about 25 MB
+    # whatever an attacker sends.
+    auth_throttle_max_entries: int = Field(default=10_000, ge=1)
+
+    @property
+    def uses_public_log_key(self) -> bool:
+        """The public development key (in this repository) is the log encryption key."""
+        return self.log_encryption_key.get_secret_value() == DEV_LOG_ENCRYPTION_KEY
+
+    def refuse_public_log_key(self) -> None:
+        """ConfigurationError (exit code 2) while the public development key is in use and
+        KOPPELPUNT_DEVELOPMENT_MODE is not set."""
+        if self.uses_public_log_key and not self.development_mode:
+            raise ConfigurationError(
+                "KOPPELPUNT_LOG_ENCRYPTION_KEY is the public development key from the "
+                "repository: set a key of your own (base64 of 32 random bytes, see "
+                "docs/beheer.md) or, for development only, KOPPELPUNT_DEVELOPMENT_MODE=true"
+            )
 
     @property
     def uses_postgresql(self) -> bool:

@@ -34,6 +34,18 @@ class AuthenticationError(KoppelpuntError):
     title = "Niet geauthenticeerd"
 
 
+class TooManyRequestsError(KoppelpuntError):
+    """Too many failed authentications from this address or with this key: retry later."""
+
+    status = 429
+    code = "too-many-requests"
+    title = "Te veel pogingen"
+
+    def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
 class ForbiddenError(KoppelpuntError):
     status = 403
     code = "forbidden"

@@ -59,6 +59,21 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Authentication: `kind` is bearer (an API key, also on /beheer) or beheer_login;
+        # `limit` is address or key. Fixed values only: never a key, name or address.
+        self.auth_failures = Counter(
+            "koppelpunt_auth_failures_total",
+            "Failed authentications, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.auth_throttled = Counter(
+            "koppelpunt_auth_throttled_total",
+            "Authentication attempts refused with 429 (too many failures), by kind and limit.",
+            ["kind", "limit"],
+            registry=self.registry,
+        )
+
     def count_created(
         self, signaleringen: Iterable[Signalering], inserted: Collection[str]
     ) -> None:

@@ -41,9 +41,7 @@ class TestLogin:
             assert r.status_code == 401 and "ongeldige beheersleutel" in r.text
             assert COOKIE not in r.headers.get("set-cookie", "")
 
-    async def test_session_cookie_is_signed_httponly_strict(
-        self, client: httpx.AsyncClient
-    ) -> None:
+    async def test_session_cookie_is_httponly_strict(self, client: httpx.AsyncClient) -> None:
         """The operator key gives an HttpOnly, SameSite=Strict cookie that opens the overview."""
         r = await login(client)
         assert r.status_code == 303 and r.headers["location"] == "/beheer"
@@ -54,12 +52,11 @@ class TestLogin:
         assert "beheer" in page.text  # the operator's name in the header
 
     async def test_tampered_cookie_is_refused(self, client: httpx.AsyncClient) -> None:
-        """Changing one character of the signed cookie makes it worthless."""
+        """Changing one character of the session id makes it worthless."""
         await login(client)
         value = client.cookies[COOKIE]
         client.cookies.clear()
-        body, _, sig = value.partition(".")
-        client.cookies.set(COOKIE, body + "." + ("A" if sig[0] != "A" else "B") + sig[1:])
+        client.cookies.set(COOKIE, ("A" if value[0] != "A" else "B") + value[1:])
         r = await client.get("/beheer")
         assert r.status_code == 303
 

@@ -32,6 +32,8 @@ TABLES = {
     "verwerkingenlog",
     # replay progress (0004)
     "replays",
+    # server-side /beheer sessions (0008)
+    "beheer_sessions",
 }
 
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from koppelpunt.api import problems
-from koppelpunt.api.auth import SenderRegistry
+from koppelpunt.api.auth import AuthThrottle, SenderRegistry
 from koppelpunt.api.design_rules import API_VERSION, ApiVersionHeader, openapi_router
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
 from koppelpunt.config import Settings
@@ -25,7 +25,7 @@ from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
 from koppelpunt.runtime import Runtime, frozen_heap, thawed_heap
 from koppelpunt.scheduler import Scheduler
-from koppelpunt.store.verwerkingenlog import LogCipher, uses_dev_key
+from koppelpunt.store.verwerkingenlog import LogCipher
 
 log = structlog.get_logger(__name__)
 
@@ -43,12 +43,15 @@ def create_app(
     """The app. `freeze_heap` (koppelpunt serve) takes what start-up allocated out of the
     garbage collector's reach and makes full collections rare (runtime.frozen_heap): fewer,
     shorter pauses under load."""
-    senders = SenderRegistry.load(settings.senders_file)  # fail fast on a bad file
+    settings.refuse_public_log_key()  # unless KOPPELPUNT_DEVELOPMENT_MODE
+    senders = SenderRegistry.load(  # fail fast on a bad file
+        settings.senders_file, throttle=AuthThrottle.from_settings(settings)
+    )
     LogCipher.from_settings(settings)  # fail fast on a bad log encryption key
-    if uses_dev_key(settings):
+    if settings.uses_public_log_key:
         log.warning(
             "log_encryption_key_is_dev_default",
-            hint="set KOPPELPUNT_LOG_ENCRYPTION_KEY: the default key is public (dev/tests only)",
+            hint="KOPPELPUNT_DEVELOPMENT_MODE is set: the log key is public (dev/tests only)",
         )
 
     @contextlib.asynccontextmanager

@@ -6,7 +6,7 @@ from typing import cast
 
 from fastapi import Request
 
-from koppelpunt.api.auth import Sender, SenderRegistry
+from koppelpunt.api.auth import Kind, Role, Sender, SenderRegistry
 from koppelpunt.runtime import Runtime
 
 
@@ -14,7 +14,26 @@ def runtime_of(request: Request) -> Runtime:
     return cast(Runtime, request.state.runtime)
 
 
-def sender_of(request: Request) -> Sender:
-    """Authenticate the request's bearer key (401 problem when missing or unknown)."""
+def authenticate(
+    request: Request,
+    authorization: str | None,
+    *,
+    kind: Kind = Kind.BEARER,
+    role: Role | None = None,
+) -> Sender:
+    """Authenticate a bearer key for this request: 401 when missing or unknown, 429 while the
+    client's address or the key has too many recent failures (counted in /metrics)."""
     senders = cast(SenderRegistry, request.state.senders)
-    return senders.authenticate(request.headers.get("authorization"))
+    return senders.authenticate(
+        authorization,
+        client=request.client.host if request.client else None,
+        kind=kind,
+        role=role,
+        metrics=runtime_of(request).metrics,
+    )
+
+
+def sender_of(request: Request) -> Sender:
+    """Authenticate the request's bearer key (401 problem when missing or unknown, 429 when
+    throttled)."""
+    return authenticate(request, request.headers.get("authorization"))

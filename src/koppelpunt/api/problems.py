@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from koppelpunt.errors import KoppelpuntError, ServiceUnavailableError
+from koppelpunt.errors import KoppelpuntError, ServiceUnavailableError, TooManyRequestsError
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +53,8 @@ def from_error(exc: KoppelpuntError, instance: str | None = None) -> JSONRespons
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.status == 503 else None
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, TooManyRequestsError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(
         exc.status,
         exc.title,

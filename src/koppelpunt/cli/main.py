@@ -99,6 +99,7 @@ def serve(
     from koppelpunt.store.db import upgrade_sync
 
     s = settings()
+    s.refuse_public_log_key()  # before anything is migrated or listened on (exit code 2)
     configure_logging(s.log_level, s.log_json)
     upgrade_sync(s.database_url, create=True)
     try:
@@ -133,6 +134,9 @@ def relay(
     from koppelpunt.store.outbox_listener import OutboxListener
 
     s = settings()
+    # It logs every publication with the BSN encrypted: refuse the public key at start, not
+    # after the first batch went out.
+    s.refuse_public_log_key()
     configure_logging(s.log_level, s.log_json)
     upgrade_sync(s.database_url)
 

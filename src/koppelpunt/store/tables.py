@@ -280,3 +280,19 @@ replays = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# /beheer login sessions, kept server-side: the cookie holds a random id, this table only its
+# SHA-256 (a copy of the database opens no session). A session ends at expires_at, at logout
+# (revoked_at) or when its operator leaves the senders file or gets another key (checked per
+# request).
+beheer_sessions = Table(
+    "beheer_sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("operator", String(128), nullable=False),
+    # api.auth.key_id of the key the session was opened with: a rotated key ends it.
+    Column("key_id", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)

@@ -124,6 +124,7 @@ class LogCipher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LogCipher:
+        settings.refuse_public_log_key()  # every use of the key, unless development mode
         return _cipher(
             settings.log_encryption_key.get_secret_value(),
             tuple(k.get_secret_value() for k in settings.log_encryption_old_keys),

@@ -1,9 +1,12 @@
 """The /beheer web pages: a small server-rendered overview for operators (role operator).
 
 Login with the operator key, either per request (Authorization: Bearer …) or once through the
-login form, which sets a signed session cookie (HMAC-SHA256, HttpOnly, SameSite=Strict, Secure
-over https). Forms carry a CSRF token bound to the session (synchronizer token) on top of
-SameSite=Strict. Charts are inline SVG made here, so the page works offline (no CDN, no script).
+login form, which opens a server-side session (store/beheer_sessions.py): the cookie holds only
+a random id (HttpOnly, SameSite=Strict, Secure over https, Path=/beheer), checked against the
+database and the senders file on every request; logout revokes it. Forms carry a CSRF token
+bound to the session (synchronizer token) on top of SameSite=Strict. Failed logins are
+throttled per address and per key (api/auth.py AuthThrottle): 429 with Retry-After. Charts
+are inline SVG made here, so the page works offline (no CDN, no script).
 
 Shows per gemeente the signaleringen per day and type, the refused messages with their reasons,
 the outbox backlog and relay state, consumer lag, records parked while the woongemeente lookup
@@ -14,12 +17,7 @@ time (Europe/Amsterdam), `until` not included (operations/moments.py).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
-import secrets
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -35,17 +33,16 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.api.auth import Role, SenderRegistry
-from koppelpunt.api.deps import runtime_of
-from koppelpunt.errors import AuthenticationError
+from koppelpunt.api.auth import Kind, Role, SenderRegistry, key_id
+from koppelpunt.api.deps import authenticate, runtime_of
+from koppelpunt.errors import AuthenticationError, TooManyRequestsError
 from koppelpunt.operations.moments import LOCAL, parse_moment
 from koppelpunt.runtime import Runtime
-from koppelpunt.store import leerlingen
+from koppelpunt.store import beheer_sessions, leerlingen
 from koppelpunt.store import outbox as outbox_repo
 from koppelpunt.store import parked as parked_repo
 from koppelpunt.store.berichten import list_afwijzingen
 from koppelpunt.store.tables import afwijzingen, outbox, signaleringen
-from koppelpunt.store.verwerkingenlog import LogCipher
 
 log = structlog.get_logger(__name__)
 
@@ -76,64 +73,48 @@ COLOURS = {
 }
 
 
-# --- session ----------------------------------------------------------------------------------
+# --- session ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class BeheerSession:
     operator: str
     csrf: str | None  # None when authenticated by header (no cookie, so no CSRF risk)
+    session_id: str | None = None  # the cookie's id; None when authenticated by header
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+def csrf_token(session_id: str) -> str:
+    """The session's form token: HMAC-SHA256 keyed with the session id. Only the holder of
+    the session cookie can compute it, it reveals nothing of the id, and it needs no storage;
+    a page of another site sees neither (synchronizer token, next to SameSite=Strict)."""
+    return hmac.new(session_id.encode("utf-8"), b"koppelpunt beheer csrf", "sha256").hexdigest()
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+async def _authenticate(request: Request) -> BeheerSession | None:
+    """The operator behind this request (header or session cookie), or None.
 
-
-def _session_key(runtime: Runtime) -> bytes:
-    return LogCipher.from_settings(runtime.settings).session_key
-
-
-def make_cookie(key: bytes, operator: str, minutes: int) -> str:
-    payload = json.dumps(
-        {"o": operator, "e": int(time.time()) + minutes * 60, "c": secrets.token_urlsafe(24)},
-        separators=(",", ":"),
-    ).encode("utf-8")
-    body = _b64(payload)
-    return body + "." + _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
-
-
-def read_cookie(key: bytes, value: str) -> BeheerSession | None:
-    body, _, signature = value.partition(".")
-    expected = _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
-    if not signature or not hmac.compare_digest(signature, expected):
-        return None
-    try:
-        data = json.loads(_unb64(body))
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or int(data.get("e", 0)) < time.time():
-        return None
-    return BeheerSession(str(data["o"]), str(data["c"]))
-
-
-def _authenticate(request: Request) -> BeheerSession | None:
-    """The operator behind this request (header or session cookie), or None."""
-    senders = cast(SenderRegistry, request.state.senders)
+    A cookie is only a random id: the session must exist in the database, be neither revoked
+    nor expired, and its operator must still be in the senders file with the same key."""
     header = request.headers.get("authorization")
     if header:
         try:
-            sender = senders.authenticate(header)
+            sender = authenticate(request, header)
         except AuthenticationError:
             return None
         return BeheerSession(sender.name, None) if sender.role is Role.OPERATOR else None
     cookie = request.cookies.get(COOKIE)
-    if cookie:
-        return read_cookie(_session_key(runtime_of(request)), cookie)
-    return None
+    if not cookie:
+        return None
+    runtime = runtime_of(request)
+    async with runtime.sessions() as session:
+        row = await beheer_sessions.find(session, cookie, runtime.clock())
+    if row is None:
+        return None
+    senders = cast(SenderRegistry, request.state.senders)
+    if senders.operator_key_id(row.operator) != row.key_id:
+        log.info("beheer_session_operator_gone", operator=row.operator)
+        return None
+    return BeheerSession(row.operator, csrf_token(cookie), cookie)
 
 
 def _to_login() -> RedirectResponse:
@@ -190,25 +171,40 @@ async def login_form(request: Request) -> Response:
     return _page("login.html", fout=None)
 
 
+def _throttled_page(exc: TooManyRequestsError) -> HTMLResponse:
+    response = _page(
+        "login.html",
+        status_code=429,
+        fout="Te veel mislukte pogingen vanaf dit adres of met deze sleutel. Probeer het over "
+        f"{exc.retry_after} seconden opnieuw.",
+    )
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     if _cross_origin(request):
         return _page("message.html", status_code=403, titel="Geweigerd", tekst="Andere herkomst.")
     form = await _form(request)
-    senders = cast(SenderRegistry, request.state.senders)
+    key = form.get("sleutel", "").strip()
     try:
-        sender = senders.authenticate(f"Bearer {form.get('sleutel', '').strip()}")
+        sender = authenticate(request, f"Bearer {key}", kind=Kind.BEHEER_LOGIN, role=Role.OPERATOR)
+    except TooManyRequestsError as exc:
+        return _throttled_page(exc)
     except AuthenticationError:
-        sender = None
-    if sender is None or sender.role is not Role.OPERATOR:
         log.info("beheer_login_failed")
         return _page("login.html", status_code=401, fout="Onbekende of ongeldige beheersleutel.")
     runtime = runtime_of(request)
     minutes = runtime.settings.beheer_session_minutes
+    async with runtime.sessions.begin() as session:
+        session_id = await beheer_sessions.create(
+            session, sender.name, key_id(key), runtime.clock(), timedelta(minutes=minutes)
+        )
     response = RedirectResponse("/beheer", status_code=303)
     response.set_cookie(
         COOKIE,
-        make_cookie(_session_key(runtime), sender.name, minutes),
+        session_id,
         max_age=minutes * 60,
         path="/beheer",
         httponly=True,
@@ -221,8 +217,20 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    """End the session: revoked in the database, so the old cookie opens nothing any more.
+
+    No form token needed: ending a session is harmless, and another site can neither post
+    here with the cookie (SameSite=Strict) nor with its own Origin (refused)."""
+    if _cross_origin(request):
+        return _page("message.html", status_code=403, titel="Geweigerd", tekst="Andere herkomst.")
+    session_info = await _authenticate(request)
+    if session_info is not None and session_info.session_id is not None:
+        runtime = runtime_of(request)
+        async with runtime.sessions.begin() as session:
+            await beheer_sessions.revoke(session, session_info.session_id, runtime.clock())
+        log.info("beheer_logout", operator=session_info.operator)
     response = _to_login()
-    response.delete_cookie(COOKIE, path="/beheer")
+    response.delete_cookie(COOKIE, path="/beheer", httponly=True, samesite="strict")
     return response
 
 
@@ -337,7 +345,7 @@ def bar_chart(
 
 @router.get("")
 async def overview(request: Request) -> Response:
-    session_info = _authenticate(request)
+    session_info = await _authenticate(request)
     if session_info is None:
         return _to_login()
     runtime = runtime_of(request)
@@ -426,7 +434,7 @@ def _shown(moment: datetime | None, empty: str) -> str:
 async def _operator_post(request: Request) -> tuple[BeheerSession, dict[str, str]] | Response:
     """An operator's form POST: logged in, same origin and a valid CSRF token; else the answer
     to send instead (the login page, or 403)."""
-    session_info = _authenticate(request)
+    session_info = await _authenticate(request)
     if session_info is None:
         return _to_login()
     form = await _form(request)
