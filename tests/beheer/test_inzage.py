@@ -206,7 +206,7 @@ class TestInzageCli:
         runner = CliRunner()
         first = runner.invoke(app, ["inzage", "--bsn", BSN[0], "--json", "--actor", "cli-test"])
         assert first.exit_code == 0, first.output
-        body = json.loads(first.output)
+        body = json.loads(first.stdout)
         assert body["woonregister"][0]["gemeentecode"] == "0599"
         assert body["verwerkingen"] == []
         second = runner.invoke(app, ["inzage", "--bsn", BSN[0]])

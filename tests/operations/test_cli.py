@@ -66,7 +66,7 @@ class TestOffsetsAndLag:
         assert "partition 0: offset 0" in reset.output
         lag = await invoke_cli(["lag", "--gemeente", "GM0363", "--json"])
         assert lag.exit_code == 0, lag.output
-        rows = [r for r in json.loads(lag.output) if r["groep"] == group]
+        rows = [r for r in json.loads(lag.stdout) if r["groep"] == group]
         assert [r["achterstand"] for r in rows] == [2]
         table = await invoke_cli(["lag"])
         assert group in table.output

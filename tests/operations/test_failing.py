@@ -125,7 +125,7 @@ class TestFailing:
         await relay_all(runtime)
         listed = await invoke_cli(["outbox", "list", "--failing", "--json"])
         assert listed.exit_code == 1
-        rows = json.loads(listed.output)
+        rows = json.loads(listed.stdout)
         assert [(r["signaleringId"], r["pogingen"]) for r in rows] == [(sid, 1)]
         assert "MessageSizeTooLarge" in rows[0]["laatsteFout"]
         backlog = await invoke_cli(["outbox", "list", "--gemeente", "GM0363"])

@@ -108,7 +108,7 @@ class TestCli:
         await _post_both(client)
         listed = await invoke_cli(["rejected", "list", "--json"])
         assert listed.exit_code == 0, listed.output
-        rows = json.loads(listed.output)
+        rows = json.loads(listed.stdout)
         message = next(r for r in rows if r["soort"] == "bericht")
         shown = await invoke_cli(["rejected", "show", message["id"]])
         assert shown.exit_code == 0 and "koppelpunt-vo" in shown.output

@@ -20,6 +20,7 @@ Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from typing import Annotated
 
@@ -63,6 +64,8 @@ def _console_logging() -> None:
     KOPPELPUNT_LOG_JSON for their log shippers when they start."""
     s = settings()
     configure_logging(s.log_level, json=False)
+    # Alembic narrates every migration step at INFO: noise around a command's output.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 app.add_typer(db_app, name="db")
