@@ -177,3 +177,74 @@ class TestDocsOffline:
             finally:
                 await browser.close()
         assert [r for r in refused if not r.startswith("image ")] == []
+
+
+# Screenshots kept after the run (var/ is not in git): the /beheer page at each width.
+ARTIFACTS = (
+    Path(os.environ.get("KOPPELPUNT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "var"))
+    / "test-artifacts"
+)
+
+
+class TestBeheerNarrowAndDetails:
+    async def test_usable_at_420_and_1280_and_lists_open_details(self, server: str) -> None:
+        """At 420 px and 1280 px the page never scrolls sideways (wide tables scroll inside
+        their section); a rejection and a replay in the lists open their detail pages."""
+        from playwright.async_api import async_playwright
+
+        async with httpx.AsyncClient(base_url=server) as http:
+            refused = await http.post(
+                "/v1/prognoses",
+                content=b"<prognoses xmlns='urn:vva:prognose:1'><kapot/></prognoses>",
+                headers={"Content-Type": "application/xml", **auth("koppelpunt-vo")},
+            )
+            assert refused.status_code == 400, refused.text
+            started = await http.post(
+                "/v1/beheer/replays",
+                json={"gemeente": "GM0363", "dryRun": True},
+                headers=auth("beheer"),
+            )
+            assert started.status_code == 202, started.text
+            replay_id = started.json()["replayId"]
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                context = await browser.new_context(viewport={"width": 1280, "height": 900})
+                page = await context.new_page()
+                await page.goto(server + "/beheer")
+                await page.fill("#sleutel", "test-operator-key")
+                await page.click("#inloggen")
+                await page.wait_for_selector("#totaal-signaleringen")
+                for width in (1280, 420):
+                    await page.set_viewport_size({"width": width, "height": 900})
+                    await page.goto(server + "/beheer")
+                    overflow = await page.evaluate(
+                        "document.documentElement.scrollWidth - window.innerWidth"
+                    )
+                    assert overflow <= 0, f"{width} px: the page is {overflow} px too wide"
+                    await page.screenshot(
+                        path=str(ARTIFACTS / f"beheer-{width}.png"), full_page=True
+                    )
+
+                await page.click("#afwijzingen tbody tr a")
+                await page.wait_for_selector("#redenen")
+                assert "Afwijzing" in await page.inner_text("#detail h2")
+                assert await page.locator("#redenen tbody tr").count() >= 1
+                overflow = await page.evaluate(
+                    "document.documentElement.scrollWidth - window.innerWidth"
+                )
+                assert overflow <= 0
+                await page.screenshot(path=str(ARTIFACTS / "beheer-afwijzing-420.png"))
+
+                await page.goto(server + "/beheer")
+                await page.click(f'tr[data-replay="{replay_id}"] a')
+                await page.wait_for_selector("#detail")
+                assert replay_id in await page.inner_text("#detail h2")
+                assert "GM0363" in await page.inner_text("#detail")
+            finally:
+                await browser.close()
+        for name in ("beheer-1280.png", "beheer-420.png", "beheer-afwijzing-420.png"):
+            png = (ARTIFACTS / name).read_bytes()
+            assert png.startswith(b"\x89PNG") and len(png) > 1000

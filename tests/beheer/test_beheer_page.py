@@ -264,3 +264,37 @@ class TestParkedAndBuitenFlow:
         html = (await client.get("/beheer")).text
         assert 'data-aanmelding="AM-buiten"' in html
         assert BSN[0] not in html
+
+
+class TestDetailPages:
+    async def test_unknown_and_malformed_ids_are_404(self, client: httpx.AsyncClient) -> None:
+        """Detail pages answer 404 for ids that are not there, however odd (never a 500)."""
+        for path in (
+            "/beheer/afwijzingen/12345",
+            "/beheer/afwijzingen/R12345",
+            "/beheer/afwijzingen/99999999999999999999999",
+            "/beheer/afwijzingen/%C2%B2",
+            "/beheer/geparkeerd/1/0",
+            "/beheer/geparkeerd/99999999999999999999999/0",
+            "/beheer/replays/bestaat-niet",
+        ):
+            r = await client.get(path, headers=auth("beheer"))
+            assert r.status_code == 404, (path, r.status_code)
+            assert "bestaat niet" in r.text
+
+    async def test_details_need_a_login(self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/beheer/afwijzingen/1", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("/beheer/login")
+
+    async def test_a_rejection_shows_every_reason(self, client: httpx.AsyncClient) -> None:
+        """The overview links a rejection to its page, which lists all its reasons."""
+        bad = await client.post(
+            "/v1/prognoses", content=b"<niet-af", headers={**XML, **auth("koppelpunt-vo")}
+        )
+        assert bad.status_code == 400
+        overview = await client.get("/beheer", headers=auth("beheer"))
+        link = re.search(r'href="(/beheer/afwijzingen/\d+)"', overview.text)
+        assert link is not None
+        detail = await client.get(link.group(1), headers=auth("beheer"))
+        assert detail.status_code == 200
+        assert "niet welgevormd" in detail.text

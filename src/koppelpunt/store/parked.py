@@ -31,25 +31,43 @@ class ParkedRecord:
     rules_version: str
 
 
+_PARKED = (
+    select(
+        beslissingen.c.bericht_pk,
+        berichten.c.bericht_id,
+        berichten.c.soort,
+        beslissingen.c.record_index,
+        berichten.c.received_at,
+        beslissingen.c.rules_version,
+    )
+    .join(berichten, berichten.c.id == beslissingen.c.bericht_pk)
+    .where(beslissingen.c.uitkomst == GEPARKEERD)
+)
+
+
 async def list_parked(
     session: AsyncSession, *, limit: int = 1000, after_pk: int = 0
 ) -> list[ParkedRecord]:
     """Parked records, oldest message first (then record order); paged with `after_pk`."""
     result = await session.execute(
-        select(
-            beslissingen.c.bericht_pk,
-            berichten.c.bericht_id,
-            berichten.c.soort,
-            beslissingen.c.record_index,
-            berichten.c.received_at,
-            beslissingen.c.rules_version,
-        )
-        .join(berichten, berichten.c.id == beslissingen.c.bericht_pk)
-        .where(beslissingen.c.uitkomst == GEPARKEERD, beslissingen.c.bericht_pk > after_pk)
+        _PARKED.where(beslissingen.c.bericht_pk > after_pk)
         .order_by(beslissingen.c.bericht_pk, beslissingen.c.record_index)
         .limit(limit)
     )
     return [ParkedRecord(**row._mapping) for row in result]
+
+
+async def get_parked(
+    session: AsyncSession, bericht_pk: int, record_index: int
+) -> ParkedRecord | None:
+    """One parked record, or None when it is not (or no longer) parked."""
+    result = await session.execute(
+        _PARKED.where(
+            beslissingen.c.bericht_pk == bericht_pk, beslissingen.c.record_index == record_index
+        )
+    )
+    row = result.one_or_none()
+    return None if row is None else ParkedRecord(**row._mapping)
 
 
 async def count_parked(session: AsyncSession) -> int:

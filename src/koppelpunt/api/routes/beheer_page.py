@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.api.auth import Kind, Role, SenderRegistry, key_id
 from koppelpunt.api.deps import authenticate, runtime_of
-from koppelpunt.errors import AuthenticationError, TooManyRequestsError
+from koppelpunt.errors import AuthenticationError, NotFoundError, TooManyRequestsError
 from koppelpunt.operations.moments import LOCAL, parse_moment
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import beheer_sessions, leerlingen
@@ -406,6 +406,124 @@ async def overview(request: Request) -> Response:
         buitenFlow=buiten_flow,
         replays=replays,
         nu=runtime.clock(),
+    )
+
+
+# --- details: each list item of the overview opens here ----------------------------------------
+
+# Path numbers are database keys: anything outside a BIGINT is simply not there.
+_MAX_KEY = 2**63 - 1
+
+
+def _not_found(what: str) -> HTMLResponse:
+    return _page(
+        "message.html", status_code=404, titel="Niet gevonden", tekst=f"{what} bestaat niet."
+    )
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@router.get("/afwijzingen/{rejection_id}")
+async def rejection_detail(request: Request, rejection_id: str) -> Response:
+    """One rejected message (12) or record (R34) with every reason."""
+    session_info = await _authenticate(request)
+    if session_info is None:
+        return _to_login()
+    from koppelpunt.operations.rejected import get_rejection
+
+    digits = rejection_id.removeprefix("R")
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > _MAX_KEY:
+        return _not_found(f"Afwijzing {rejection_id}")
+    try:
+        rejection, _ = await get_rejection(runtime_of(request), rejection_id)
+    except NotFoundError:
+        return _not_found(f"Afwijzing {rejection_id}")
+    redenen = [r if isinstance(r, dict) else {"reden": str(r)} for r in rejection.reasons]
+    return _page(
+        "detail.html",
+        operator=session_info.operator,
+        titel=f"Afwijzing {rejection.id}",
+        terug="afwijzingen",
+        velden=[
+            ("Soort", "bericht" if rejection.kind == "bericht" else "record"),
+            ("Ontvangen", _utc(rejection.received_at)),
+            ("Afzender", rejection.sender),
+            ("Berichtsoort", rejection.soort),
+            ("berichtId", rejection.bericht_id),
+            ("Status", rejection.status_code),
+            ("Record (0-based)", rejection.record_index),
+            ("Content-Type", rejection.content_type),
+            ("Grootte (bytes)", rejection.raw_size),
+        ],
+        redenen=redenen,
+    )
+
+
+@router.get("/geparkeerd/{bericht_pk}/{record_index}")
+async def parked_detail(request: Request, bericht_pk: str, record_index: str) -> Response:
+    """One record waiting for the woongemeente lookup (no BSN: the message holds it)."""
+    session_info = await _authenticate(request)
+    if session_info is None:
+        return _to_login()
+    numbers = (bericht_pk, record_index)
+    if not all(n.isascii() and n.isdigit() and int(n) <= _MAX_KEY for n in numbers):
+        return _not_found("Dit geparkeerde record")
+    runtime = runtime_of(request)
+    async with runtime.sessions() as session:
+        record = await parked_repo.get_parked(session, int(bericht_pk), int(record_index))
+    if record is None:
+        return _not_found("Dit geparkeerde record")
+    return _page(
+        "detail.html",
+        operator=session_info.operator,
+        titel=f"Geparkeerd record {record.record_index} van {record.bericht_id}",
+        terug="geparkeerd",
+        velden=[
+            ("berichtId", record.bericht_id),
+            ("Soort", record.soort),
+            ("Record (0-based)", record.record_index),
+            ("Ontvangen", _utc(record.received_at)),
+            ("Regelversie", record.rules_version),
+            ("Volgende stap", "de service beslist opnieuw; of `koppelpunt parked retry`"),
+        ],
+    )
+
+
+@router.get("/replays/{replay_id}")
+async def replay_detail(request: Request, replay_id: str) -> Response:
+    """One replay: parameters, progress and error."""
+    session_info = await _authenticate(request)
+    if session_info is None:
+        return _to_login()
+    from koppelpunt.operations.replay import get_replay
+
+    if len(replay_id) > 64:
+        return _not_found("Deze replay")
+    try:
+        replay = await get_replay(runtime_of(request), replay_id)
+    except NotFoundError:
+        return _not_found("Deze replay")
+    return _page(
+        "detail.html",
+        operator=session_info.operator,
+        titel=f"Replay {replay.replay_id}",
+        terug="replays",
+        velden=[
+            ("Gemeente", replay.gemeentecode),
+            ("Vanaf", _shown(replay.since, "het begin")),
+            ("Tot", _shown(replay.until, "nu")),
+            ("Type", replay.type or "alle"),
+            ("Naar topic", replay.to_topic or "het topic van de gemeente"),
+            ("Alleen tellen", "ja" if replay.dry_run else "nee"),
+            ("Status", replay.status),
+            ("Gepubliceerd", f"{replay.published} van {replay.total}"),
+            ("Fout", replay.error),
+            ("Aangevraagd door", replay.requested_by),
+            ("Aangemaakt", _utc(replay.created_at)),
+            ("Bijgewerkt", _utc(replay.updated_at)),
+        ],
     )
 
 
