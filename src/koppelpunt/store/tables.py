@@ -280,3 +280,12 @@ replays = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# One row the readiness probe (/readyz) updates and commits now and then: proof that the
+# database takes writes, not only answers reads (store/db.py, WriteProbe).
+heartbeat = Table(
+    "heartbeat",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("beat_at", UTCDateTime, nullable=False),
+)
