@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -108,6 +110,35 @@ def _ensure_sqlite_dir(database: str | None) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     Path(database).parent.mkdir(parents=True, exist_ok=True)
+    _ensure_private_sqlite_files(Path(database))
+
+
+# The files of a SQLite database: all hold (or held) plaintext BSNs.
+SQLITE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def _ensure_private_sqlite_files(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it, and make an existing one 0600.
+
+    SQLite creates its -wal, -shm and -journal files with the mode of the database file (not
+    the umask), so creating the database file itself owner-only is enough for new ones. An
+    empty file is a valid empty database. Files an earlier version left group- or
+    world-readable are made owner-only, with a log line.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for suffix in SQLITE_FILE_SUFFIXES:
+        file = Path(f"{path}{suffix}")
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+                log.warning("sqlite_file_made_private", file=file.name, mode=oct(mode & 0o700))
+        except FileNotFoundError:
+            continue
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
