@@ -267,7 +267,7 @@ class TestRevoke:
         assert await read_one(config, topics["GM0363"], f"{name}.g") == b"<GM0363/>"
         await authenticate(config)
         removed = await access.revoke(settings, name)
-        assert len(removed) == 4  # topic READ+DESCRIBE, group READ+DESCRIBE
+        assert len(removed) == 6  # topic and replay topic READ+DESCRIBE, group READ+DESCRIBE
         with pytest.raises(SaslAuthenticationFailed):
             await authenticate(config)
         with pytest.raises(KafkaConnectionError):  # aiokafka: "Unable to bootstrap"

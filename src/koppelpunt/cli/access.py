@@ -172,6 +172,7 @@ def list_(
                 "naam": e.name,
                 "scramGebruiker": e.has_credentials,
                 "gemeenten": e.gemeenten,
+                "replayGemeenten": e.replay_gemeenten,
                 "groepPrefixen": e.group_prefixes,
                 "overig": e.other,
             }
@@ -186,6 +187,7 @@ def list_(
         user = "" if e.has_credentials else " (no SCRAM user)"
         typer.echo(f"{e.name}{user}")
         typer.echo(f"  gemeenten: {', '.join(e.gemeenten) or '-'}")
+        typer.echo(f"  replay:    {', '.join(e.replay_gemeenten) or '-'}")
         typer.echo(f"  groups:    {', '.join(p + '*' for p in e.group_prefixes) or '-'}")
         for line in e.other:
             typer.echo(f"  also:      {line}")
