@@ -339,7 +339,7 @@ class WriteProbe:
 
 
 def _beat_on(connection: Connection, now: datetime) -> None:
-    """Update the heartbeat row (insert it if a test emptied the table)."""
+    """Update the heartbeat row (the first probe inserts it)."""
     updated = connection.execute(update(heartbeat).where(heartbeat.c.id == 1).values(beat_at=now))
     if updated.rowcount == 0:
         insert = sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert
