@@ -141,7 +141,7 @@ async def database_url(
     if test_database is None:
         assert sqlite_template is not None
         path = tmp_path / "koppelpunt.db"
-        shutil.copyfile(sqlite_template, path)
+        shutil.copy(sqlite_template, path)  # with its mode: 0600, as the service makes it
         yield f"sqlite+aiosqlite:///{path}"
         return
     admin = create_async_engine(test_database, poolclass=NullPool)

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     # Largest accepted body: 10,000 records of a few hundred bytes fit comfortably; more is
     # refused with 413 before it is read into memory.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # /readyz commits a heartbeat row to prove the database takes writes (store/db.py
+    # WriteProbe). Timeout: how long that write may wait for the database and its write lock;
+    # 2 s as the Kafka ping beside it, longer than a group commit of small messages holds
+    # SQLite's lock (milliseconds) and short enough for a load balancer's probe. Interval: how
+    # long a result is reused, so frequent probes cost one small commit per 5 s at most and a
+    # database that stops taking writes shows within 5 s plus the timeout (0: every probe).
+    readiness_write_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    readiness_write_interval_seconds: float = Field(default=5.0, ge=0, le=300)
 
     # The contact of this instance in the OpenAPI document (NL API Design Rules: info.contact
     # with name, email and url). The project cannot know them: set email and url in production.

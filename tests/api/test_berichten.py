@@ -252,7 +252,12 @@ class TestPlatformEndpoints:
         """/readyz is 200 with both the database and the broker reachable."""
         r = await client.get("/readyz")
         assert r.status_code == 200
-        assert r.json() == {"status": "ok", "database": True, "kafka": True}
+        assert r.json() == {
+            "status": "ok",
+            "database": True,
+            "databaseWritable": True,
+            "kafka": True,
+        }
 
     async def test_metrics_count_messages(self, client: httpx.AsyncClient) -> None:
         """/metrics exposes Prometheus counters that move with traffic."""

@@ -144,6 +144,24 @@ class TestReplayForm:
         r = await client.post("/beheer/replay/bevestigen", data={"gemeente": "GM0363"})
         assert r.status_code == 303 and r.headers["location"] == "/beheer/login"
 
+    async def test_another_gemeentes_topic_is_refused(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """A to_topic outside the gemeente (the replay use case's rule): a 400 page naming
+        the rule, no replay started."""
+        from koppelpunt.kafka.admin import topic_for
+        from koppelpunt.operations.replay import list_replays
+
+        await login(client)
+        csrf = csrf_of((await client.get("/beheer")).text)
+        target = topic_for(running.runtime.settings.topic_prefix, "GM0363")
+        r = await client.post(
+            "/beheer/replay/bevestigen",
+            data={"gemeente": "GM0599", "to_topic": target, "csrf": csrf},
+        )
+        assert r.status_code == 400 and "mag alleen naar het eigen topic" in r.text
+        assert await list_replays(running.runtime) == []
+
 
 class TestCrossOrigin:
     async def test_posts_from_another_origin_are_refused(self, client: httpx.AsyncClient) -> None:

@@ -275,7 +275,7 @@ class TestRevoke:
         assert await read_one(config, topics["GM0363"], f"{name}.g") == b"<GM0363/>"
         await authenticate(config)
         removed = await access.revoke(settings, name, table=TABLE)
-        assert len(removed) == 4  # topic READ+DESCRIBE, group READ+DESCRIBE
+        assert len(removed) == 6  # topic and replay topic READ+DESCRIBE, group READ+DESCRIBE
         with pytest.raises(SaslAuthenticationFailed):
             await authenticate(config)
         with pytest.raises(KafkaConnectionError):  # aiokafka: "Unable to bootstrap"
@@ -399,6 +399,43 @@ class TestCli:
         assert config["bootstrapServers"] == settings.kafka_bootstrap
         assert len(config["password"]) >= 24
         assert config["password"] not in result.output
+
+    def test_grant_replaces_an_existing_file_without_showing_it_the_password(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        """An older verbinding.json (0644) is replaced by a new 0600 file, not rewritten: whoever
+        could read (or had opened) the old file does not get the new password."""
+        name = unique_name()
+        (tmp_path / "out").mkdir()
+        out = tmp_path / "out" / "verbinding.json"
+        out.write_text("{}\n")
+        out.chmod(0o644)
+        with out.open() as opened_before:
+            result = CliRunner().invoke(
+                app,
+                ["access", "grant", name, "--gemeente", "GM0363", "--output", str(out)],
+                env={
+                    "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
+                    "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                    "KOPPELPUNT_DATABASE_URL": settings.database_url,
+                },
+            )
+            assert result.exit_code == 0, result.output
+            password = json.loads(out.read_text())["password"]
+            assert password not in opened_before.read()
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        assert [p.name for p in out.parent.iterdir()] == ["verbinding.json"]  # no temp file left
+
+    def test_default_connection_files_are_ignored_by_git(self) -> None:
+        """verbinding.json/.properties (the names docs/leveranciers.md uses) are in .gitignore."""
+        root = Path(__file__).resolve().parents[2]
+        patterns = [
+            line.strip()
+            for line in (root / ".gitignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        for name in ("verbinding.json", "verbinding.properties", "verbinding-rmc.json"):
+            assert any(Path(name).match(p) for p in patterns), name
 
     def test_grant_prints_properties_then_list_and_revoke(self, settings: Settings) -> None:
         """Properties on stdout (Java), visible in `access list`, gone after `access revoke`."""

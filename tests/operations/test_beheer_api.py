@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from koppelpunt.kafka.admin import topic_for
+from koppelpunt.kafka.admin import replay_topic_for, topic_for
 from koppelpunt.operations.replay import REPLAY_HEADER, wait_for_replay
 from tests.conftest import Running, auth
 from tests.kafka_fixtures import consume_all
@@ -24,10 +24,10 @@ class TestReplays:
         self, running: Running, client: httpx.AsyncClient, kafka_bootstrap: str
     ) -> None:
         """POST /v1/beheer/replays answers 202 with an id; the replay runs in the background
-        and GET shows it done; the records are on a topic of our choosing."""
+        and GET shows it done; the records are on the gemeente's replay topic."""
         settings = running.runtime.settings
         await store(running.runtime, [new_signalering(settings, n) for n in range(3)])
-        target = f"{settings.topic_prefix}.api-replay"
+        target = replay_topic_for(settings.topic_prefix, "GM0363")
         response = await client.post(
             "/v1/beheer/replays",
             json={"gemeente": "GM0363", "since": "2020-01-01", "toTopic": target},

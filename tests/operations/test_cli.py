@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from koppelpunt.config import Settings
-from koppelpunt.kafka.admin import topic_for
+from koppelpunt.kafka.admin import replay_topic_for, topic_for
 from koppelpunt.runtime import Runtime
 from tests.kafka_fixtures import consume_all
 
@@ -34,7 +34,7 @@ class TestReplayCommand:
         dry = await invoke_cli(["replay", "--gemeente", "GM0363", "--dry-run"])
         assert dry.exit_code == 0, dry.output
         assert "3 signaleringen would be replayed" in dry.output
-        target = f"{settings.topic_prefix}.cli-replay"
+        target = replay_topic_for(settings.topic_prefix, "GM0363")
         done = await invoke_cli(
             ["replay", "--gemeente", "GM0363", "--to-topic", target, "--rate", "100"]
         )

@@ -14,7 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
 
 from koppelpunt.config import Settings
-from koppelpunt.kafka.admin import topic_for
+from koppelpunt.kafka.admin import replay_topic_for, topic_for
 from koppelpunt.operations.failing import list_failing, retry_failing
 from koppelpunt.runtime import Runtime
 from tests.conftest import auth
@@ -179,7 +179,7 @@ class TestReplayFailure:
         small = new_signalering(settings, 1)
         large = dataclasses.replace(new_signalering(settings, 2), payload=b"x" * 2000)
         await store(runtime, [small, large, new_signalering(settings, 3)])
-        target = f"{settings.topic_prefix}.replay-small"
+        target = replay_topic_for(settings.topic_prefix, "GM0363")
         await _topic_with_limit(kafka_bootstrap, target, SMALL)
         request = ReplayRequest(gemeente="GM0363", to_topic=target)
         replay_id = await prepare_replay(runtime, request)

@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import TopicPartition
 
 from koppelpunt.config import Settings
-from koppelpunt.kafka.admin import topic_for
+from koppelpunt.kafka.admin import replay_topic_for, topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher
 from koppelpunt.operations.replay import (
     REPLAY_HEADER,
@@ -89,14 +89,14 @@ class TestReplay:
         assert (state.status, state.total, state.published) == ("done", 5, 5)
 
     async def test_filters_and_to_topic(self, runtime: Runtime, kafka_bootstrap: str) -> None:
-        """--since/--until (exclusive)/--type select, --to-topic sends elsewhere."""
+        """--since/--until (exclusive)/--type select, --to-topic sends to the replay topic."""
         settings = runtime.settings
         items = [
             new_signalering(settings, n, type_="PROGNOSE" if n % 2 else "AANMELDSTATUS")
             for n in range(6)
         ]
         await store(runtime, items)
-        target = f"{settings.topic_prefix}.replay-target"
+        target = replay_topic_for(settings.topic_prefix, "GM0363")
         await _replay(
             runtime,
             ReplayRequest(
@@ -125,7 +125,9 @@ class TestReplay:
         settings = runtime.settings
         items = [new_signalering(settings, n) for n in range(5)]
         await store(runtime, items)
-        request = ReplayRequest(gemeente="GM0363", to_topic=f"{settings.topic_prefix}.resume")
+        request = ReplayRequest(
+            gemeente="GM0363", to_topic=replay_topic_for(settings.topic_prefix, "GM0363")
+        )
         replay_id = await prepare_replay(runtime, request)
         publisher = KafkaPublisher(settings)
         await publisher.start()

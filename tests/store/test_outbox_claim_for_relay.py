@@ -134,7 +134,7 @@ class TestClaimForRelay:
             assert cipher.decrypt(row.bsn_encrypted, row.key_id) == old["bsn"]
             assert row.bsn_index == cipher.blind_index(old["bsn"])
             assert row.attributes == {
-                "signaleringId": old["signalering_id"],
+                "signaleringRef": cipher.signalering_ref(old["signalering_id"]),
                 "type": old["type"],
                 "topic": old["topic"],
                 **({"berichtId": old["bericht_id"]} if old["bericht_id"] else {}),

@@ -8,8 +8,10 @@ broker: `eval "$(python kafka/broker.py env --admin)"`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -38,10 +40,28 @@ def _fail(exc: KoppelpuntError) -> typer.Exit:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
+    """Write a connection config (it holds a password) to a file only its owner can read.
+
+    A new file is created 0600 beside `path` (mkstemp: os.open with O_EXCL and mode 0o600,
+    whatever the umask) and renamed over it. An existing file is thereby replaced, not
+    rewritten: whoever could read it, or had it open, does not see the password. Something
+    that is not a regular file (/dev/stdout, a pipe) is written as it is.
+    """
+    if path.exists() and not path.is_file():
+        with path.open("w") as fh:
+            fh.write(text)
+        return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 @app.command("grant")
@@ -163,6 +183,7 @@ def list_(
                 "naam": e.name,
                 "scramGebruiker": e.has_credentials,
                 "gemeenten": e.gemeenten,
+                "replayGemeenten": e.replay_gemeenten,
                 "groepPrefixen": e.group_prefixes,
                 "overig": e.other,
             }
@@ -177,6 +198,7 @@ def list_(
         user = "" if e.has_credentials else " (no SCRAM user)"
         typer.echo(f"{e.name}{user}")
         typer.echo(f"  gemeenten: {', '.join(e.gemeenten) or '-'}")
+        typer.echo(f"  replay:    {', '.join(e.replay_gemeenten) or '-'}")
         typer.echo(f"  groups:    {', '.join(p + '*' for p in e.group_prefixes) or '-'}")
         for line in e.other:
             typer.echo(f"  also:      {line}")

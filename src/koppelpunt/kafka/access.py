@@ -14,7 +14,9 @@ its (authenticated) admin connection.
 A grant for NAME (a gemeente or a regional leerplicht/RMC bureau serving several) gives the
 principal `User:NAME`:
   - READ and DESCRIBE on exactly the topics `{topic_prefix}.{gm0363}` of its gemeenten
-    (LITERAL patterns: no wildcard can ever widen it to another gemeente);
+    (LITERAL patterns: no wildcard can ever widen it to another gemeente), and on their
+    replay topics `{topic_prefix}.{gm0363}.replay` (operations/replay.py: a replay goes to a
+    gemeente's own topic or to that one, so only its own vendors read it);
   - READ and DESCRIBE on consumer groups starting with `NAME.` (PREFIXED);
 and nothing else: no WRITE, no CREATE, no other topic or group.
 
@@ -60,7 +62,13 @@ from aiokafka.protocol.types import (
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
-from koppelpunt.kafka.admin import client_kwargs, login_problem, topic_for
+from koppelpunt.kafka.admin import (
+    REPLAY_TOPIC_SUFFIX,
+    client_kwargs,
+    login_problem,
+    replay_topic_for,
+    topic_for,
+)
 from koppelpunt.pipeline.gemeenten import GemeenteTable, cbs_code, normalise_code
 
 # Kafka's enums (org.apache.kafka.common.resource / acl), as on the wire.
@@ -312,6 +320,9 @@ class ConnectionConfig:
     password: str | None  # None: the existing password was kept
     gemeenten: tuple[str, ...]
     topics: tuple[str, ...]
+    # The gemeenten's replay topics: re-sent signaleringen (same ce_id) when an operator
+    # replays to them instead of to the gemeente topic.
+    replay_topics: tuple[str, ...] = ()
 
     @property
     def group_prefix(self) -> str:
@@ -328,6 +339,7 @@ class ConnectionConfig:
                     "password": self.password,
                     "gemeenten": list(self.gemeenten),
                     "topics": list(self.topics),
+                    "replayTopics": list(self.replay_topics),
                     "groupPrefix": self.group_prefix,
                 },
                 indent=2,
@@ -340,6 +352,7 @@ class ConnectionConfig:
             f"# koppelpunt: Kafka connection for {self.name}",
             f"# gemeenten: {', '.join(self.gemeenten)}",
             f"# topics: {', '.join(self.topics)}",
+            f"# replay topics (only when the operator says so): {', '.join(self.replay_topics)}",
             f"# consumer group ids must start with: {self.group_prefix}",
             "# Keep this file secret: it holds a password that is shown only once.",
             f"bootstrap.servers={self.bootstrap}",
@@ -394,6 +407,8 @@ class AccessEntry:
     name: str
     has_credentials: bool = False
     gemeenten: list[str] = field(default_factory=list)
+    # Gemeenten whose replay topic it may read (granted with the gemeente since replay topics).
+    replay_gemeenten: list[str] = field(default_factory=list)
     group_prefixes: list[str] = field(default_factory=list)
     other: list[str] = field(default_factory=list)
 
@@ -604,9 +619,10 @@ async def grant(
     check_name(name, settings)
     codes = resolve_gemeenten(gemeenten, table, today or date.today())
     topics = [topic_for(settings.topic_prefix, code) for code in codes]
+    replay_topics = [replay_topic_for(settings.topic_prefix, code) for code in codes]
     password: str | None = secrets.token_urlsafe(24)
     mechanism = settings.kafka_sasl_mechanism or "SCRAM-SHA-512"
-    bindings = _read_bindings(name, topics)
+    bindings = _read_bindings(name, [*topics, *replay_topics])
     async with AccessAdmin(settings) as admin:
         if keep_password and name in await admin.users([name]):
             password = None
@@ -637,6 +653,7 @@ async def grant(
         password=password,
         gemeenten=tuple(codes),
         topics=tuple(topics),
+        replay_topics=tuple(replay_topics),
     )
 
 
@@ -665,8 +682,12 @@ async def revoke(
             codes.append(cbs_code(code4))
     filters = (
         [
-            AclFilter(RESOURCE_TOPIC, topic_for(settings.topic_prefix, code), PATTERN_LITERAL, name)
+            AclFilter(RESOURCE_TOPIC, topic, PATTERN_LITERAL, name)
             for code in codes
+            for topic in (
+                topic_for(settings.topic_prefix, code),
+                replay_topic_for(settings.topic_prefix, code),
+            )
         ]
         if codes
         else [AclFilter(principal=name)]
@@ -699,16 +720,18 @@ async def list_access(settings: Settings) -> list[AccessEntry]:
     for b in sorted(bindings, key=lambda b: (b.principal, b.resource_type, b.resource_name)):
         entry = entries.setdefault(b.principal, AccessEntry(b.principal))
         suffix = b.resource_name[len(head) :]
+        replay = suffix.endswith(REPLAY_TOPIC_SUFFIX)
+        code = suffix.removesuffix(REPLAY_TOPIC_SUFFIX)
         gemeente_topic = (
             b.resource_type == RESOURCE_TOPIC
             and b.pattern_type == PATTERN_LITERAL
             and b.resource_name.startswith(head)
-            and re.fullmatch(r"gm\d{4}", suffix) is not None
+            and re.fullmatch(r"gm\d{4}", code) is not None
         )
         group_prefix = b.resource_type == RESOURCE_GROUP and b.pattern_type == PATTERN_PREFIXED
         if (gemeente_topic or group_prefix) and b.operation in {OP_READ, OP_DESCRIBE}:
             if b.operation == OP_READ and gemeente_topic:
-                entry.gemeenten.append(suffix.upper())
+                (entry.replay_gemeenten if replay else entry.gemeenten).append(code.upper())
             elif b.operation == OP_READ:
                 entry.group_prefixes.append(b.resource_name)
         else:

@@ -41,6 +41,16 @@ def topic_for(prefix: str, gemeentecode: str) -> str:
     return f"{prefix.rstrip('.')}.{code.lower()}".lower()
 
 
+# A gemeente's replay topic is its own topic plus this suffix: a replay may go there (or to
+# the gemeente topic) only, and `koppelpunt access grant` lets the gemeente's vendors read it.
+REPLAY_TOPIC_SUFFIX = ".replay"
+
+
+def replay_topic_for(prefix: str, gemeentecode: str) -> str:
+    """`vva.signalering` + `GM0363` -> `vva.signalering.gm0363.replay` (validated as topic_for)."""
+    return topic_for(prefix, gemeentecode) + REPLAY_TOPIC_SUFFIX
+
+
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Bootstrap and security arguments shared by every aiokafka client we create."""
     kwargs: dict[str, Any] = {

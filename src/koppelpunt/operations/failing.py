@@ -49,15 +49,18 @@ async def retry_failing(
     runtime: Runtime, signalering_ids: Sequence[str] | None = None, *, requested_by: str
 ) -> int:
     """Make failing signaleringen (all, or these) due now and wake the in-process relay."""
+    cipher = verwerkingenlog.LogCipher.from_settings(runtime.settings)
     async with runtime.sessions.begin() as session:
         count = await failing.retry_now(
             session, signalering_ids=signalering_ids, now=runtime.clock()
         )
+        # References, not ids: a signalering id gives away its BSN (store/verwerkingenlog.py).
+        refs = [cipher.signalering_ref(i) for i in list(signalering_ids or [])[:100]]
         await verwerkingenlog.log_operator_action(
             session,
             requested_by,
             audit.OUTBOX_RETRY,
-            {"signaleringIds": list(signalering_ids or [])[:100], "aantal": count},
+            {"signaleringRefs": refs, "aantal": count},
         )
     runtime.on_outbox()
     log.info("failing_signaleringen_retried", count=count, requested_by=requested_by)

@@ -8,13 +8,21 @@ status history, the gemeente last signalled), the local woonregister rows, and t
 verwerkingenlog lines (found through the blind index). Each inzage is itself logged, with who
 asked.
 
+Disclosures come from two places. A stored signalering that was published is one. The
+verwerkingenlog adds what the signaleringen table cannot show: every re-publication by a
+replay (`publiceren` lines with a replayId: topic, time, operator), and publications of
+signaleringen that retention has since purged. Log lines keep a keyed reference of the
+signalering id, not the id (store/verwerkingenlog.py); it is matched here against the person's
+stored signaleringen under every configured key. Once a signalering is purged only its type,
+gemeente, topic and time remain.
+
 Not searched: the raw bytes of refused messages (afwijzingen) and of records refused on content
 (a BSN failing the elfproef is not a BSN of anyone); see docs/beheer.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -70,6 +78,20 @@ class Verstrekking:
     topic: str
     aangemaakt: datetime
     gepubliceerd_op: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class GelogdeVerstrekking:
+    """A disclosure known from the verwerkingenlog: a replay's re-publication, or the
+    publication of a signalering that has since been purged (then `signalering_id` is None)."""
+
+    type: str | None
+    gemeentecode: str | None
+    topic: str | None
+    verstrekt_op: datetime
+    signalering_id: str | None
+    replay_id: str | None
+    actor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +163,10 @@ class Inzage:
     prognoses: list[Prognose]
     aanmeldingen: list[Aanmelding]
     leerling_gemeente: LeerlingGemeente | None
+    # Disclosures only the verwerkingenlog shows (replays, purged signaleringen), and the
+    # signalering id behind each log line's signaleringRef that is still stored.
+    gelogde_verstrekkingen: list[GelogdeVerstrekking] = field(default_factory=list)
+    signalering_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def geparkeerd(self) -> list[Beslissing]:
@@ -149,8 +175,14 @@ class Inzage:
 
     @property
     def verstrekkingen(self) -> list[Verstrekking]:
-        """Disclosures: the signaleringen Kafka acknowledged for a gemeente topic."""
+        """Publications: the stored signaleringen Kafka acknowledged for a gemeente topic
+        (with gelogde_verstrekkingen: every disclosure)."""
         return [s for s in self.signaleringen if s.gepubliceerd_op is not None]
+
+    def signalering_id_of(self, line: StoredLine) -> str | None:
+        """The stored signalering a log line is about, if any (see the module docstring)."""
+        ref = line.attributes.get("signaleringRef")
+        return self.signalering_ids.get(ref) if isinstance(ref, str) else None
 
 
 def check_bsn(bsn: str) -> str:
@@ -223,6 +255,42 @@ async def _collect(session: AsyncSession, cipher: LogCipher, bsn: str) -> dict[s
         ],
         "verwerkingen": await verwerkingenlog.find_by_bsn(session, cipher, bsn),
     }
+
+
+def _logged_disclosures(
+    cipher: LogCipher, signaleringen: list[Verstrekking], lines: list[StoredLine]
+) -> tuple[list[GelogdeVerstrekking], dict[str, str]]:
+    """The disclosures only the log shows, and signaleringRef -> stored signalering id."""
+    ids = {
+        ref: s.signalering_id
+        for s in signaleringen
+        for ref in cipher.signalering_refs(s.signalering_id)
+    }
+    found: list[GelogdeVerstrekking] = []
+    for line in lines:
+        if (
+            line.name != verwerkingenlog.OP_PUBLICEREN
+            or line.status_code != verwerkingenlog.STATUS_OK
+        ):
+            continue
+        attributes = line.attributes
+        ref = attributes.get("signaleringRef")
+        signalering_id = ids.get(ref) if isinstance(ref, str) else None
+        replay_id = attributes.get("replayId")
+        if replay_id is None and signalering_id is not None:
+            continue  # a publication the stored signalering already shows
+        found.append(
+            GelogdeVerstrekking(
+                type=attributes.get("type"),
+                gemeentecode=line.gemeentecode,
+                topic=attributes.get("topic"),
+                verstrekt_op=line.end_time,
+                signalering_id=signalering_id,
+                replay_id=replay_id,
+                actor=line.actor,
+            )
+        )
+    return found, ids
 
 
 async def _pupil_state(session: AsyncSession, bsn: str) -> dict[str, Any]:
@@ -309,6 +377,9 @@ async def run_inzage(
     cipher = LogCipher.from_settings(settings)
     async with sessions.begin() as session:
         found = await _collect(session, cipher, bsn)
+        found["gelogde_verstrekkingen"], found["signalering_ids"] = _logged_disclosures(
+            cipher, found["signaleringen"], found["verwerkingen"]
+        )
         await verwerkingenlog.log_operator_action(
             session,
             actor,
@@ -357,13 +428,15 @@ def to_json(inzage: Inzage) -> dict[str, Any]:
         "signaleringen": [_verstrekking(s) for s in inzage.signaleringen],
         "verstrekkingen": [
             {
-                "gemeentecode": s.gemeentecode,
-                "type": s.type,
-                "signaleringId": s.signalering_id,
-                "topic": s.topic,
-                "verstrektOp": _iso(s.gepubliceerd_op),
+                "gemeentecode": v.gemeentecode,
+                "type": v.type,
+                "signaleringId": v.signalering_id,
+                "topic": v.topic,
+                "verstrektOp": _iso(v.verstrekt_op),
+                "replayId": v.replay_id,
+                "door": v.actor,
             }
-            for s in inzage.verstrekkingen
+            for v in _all_disclosures(inzage)
         ],
         "geparkeerd": [
             {
@@ -443,10 +516,29 @@ def to_json(inzage: Inzage) -> dict[str, Any]:
                 "actor": v.actor,
                 "gemeentecode": v.gemeentecode,
                 "attributen": v.attributes,
+                "signaleringId": inzage.signalering_id_of(v),
             }
             for v in inzage.verwerkingen
         ],
     }
+
+
+def _all_disclosures(inzage: Inzage) -> list[GelogdeVerstrekking]:
+    """Every disclosure, oldest first: stored publications and those only the log shows."""
+    stored = [
+        GelogdeVerstrekking(
+            type=s.type,
+            gemeentecode=s.gemeentecode,
+            topic=s.topic,
+            verstrekt_op=s.gepubliceerd_op,
+            signalering_id=s.signalering_id,
+            replay_id=None,
+            actor=None,
+        )
+        for s in inzage.signaleringen
+        if s.gepubliceerd_op is not None
+    ]
+    return sorted([*stored, *inzage.gelogde_verstrekkingen], key=lambda v: v.verstrekt_op)
 
 
 def _verstrekking(s: Verstrekking) -> dict[str, Any]:
@@ -466,11 +558,18 @@ def to_text(inzage: Inzage) -> str:
         f"Inzage (AVG art. 15) voor BSN {inzage.bsn}",
         f"opgevraagd op {_iso(inzage.opgevraagd_op)} door {inzage.opgevraagd_door}",
         "",
-        f"Verstrekkingen aan gemeenten ({len(inzage.verstrekkingen)}):",
     ]
+    disclosures = _all_disclosures(inzage)
+    out.append(f"Verstrekkingen aan gemeenten ({len(disclosures)}):")
     out += [
-        f"  {_iso(s.gepubliceerd_op)}  {s.gemeentecode}  {s.type}  ({s.signalering_id})"
-        for s in inzage.verstrekkingen
+        f"  {_iso(v.verstrekt_op)}  {v.gemeentecode or '-'}  {v.type or '-'}  "
+        f"({v.signalering_id or 'signalering verwijderd (bewaartermijn)'})"
+        + (
+            f"  replay {v.replay_id} naar {v.topic}" + (f" door {v.actor}" if v.actor else "")
+            if v.replay_id
+            else ""
+        )
+        for v in disclosures
     ] or ["  geen"]
     out += ["", f"Signaleringen ({len(inzage.signaleringen)}):"]
     out += [

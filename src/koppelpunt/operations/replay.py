@@ -6,6 +6,14 @@ Each signalering goes out with its original value, key (BSN) and headers (so the
 Progress (the outbox id of the last acknowledged signalering) is stored after every batch,
 so an interrupted replay resumes where it stopped; a resumed batch may repeat a few
 signaleringen, which the ce_id makes harmless.
+
+A replay discloses a gemeente's pupils again, so it goes only where that gemeente's vendors
+read: the gemeente's own topic (the default), or its replay topic `{topic}.replay`
+(kafka/admin.replay_topic_for), which `koppelpunt access grant` lets exactly the vendors of
+that gemeente read. Any other `toTopic` is refused here, for the API, the CLI and the /beheer
+form alike (ReplayTopicNotAllowedError, 422). Every signalering a replay re-publishes gets a
+`publiceren` line in the verwerkingenlog with the topic it went to and the replay id, in the
+replay's trace, so a person's inzage shows the replay as a disclosure.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ from datetime import datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.errors import NotFoundError
-from koppelpunt.kafka.admin import topic_for
+from koppelpunt.config import Settings
+from koppelpunt.errors import KoppelpuntError, NotFoundError
+from koppelpunt.kafka.admin import replay_topic_for, topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher, OutboundMessage, Publisher
 from koppelpunt.operations import audit
 from koppelpunt.runtime import Runtime
@@ -34,6 +43,36 @@ log = structlog.get_logger(__name__)
 REPLAY_HEADER = "koppelpunt_replay"
 
 PublisherFactory = Callable[[Runtime], Publisher]
+
+
+class ReplayTopicNotAllowedError(KoppelpuntError, ValueError):
+    """A replay's toTopic is neither the gemeente's own topic nor its replay topic."""
+
+    status = 422
+    code = "replay-topic-not-allowed"
+    title = "Replay-topic niet toegestaan"
+
+
+def allowed_topics(settings: Settings, gemeentecode: str) -> tuple[str, str]:
+    """The topics a replay of this gemeente may publish to: its own and its replay topic."""
+    prefix = settings.topic_prefix
+    return topic_for(prefix, gemeentecode), replay_topic_for(prefix, gemeentecode)
+
+
+def check_to_topic(settings: Settings, gemeentecode: str, to_topic: str | None) -> str | None:
+    """`to_topic` when a replay of `gemeentecode` may go there (None: the gemeente topic);
+    ReplayTopicNotAllowedError otherwise. Exact names: Kafka topic names are case-sensitive."""
+    if to_topic is None or not to_topic.strip():
+        return None
+    own, replay = allowed_topics(settings, gemeentecode)
+    if to_topic.strip() not in (own, replay):
+        raise ReplayTopicNotAllowedError(
+            f"een replay van {gemeentecode} mag alleen naar het eigen topic van die gemeente "
+            f"({own}) of naar haar replay-topic ({replay}): andere topics lezen leveranciers "
+            "van andere gemeenten (AVG)",
+            toegestaneTopics=[own, replay],
+        )
+    return to_topic.strip()
 
 
 def _kafka_publisher(runtime: Runtime) -> Publisher:
@@ -71,13 +110,16 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
     A dry run is complete once created: its `total` is the count, nothing is sent.
     """
     f = request.filter
+    to_topic = check_to_topic(runtime.settings, f.gemeentecode, request.to_topic)
     now = runtime.clock()
     async with runtime.sessions.begin() as session:
         if resume and not request.dry_run:
-            found = await replays.find_unfinished(session, f, request.to_topic)
+            found = await replays.find_unfinished(session, f, to_topic)
             if found is not None:
                 log.info("replay_resumed", replay_id=found.replay_id, gemeentecode=f.gemeentecode)
-                await _log_replay(session, request, found.replay_id, found.total, resumed=True)
+                await _log_replay(
+                    session, request, to_topic, found.replay_id, found.total, resumed=True
+                )
                 return found.replay_id
         replay_id = str(uuid.uuid4())
         total = await replays.count_matching(session, f)
@@ -85,7 +127,7 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
             session,
             replay_id=replay_id,
             f=f,
-            to_topic=request.to_topic,
+            to_topic=to_topic,
             dry_run=request.dry_run,
             total=total,
             requested_by=request.requested_by,
@@ -93,7 +135,7 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
         )
         if request.dry_run:
             await replays.set_status(session, replay_id, replays.DONE, now=now)
-        await _log_replay(session, request, replay_id, total, resumed=False)
+        await _log_replay(session, request, to_topic, replay_id, total, resumed=False)
     log.info(
         "replay_created",
         replay_id=replay_id,
@@ -106,9 +148,16 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
 
 
 async def _log_replay(
-    session: AsyncSession, request: ReplayRequest, replay_id: str, total: int, *, resumed: bool
+    session: AsyncSession,
+    request: ReplayRequest,
+    to_topic: str | None,
+    replay_id: str,
+    total: int,
+    *,
+    resumed: bool,
 ) -> None:
-    """The operator action in the verwerkingenlog, in the transaction that creates the replay."""
+    """The operator action in the verwerkingenlog, in the transaction that creates the replay,
+    in the replay's trace (its disclosures are logged in the same one)."""
     f = request.filter
     await verwerkingenlog.log_operator_action(
         session,
@@ -120,11 +169,12 @@ async def _log_replay(
             "since": f.since.isoformat() if f.since else None,
             "until": f.until.isoformat() if f.until else None,
             "type": f.type,
-            "toTopic": request.to_topic,
+            "toTopic": to_topic,
             "dryRun": request.dry_run,
             "totaal": total,
             "hervat": resumed,
         },
+        trace_id=verwerkingenlog.replay_trace_id(replay_id),
     )
 
 
@@ -162,6 +212,16 @@ async def run_replay(
     if replay.dry_run or replay.status == replays.DONE:
         return replay
     settings = runtime.settings
+    try:
+        # Again here: a replay stored before the rule, resumed now, must not go elsewhere.
+        check_to_topic(settings, replay.gemeentecode, replay.to_topic)
+    except ReplayTopicNotAllowedError as exc:
+        async with runtime.sessions.begin() as session:
+            await replays.set_status(
+                session, replay_id, replays.FAILED, now=runtime.clock(), error=exc.detail
+            )
+        log.warning("replay_refused", replay_id=replay_id, gemeentecode=replay.gemeentecode)
+        return await get_replay(runtime, replay_id)
     limit = settings.replay_rate if rate is None else rate
     batch_size = settings.replay_batch_size
     if limit > 0:
@@ -200,6 +260,7 @@ async def run_replay(
                 )
                 for item in batch
             ]
+            sent_at = runtime.clock()
             results = await publisher.publish(messages)
             acknowledged = 0
             for result in results:  # in order: the position moves over the acknowledged prefix
@@ -217,6 +278,24 @@ async def run_replay(
                         last_outbox_id=position,
                         published=published,
                         now=runtime.clock(),
+                    )
+                    # The disclosures, with the progress: each is logged once it is on Kafka.
+                    await verwerkingenlog.log_replayed(
+                        session,
+                        settings,
+                        [
+                            verwerkingenlog.Replayed(
+                                item.signalering_id, item.key, item.type, message.topic
+                            )
+                            for item, message in zip(
+                                batch[:acknowledged], messages[:acknowledged], strict=True
+                            )
+                        ],
+                        replay_id=replay_id,
+                        gemeentecode=f.gemeentecode,
+                        actor=replay.requested_by,
+                        started=sent_at,
+                        ended=runtime.clock(),
                     )
                 if on_progress is not None:
                     on_progress(published, total)

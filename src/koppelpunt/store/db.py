@@ -5,23 +5,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sqlite3
+import stat
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, event, text, update
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolResetState
 
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.store.sqlite_driver import inline_dbapi, statements_on_loop
+from koppelpunt.store.tables import heartbeat
+
+log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -100,6 +111,35 @@ def _ensure_sqlite_dir(database: str | None) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     Path(database).parent.mkdir(parents=True, exist_ok=True)
+    _ensure_private_sqlite_files(Path(database))
+
+
+# The files of a SQLite database: all hold (or held) plaintext BSNs.
+SQLITE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def _ensure_private_sqlite_files(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it, and make an existing one 0600.
+
+    SQLite creates its -wal, -shm and -journal files with the mode of the database file (not
+    the umask), so creating the database file itself owner-only is enough for new ones. An
+    empty file is a valid empty database. Files an earlier version left group- or
+    world-readable are made owner-only, with a log line.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for suffix in SQLITE_FILE_SUFFIXES:
+        file = Path(f"{path}{suffix}")
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+                log.warning("sqlite_file_made_private", file=file.name, mode=oct(mode & 0o700))
+        except FileNotFoundError:
+            continue
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -250,6 +290,85 @@ async def ping(engine: AsyncEngine) -> bool:
     except Exception:
         return False
     return True
+
+
+class WriteProbe:
+    """Whether the database takes writes now, for the readiness probe (/readyz).
+
+    A database can answer `SELECT 1` and still refuse every write: a full disk, a read-only
+    file or standby, a revoked privilege, a write lock another process holds. So the probe
+    updates the one `heartbeat` row and commits, which reaches the disk (the WAL), waiting at
+    most `timeout` seconds for the database and its write lock. The result is kept for
+    `interval` seconds: however many load balancers and kubelets probe, the database sees at
+    most one small commit per interval. Concurrent probes share one check.
+
+    SQLite: the probe opens a connection of its own (stdlib sqlite3 through a synchronous
+    engine, in a thread) whose busy timeout is `timeout`: the service's connections wait for a
+    writer's lock up to SQLITE_BUSY_TIMEOUT_MS, far longer than a probe may take.
+    PostgreSQL: the service's pool, with lock_timeout and statement_timeout set to `timeout`
+    for the probe's transaction. Never raises.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, timeout: float, interval: float) -> None:
+        self._engine = engine
+        self._timeout = timeout
+        self._interval = interval
+        self._lock = asyncio.Lock()
+        self._checked_at: float | None = None
+        self._writable = False
+        self._sqlite_engine: Engine | None = None
+        url = engine.url
+        database = url.database
+        if (
+            url.get_backend_name() == "sqlite"
+            and database
+            and database != ":memory:"
+            and not database.startswith("file:")
+        ):
+            self._sqlite_engine = create_sync_engine(
+                f"sqlite:///{database}",
+                poolclass=NullPool,  # a fresh connection per probe: it sees the file as it is now
+                connect_args={"timeout": timeout},
+            )
+
+    async def writable(self) -> bool:
+        async with self._lock:
+            checked = self._checked_at
+            if checked is not None and time.monotonic() - checked < self._interval:
+                return self._writable
+            try:
+                async with asyncio.timeout(self._timeout + 1.0):
+                    if self._sqlite_engine is not None:
+                        await asyncio.to_thread(self._beat_sqlite, self._sqlite_engine)
+                    else:
+                        await self._beat()
+                ok = True
+            except Exception as exc:
+                log.warning("database_not_writable", error=type(exc).__name__)
+                ok = False
+            self._writable, self._checked_at = ok, time.monotonic()
+            return ok
+
+    @staticmethod
+    def _beat_sqlite(engine: Engine) -> None:
+        with engine.begin() as connection:
+            _beat_on(connection, datetime.now(UTC))
+
+    async def _beat(self) -> None:
+        async with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                ms = max(1, int(self._timeout * 1000))
+                await connection.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+                await connection.execute(text(f"SET LOCAL statement_timeout = {ms}"))
+            await connection.run_sync(_beat_on, datetime.now(UTC))
+
+
+def _beat_on(connection: Connection, now: datetime) -> None:
+    """Update the heartbeat row (the first probe inserts it)."""
+    updated = connection.execute(update(heartbeat).where(heartbeat.c.id == 1).values(beat_at=now))
+    if updated.rowcount == 0:
+        insert = sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert
+        connection.execute(insert(heartbeat).values(id=1, beat_at=now).on_conflict_do_nothing())
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

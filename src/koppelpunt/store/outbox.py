@@ -304,6 +304,23 @@ async def mark_published(session: AsyncSession, ids: Sequence[int], now: datetim
         await session.execute(_MARK_PUBLISHED, {"ids": chunk, "now": now})
 
 
+async def mark_published_if_pending(
+    session: AsyncSession, ids: Sequence[int], now: datetime
+) -> list[int]:
+    """Record that Kafka acknowledged these items, for those not marked since (another relay
+    may have published them meanwhile); returns the ids marked now, for their log lines."""
+    pending: list[int] = []
+    for chunk in chunks(ids, 1000):
+        pending += await session.scalars(
+            select(outbox.c.id)
+            .where(outbox.c.id.in_(chunk), outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .with_for_update()
+        )
+    await mark_published(session, pending, now)
+    return pending
+
+
 def backoff_seconds(attempts: int, *, base_seconds: float, max_seconds: float) -> float:
     """Delay after a failure when `attempts` earlier attempts had failed: base, 2*base, 4*base..."""
     return float(min(base_seconds * 2 ** min(attempts, 64), max_seconds))

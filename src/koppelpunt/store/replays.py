@@ -59,6 +59,7 @@ class StoredReplay:
 class ReplayItem:
     outbox_id: int
     signalering_id: str
+    type: str
     topic: str
     key: str
     payload: bytes
@@ -98,6 +99,7 @@ async def next_batch(
         [
             outbox.c.id,
             signaleringen.c.signalering_id,
+            signaleringen.c.type,
             signaleringen.c.topic,
             signaleringen.c.bsn,
             signaleringen.c.payload,
@@ -111,6 +113,7 @@ async def next_batch(
         ReplayItem(
             outbox_id=row.id,
             signalering_id=row.signalering_id,
+            type=row.type,
             topic=row.topic,
             key=row.bsn,
             payload=bytes(row.payload),

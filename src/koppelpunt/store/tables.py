@@ -296,3 +296,12 @@ beheer_sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False, index=True),
     Column("revoked_at", UTCDateTime, nullable=True),
 )
+
+# One row the readiness probe (/readyz) updates and commits now and then: proof that the
+# database takes writes, not only answers reads (store/db.py, WriteProbe).
+heartbeat = Table(
+    "heartbeat",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("beat_at", UTCDateTime, nullable=False),
+)

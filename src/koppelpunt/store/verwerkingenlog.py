@@ -5,8 +5,12 @@ sender's traceparent or generated), `operation_id` (a span id), optional `parent
 `name`, `status_code` (OK / ERROR), start and end time, the registered processing activity
 (`dpl.core.processing_activity_id` → `verwerkingsactiviteit`) and the data subject
 (`dpl.core.data_subject_id` → the BSN, stored AES-256-GCM encrypted with a keyed HMAC blind
-index for lookups). Other attributes (berichtId, topic, signalering id, foreign operation such
-as the BRP call) go in `attributes`; they never hold a BSN.
+index for lookups). Other attributes (berichtId, topic, signalering type, foreign operation
+such as the BRP call) go in `attributes`; they never hold a BSN, nor anything computed from one
+without a key: a signalering id is a UUIDv5 over the BSN and a few public facts, so searching
+the BSN space would recover the BSN from it. The log keeps `signaleringRef` instead, an HMAC of
+the id under a subkey of the log key (LogCipher.signalering_ref); inzage recomputes it for the
+person's signaleringen to show which one a line is about.
 
 Append-only: this module has no update, and the only delete is retention: the purge's
 `verwerkingenlog` rule (operations/retention.py, by `end_time`), or `purge_before` here.
@@ -20,6 +24,7 @@ import binascii
 import hmac
 import os
 import secrets
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.config import DEV_LOG_ENCRYPTION_KEY, Settings
+from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.model import Filtered, FilterReden, Forwarded
 from koppelpunt.pipeline.run import (
@@ -91,15 +96,27 @@ def _decode_key(text: str) -> bytes:
     return key
 
 
+# HKDF info of the subkey that keys signalering references (see signalering_ref).
+SIGNALERING_REF_INFO = b"koppelpunt verwerkingenlog signalering ref"
+# Hex digits kept of a signalering reference: 128 bits, no collisions among a log's ids.
+SIGNALERING_REF_HEX = 32
+
+
 @dataclass(frozen=True, slots=True)
 class _Keyset:
     key_id: str
     aes: AESGCM
     index_key: bytes
+    ref_key: bytes
 
     def blind_index(self, bsn: str) -> str:
         """HMAC-SHA256 of the BSN, hex (hmac.digest: the one-shot C implementation)."""
         return hmac.digest(self.index_key, bsn.encode("ascii"), "sha256").hex()
+
+    def signalering_ref(self, signalering_id: str) -> str:
+        """HMAC-SHA256 of a signalering id, the first SIGNALERING_REF_HEX hex digits."""
+        digest = hmac.digest(self.ref_key, signalering_id.encode("utf-8"), "sha256")
+        return digest.hex()[:SIGNALERING_REF_HEX]
 
 
 def _keyset(master: bytes) -> _Keyset:
@@ -107,6 +124,7 @@ def _keyset(master: bytes) -> _Keyset:
         key_id=_hkdf(master, b"koppelpunt key id")[:6].hex(),
         aes=AESGCM(_hkdf(master, b"koppelpunt verwerkingenlog aes-256-gcm")),
         index_key=_hkdf(master, b"koppelpunt verwerkingenlog blind index"),
+        ref_key=_hkdf(master, SIGNALERING_REF_INFO),
     )
 
 
@@ -119,8 +137,6 @@ class LogCipher:
     def __init__(self, master: bytes, old: Sequence[bytes] = ()) -> None:
         self._current = _keyset(master)
         self._all = {k.key_id: k for k in [self._current, *(_keyset(m) for m in old)]}
-        # Signs /beheer session cookies; derived, so no second secret to manage.
-        self.session_key = _hkdf(master, b"koppelpunt beheer session")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LogCipher:
@@ -155,15 +171,20 @@ class LogCipher:
         """The index under every configured key: finds lines written before a rotation."""
         return [k.blind_index(bsn) for k in self._all.values()]
 
+    def signalering_ref(self, signalering_id: str) -> str:
+        """What the log keeps of a signalering id: a keyed HMAC, from which neither the id
+        nor the BSN in it can be computed without the key (the id itself is an unkeyed
+        UUIDv5 over the BSN and public facts)."""
+        return self._current.signalering_ref(signalering_id)
+
+    def signalering_refs(self, signalering_id: str) -> list[str]:
+        """The reference under every configured key: matches lines written before a rotation."""
+        return [k.signalering_ref(signalering_id) for k in self._all.values()]
+
 
 @lru_cache(maxsize=8)
 def _cipher(master: str, old: tuple[str, ...]) -> LogCipher:
     return LogCipher(_decode_key(master), [_decode_key(k) for k in old])
-
-
-def uses_dev_key(settings: Settings) -> bool:
-    """True while the public development key is configured (logged as a warning at start)."""
-    return settings.log_encryption_key.get_secret_value() == DEV_LOG_ENCRYPTION_KEY
 
 
 @dataclass(slots=True)
@@ -372,6 +393,7 @@ async def log_published(
     """
     if not items:
         return
+    cipher = LogCipher.from_settings(settings)
     lines = [
         LogLine(
             trace_id=item.trace_id or new_trace_id(),
@@ -382,7 +404,7 @@ async def log_published(
             bsn=item.key,
             gemeentecode=item.gemeentecode,
             attributes={
-                "signaleringId": item.signalering_id,
+                "signaleringRef": cipher.signalering_ref(item.signalering_id),
                 "type": item.type,
                 "topic": item.topic,
                 **({"berichtId": item.bericht_id} if item.bericht_id else {}),
@@ -390,7 +412,63 @@ async def log_published(
         )
         for item in items
     ]
-    await append(session, LogCipher.from_settings(settings), lines)
+    await append(session, cipher, lines)
+
+
+def replay_trace_id(replay_id: str) -> str:
+    """The trace of a replay: its `beheer.replay` line and every disclosure it made. A replay
+    id is a UUIDv4, whose 32 hex digits are a valid W3C trace id."""
+    return uuid.UUID(replay_id).hex
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A signalering a replay re-published and Kafka acknowledged."""
+
+    signalering_id: str
+    bsn: str
+    type: str
+    topic: str  # where it went: the gemeente topic or the replay's toTopic
+
+
+async def log_replayed(
+    session: AsyncSession,
+    settings: Settings,
+    items: Sequence[Replayed],
+    *,
+    replay_id: str,
+    gemeentecode: str,
+    actor: str,
+    started: datetime,
+    ended: datetime,
+) -> None:
+    """One `publiceren` line per signalering a replay disclosed again (a disclosure as much as
+    the first publication), with the topic it went to and the replay id, in the replay's trace
+    and with the operator who asked for it; written with the replay's progress."""
+    if not items:
+        return
+    cipher = LogCipher.from_settings(settings)
+    trace_id = replay_trace_id(replay_id)
+    lines = [
+        LogLine(
+            trace_id=trace_id,
+            name=OP_PUBLICEREN,
+            start_time=started,
+            end_time=ended,
+            verwerkingsactiviteit=ACTIVITY_SIGNALEREN,
+            bsn=item.bsn,
+            actor=actor,
+            gemeentecode=gemeentecode,
+            attributes={
+                "signaleringRef": cipher.signalering_ref(item.signalering_id),
+                "type": item.type,
+                "topic": item.topic,
+                "replayId": replay_id,
+            },
+        )
+        for item in items
+    ]
+    await append(session, cipher, lines)
 
 
 async def log_operator_action(

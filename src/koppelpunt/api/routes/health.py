@@ -1,6 +1,9 @@
-"""Probes and metrics for the platform: liveness, readiness (database + Kafka), Prometheus."""
+"""Probes and metrics for the platform: liveness, readiness (database takes writes, Kafka),
+Prometheus."""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -8,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from koppelpunt.api.deps import runtime_of
 from koppelpunt.store import outbox
+from koppelpunt.store.db import WriteProbe
 from koppelpunt.store.db import ping as db_ping
 
 router = APIRouter(tags=["beheer"])
@@ -18,15 +22,43 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database and Kafka reachable (503 otherwise)")
+def _write_probe(request: Request) -> WriteProbe:
+    """The app's write probe (its cached result is per app), made at the first probe."""
+    state = request.app.state
+    probe: WriteProbe | None = getattr(state, "write_probe", None)
+    if probe is None:
+        runtime = runtime_of(request)
+        settings = runtime.settings
+        probe = WriteProbe(
+            runtime.engine,
+            timeout=settings.readiness_write_timeout_seconds,
+            interval=settings.readiness_write_interval_seconds,
+        )
+        state.write_probe = probe
+    return probe
+
+
+async def _kafka(request: Request) -> bool:
+    publisher = request.state.publisher
+    return await publisher.ping(timeout=2.0) if publisher is not None else False
+
+
+@router.get(
+    "/readyz", summary="Database reachable and taking writes, Kafka reachable (503 otherwise)"
+)
 async def readyz(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
-    publisher = request.state.publisher
-    database = await db_ping(runtime.engine)
-    kafka = await publisher.ping(timeout=2.0) if publisher is not None else False
-    ready = database and kafka
+    database, writable, kafka = await asyncio.gather(
+        db_ping(runtime.engine), _write_probe(request).writable(), _kafka(request)
+    )
+    ready = database and writable and kafka
     return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "database": database, "kafka": kafka},
+        {
+            "status": "ok" if ready else "unavailable",
+            "database": database,
+            "databaseWritable": writable,
+            "kafka": kafka,
+        },
         status_code=200 if ready else 503,
         headers=None if ready else {"Retry-After": "5"},
     )
