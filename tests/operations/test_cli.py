@@ -10,6 +10,7 @@ import pytest
 
 from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import replay_topic_for, topic_for
+from koppelpunt.operations.replay import list_replays
 from koppelpunt.runtime import Runtime
 from tests.kafka_fixtures import consume_all
 
@@ -47,6 +48,21 @@ class TestReplayCommand:
         """Exit code 2 with the reason, nothing started."""
         result = await invoke_cli(["replay", "--gemeente", "Amsterdam"])
         assert result.exit_code == 2
+
+    async def test_unknown_gemeente_and_dry_run_store_no_replay(
+        self, runtime: Runtime, cli_env: None
+    ) -> None:
+        """A well-formed code no gemeente has (GM9999) is refused, also as a dry run; a dry
+        run counts without storing a replay."""
+        for args in (["--gemeente", "GM9999"], ["--gemeente", "GM9999", "--dry-run"]):
+            refused = await invoke_cli(["replay", *args])
+            assert refused.exit_code == 1, refused.output
+            assert "unknown gemeentecode GM9999" in refused.output
+        await store(runtime, [new_signalering(runtime.settings, 0)])
+        dry = await invoke_cli(["replay", "--gemeente", "GM0363", "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "1 signaleringen would be replayed for GM0363" in dry.output
+        assert await list_replays(runtime) == []
 
 
 class TestOffsetsAndLag:

@@ -197,10 +197,14 @@ class TestReplayTopicAccessAndInzage:
         records = await consume_all(settings.kafka_bootstrap, target, expect=1)
         assert [header(r, "ce_id") for r in records] == [item.signalering_id]
 
-        vendor = await access.grant(settings, f"rmc-{uuid.uuid4().hex[:8]}", ["GM0599"])
+        vendor = await access.grant(
+            settings, f"rmc-{uuid.uuid4().hex[:8]}", ["GM0599"], table=runtime.gemeenten
+        )
         assert target in vendor.replay_topics
         assert await read_one(vendor, target, None) == item.payload
-        other = await access.grant(settings, f"rmc-{uuid.uuid4().hex[:8]}", ["GM0363"])
+        other = await access.grant(
+            settings, f"rmc-{uuid.uuid4().hex[:8]}", ["GM0363"], table=runtime.gemeenten
+        )
         with pytest.raises(TopicAuthorizationFailedError):
             await read_one(other, target, None)
 

@@ -43,7 +43,8 @@ def replay(
         ),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only count what would be replayed.")
+        bool,
+        typer.Option("--dry-run", help="Only count what would be replayed; stores no replay."),
     ] = False,
     resume: Annotated[
         bool,
@@ -63,7 +64,13 @@ def replay(
     Exit code 0 when done, 1 when a publication failed.
     """
     from koppelpunt.kafka.publisher import KafkaPublisher
-    from koppelpunt.operations.replay import ReplayRequest, get_replay, prepare_replay, run_replay
+    from koppelpunt.operations.replay import (
+        ReplayRequest,
+        count_replay,
+        get_replay,
+        prepare_replay,
+        run_replay,
+    )
 
     try:
         request = ReplayRequest(
@@ -79,11 +86,20 @@ def replay(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--gemeente") from exc
 
+    if dry_run:
+
+        async def count(runtime: Runtime) -> int:
+            return await count_replay(runtime, request)
+
+        total = run_with_runtime(count)
+        typer.echo(
+            f"dry run: {total} signaleringen would be replayed for {request.filter.gemeentecode}"
+        )
+        return
+
     async def work(runtime: Runtime) -> StoredReplay:
         replay_id = await prepare_replay(runtime, request, resume=resume)
         state = await get_replay(runtime, replay_id)
-        if dry_run:
-            return state
         if state.published:
             typer.echo(f"resuming replay {replay_id} after {state.published} signaleringen")
         else:
@@ -109,11 +125,6 @@ def replay(
             await publisher.stop()
 
     final = run_with_runtime(work)
-    if final.dry_run:
-        typer.echo(
-            f"dry run: {final.total} signaleringen would be replayed for {final.gemeentecode}"
-        )
-        return
     typer.echo(
         f"replay {final.replay_id}: {final.status}, {final.published} of {final.total} published"
     )

@@ -53,6 +53,24 @@ class ReplayTopicNotAllowedError(KoppelpuntError, ValueError):
     title = "Replay-topic niet toegestaan"
 
 
+class UnknownGemeenteError(KoppelpuntError, ValueError):
+    """A replay names a gemeentecode that the gemeente table in use does not know."""
+
+    status = 422
+    code = "unknown-gemeente"
+    title = "Onbekende gemeente"
+
+
+def check_gemeente(runtime: Runtime, gemeentecode: str) -> None:
+    """The gemeente must be in the table in use (an ended one is fine: its signaleringen may
+    still be replayed); a typo such as GM9999 is refused before anything is counted."""
+    if runtime.gemeenten.get(gemeentecode) is None:
+        raise UnknownGemeenteError(
+            f"unknown gemeentecode {gemeentecode}: not in the gemeente table in use "
+            "(koppelpunt gemeenten list --all)"
+        )
+
+
 def allowed_topics(settings: Settings, gemeentecode: str) -> tuple[str, str]:
     """The topics a replay of this gemeente may publish to: its own and its replay topic."""
     prefix = settings.topic_prefix
@@ -110,6 +128,7 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
     A dry run is complete once created: its `total` is the count, nothing is sent.
     """
     f = request.filter
+    check_gemeente(runtime, f.gemeentecode)
     to_topic = check_to_topic(runtime.settings, f.gemeentecode, request.to_topic)
     now = runtime.clock()
     async with runtime.sessions.begin() as session:
@@ -145,6 +164,34 @@ async def prepare_replay(runtime: Runtime, request: ReplayRequest, *, resume: bo
         requested_by=request.requested_by,
     )
     return replay_id
+
+
+async def count_replay(runtime: Runtime, request: ReplayRequest) -> int:
+    """How many signaleringen a replay with these parameters would send. Stores no replay
+    (the CLI's --dry-run); the count itself is an operator action on personal data, so it is
+    logged in the verwerkingenlog like every other."""
+    f = request.filter
+    check_gemeente(runtime, f.gemeentecode)
+    to_topic = check_to_topic(runtime.settings, f.gemeentecode, request.to_topic)
+    async with runtime.sessions.begin() as session:
+        total = await replays.count_matching(session, f)
+        await verwerkingenlog.log_operator_action(
+            session,
+            request.requested_by,
+            audit.REPLAY,
+            {
+                "replayId": None,
+                "gemeentecode": f.gemeentecode,
+                "since": f.since.isoformat() if f.since else None,
+                "until": f.until.isoformat() if f.until else None,
+                "type": f.type,
+                "toTopic": to_topic,
+                "dryRun": True,
+                "totaal": total,
+                "hervat": False,
+            },
+        )
+    return total
 
 
 async def _log_replay(
