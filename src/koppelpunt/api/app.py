@@ -16,7 +16,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from koppelpunt.api import problems
+from koppelpunt.api import openapi_doc, problems
 from koppelpunt.api.auth import AuthThrottle, SenderRegistry
 from koppelpunt.api.design_rules import API_VERSION, ApiVersionHeader, openapi_router
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
@@ -117,6 +117,7 @@ def create_app(
         ],
     )
     problems.install(app)
+    openapi_doc.install(app)
     app.add_middleware(ApiVersionHeader)
     app.include_router(openapi_router(app))
     app.include_router(berichten.router)

@@ -1,0 +1,67 @@
+"""The served OpenAPI document says what the service does (statuses, schemas, security)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+async def _operations(
+    client: httpx.AsyncClient,
+) -> tuple[dict[str, Any], list[tuple[str, str, Any]]]:
+    document: dict[str, Any] = (await client.get("/openapi.json")).json()
+    ops = [
+        (path, method, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+    ]
+    return document, ops
+
+
+class TestOpenApiDocument:
+    async def test_parameter_errors_are_documented_as_400_problems(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """The service answers invalid input with 400 problem+json, never FastAPI's 422."""
+        document, ops = await _operations(client)
+        assert "HTTPValidationError" not in document["components"]["schemas"]
+        for path, method, op in ops:
+            assert "422" not in op["responses"], (method, path)
+            if op.get("parameters") or op.get("requestBody"):
+                assert "400" in op["responses"], (method, path)
+
+    async def test_every_problem_has_the_problem_schema(self, client: httpx.AsyncClient) -> None:
+        document, ops = await _operations(client)
+        assert set(document["components"]["schemas"]["Problem"]["required"]) == {
+            "type",
+            "title",
+            "status",
+        }
+        for path, method, op in ops:
+            for status, response in op["responses"].items():
+                content = response.get("content", {})
+                if "application/problem+json" in content:
+                    schema = content["application/problem+json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Problem"}, (
+                        method,
+                        path,
+                        status,
+                    )
+
+    async def test_bearer_key_is_a_security_scheme_of_every_v1_operation(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        document, ops = await _operations(client)
+        scheme = document["components"]["securitySchemes"]["sleutel"]
+        assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+        for path, method, op in ops:
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"sleutel": []}], (method, path)
+
+    async def test_readyz_documents_its_503(self, client: httpx.AsyncClient) -> None:
+        document, _ = await _operations(client)
+        assert "503" in document["paths"]["/readyz"]["get"]["responses"]
