@@ -65,3 +65,14 @@ class TestOpenApiDocument:
     async def test_readyz_documents_its_503(self, client: httpx.AsyncClient) -> None:
         document, _ = await _operations(client)
         assert "503" in document["paths"]["/readyz"]["get"]["responses"]
+
+
+class TestMethodNotAllowed:
+    async def test_allow_names_every_method_of_the_path(self, client: httpx.AsyncClient) -> None:
+        """/v1/beheer/replays has a GET and a POST route: a DELETE or OPTIONS gets 405 with
+        both in Allow (Starlette named only the first route's POST)."""
+        for method in ("DELETE", "OPTIONS", "PUT"):
+            r = await client.request(method, "/v1/beheer/replays")
+            assert r.status_code == 405, method
+            assert r.headers["Allow"] == "GET, HEAD, POST", method
+            assert r.headers["content-type"].startswith("application/problem+json")

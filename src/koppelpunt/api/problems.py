@@ -7,6 +7,7 @@ with its traceback (no BSN: the message body is never logged) and answered with 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -66,6 +67,24 @@ def from_error(exc: KoppelpuntError, instance: str | None = None) -> JSONRespons
     )
 
 
+def allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method the API documents for this path. Starlette names only the methods of the
+    first route whose path matched, so a path with a GET and a POST route answered a DELETE
+    with `Allow: POST`. Read from the OpenAPI document (public, and the contract anyway)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations if m in _HTTP_METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(KoppelpuntError)
     async def _koppelpunt(request: Request, exc: KoppelpuntError) -> JSONResponse:
@@ -74,13 +93,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Niet gevonden", 405: "Methode niet toegestaan"}
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(app, request)}
         return problem(
             exc.status_code,
             titles.get(exc.status_code, "Fout"),
             str(exc.detail),
             code=f"http-{exc.status_code}",
             instance=request.url.path,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
