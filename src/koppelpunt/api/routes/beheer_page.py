@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koppelpunt.api.auth import Role, SenderRegistry
 from koppelpunt.api.deps import runtime_of
 from koppelpunt.errors import AuthenticationError
+from koppelpunt.masking import mask_error_text
 from koppelpunt.operations.moments import LOCAL, parse_moment
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import leerlingen
@@ -250,7 +251,11 @@ async def recente_afwijzingen(session: AsyncSession, limit: int = 25) -> list[di
     out = []
     for r in rows:
         reasons = r.reasons if isinstance(r.reasons, list) else []
-        redenen = [str(x.get("reden", x)) if isinstance(x, dict) else str(x) for x in reasons]
+        # Masked again here: rows stored before reasons were masked at the source.
+        redenen = [
+            mask_error_text(str(x.get("reden", x)) if isinstance(x, dict) else str(x))
+            for x in reasons
+        ]
         out.append(
             {
                 "id": r.id,
