@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from koppelpunt.config import Settings
 from koppelpunt.model import Invalid, Parsed, Soort
 from koppelpunt.pipeline.parse import SchemaRegistry, XmlLimits, parse_message
 from koppelpunt.pipeline.structure import STRUCTURE_PREFIX
+from koppelpunt.runtime import xml_limits
 from tests.hostile import aanmeldstatus, attributes, declarations, prognose
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -179,3 +181,24 @@ class TestAanmeldstatus:
 def test_large_shapes_get_one_issue(body: bytes, path: str, schemas: SchemaRegistry) -> None:
     """Their size does not multiply the report."""
     assert [i.path for i in refused(body, schemas).issues] == [path]
+
+
+def test_the_settings_are_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KOPPELPUNT_XML_* reach the parse step: the runtime loads the schemas with them."""
+    for name, value in {
+        "KOPPELPUNT_XML_MAX_ATTRIBUTES": "5",
+        "KOPPELPUNT_XML_MAX_NAMESPACE_DECLARATIONS": "3",
+        "KOPPELPUNT_XML_MAX_NAME_LENGTH": "40",
+        "KOPPELPUNT_XML_MAX_ELEMENTS_PER_RECORD": "20",
+        "KOPPELPUNT_XML_DETAILED_REPORT_MAX_NODES": "7",
+        "KOPPELPUNT_XML_DETAILED_REPORT_MAX_SECONDS": "0.25",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert xml_limits(Settings()) == XmlLimits(
+        max_attributes=5,
+        max_namespace_declarations=3,
+        max_name_length=40,
+        max_elements_per_record=20,
+        detailed_report_max_nodes=7,
+        detailed_report_max_seconds=0.25,
+    )
