@@ -209,6 +209,13 @@ class TestParseMessage:
             "/prognoses/schooljaar",
         }
 
+    def test_a_wrong_namespace_is_named(self, schemas: SchemaRegistry) -> None:
+        """The sender sees which namespace it used (shortened when long), not a part of it."""
+        body = prognose(leerling()).replace(b"urn:vva:prognose:1", b"urn:vva:prognose:2")
+        outcome = parse_message(body, Soort.PROGNOSE, schemas)
+        assert isinstance(outcome, Invalid)
+        assert outcome.issues[0].reason.endswith("in namespace urn:vva:prognose:2")
+
     def test_overlong_bericht_id_is_not_reported(self, schemas: SchemaRegistry) -> None:
         """An invalid berichtId is not echoed back as if it identified the message."""
         outcome = parse_message(prognose(leerling(), berichtId="x" * 65), Soort.PROGNOSE, schemas)

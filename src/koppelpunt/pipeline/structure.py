@@ -16,7 +16,7 @@ element's namespaces, all of them. What the schemas can never accept is refused 
 
 Every check is a count or a search that libxml2 runs in C (XPath), or a regular expression over
 the bytes, and each runs only when a cheaper count says it can find something: refusing costs
-about what parsing did (bench: tests/cases/test_hostile_shapes.py). The issues name element,
+about what parsing did (tests/api/test_hostile_server.py measures it). The issues name element,
 line and rule (never a value), at most `max_issues` of them.
 """
 

@@ -55,8 +55,12 @@ _NAMES = r"\( (?P<names>[^()]*) \)"
 
 def shown_name(name: str) -> str:
     """The local part of an (expanded or prefixed) XML name, shortened for a reason or path."""
-    local = name.rpartition("}")[2].rpartition(":")[2]
-    return local if len(local) <= SHOWN_NAME_LENGTH else local[:SHOWN_NAME_LENGTH] + "…"
+    return shortened(name.rpartition("}")[2].rpartition(":")[2])
+
+
+def shortened(text: str) -> str:
+    """At most SHOWN_NAME_LENGTH characters of a name or namespace from the message."""
+    return text if len(text) <= SHOWN_NAME_LENGTH else text[:SHOWN_NAME_LENGTH] + "…"
 
 
 def element_path(elem: etree._Element) -> str:
