@@ -243,7 +243,7 @@ class TestParseMessage:
     def test_large_invalid_message_reports_every_issue_by_path(
         self, schemas: SchemaRegistry
     ) -> None:
-        """Above DETAILED_MAX_RECORDS libxml2's report is used, with the same paths and lines."""
+        """A large message gets libxml2's report (validated in slices), with the paths and lines."""
         records = leerling() * 5_000 + leerling(bsn="1") + leerling() * 4_000 + leerling(bsn="2")
         outcome = parse_message(prognose(records, brin="25lx"), Soort.PROGNOSE, schemas)
         assert isinstance(outcome, Invalid)
