@@ -18,11 +18,13 @@ import pytest
 
 from koppelpunt import derived, off_loop, parked, receive
 from koppelpunt.derived import run_peildatum
+from koppelpunt.errors import InvalidMessageError
 from koppelpunt.model import Soort
 from koppelpunt.off_loop import OFF_LOOP_RECORDS, records_in, run_pure
 from koppelpunt.pipeline import derive, run
 from koppelpunt.store.register import upsert_woonregister
 from tests.conftest import Running
+from tests.hostile import CASES_DIR
 from tests.messages import BSN, A, L, aanmeldstatus_xml, prognose_xml
 from tests.strategies import bsn_from_prefix
 from tests.test_derived_end_to_end import FlakyLookup
@@ -80,6 +82,13 @@ class TestRunPure:
         one = aanmeldstatus_xml("w", [A()])
         two = aanmeldstatus_xml("w", [A(), A()])
         assert len(two) - len(one) > off_loop.BYTES_PER_RECORD
+
+    def test_records_in_weighs_markup_too(self) -> None:
+        """A small body full of tags or attributes (issue 21's 19 KB attribute bomb) weighs
+        what refusing it may cost, not what its size suggests."""
+        bomb = (CASES_DIR / "attribute-bomb.xml").read_bytes()
+        assert len(bomb) // off_loop.BYTES_PER_RECORD < OFF_LOOP_RECORDS <= records_in(bomb)
+        assert records_in(aanmeldstatus_xml("w", [A()] * 3)) < OFF_LOOP_RECORDS
 
 
 class _Spy:
@@ -157,6 +166,19 @@ class TestReceive:
         assert received.receipt["aantalSignaleringen"] == 3
         for name, spy in spies.items():
             assert [on_loop for on_loop, _ in spy.calls] == [True], name
+
+
+class TestRefusal:
+    async def test_a_small_body_full_of_markup_is_parsed_off_the_loop(
+        self, running: Running, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The attribute bomb is refused in a thread: the loop went on meanwhile."""
+        body = (CASES_DIR / "attribute-bomb.xml").read_bytes()
+        async with Ticker(0) as ticker:
+            spies = _spy_on(monkeypatch, ticker, {"parse": (receive, "parse_message")})
+            with pytest.raises(InvalidMessageError):
+                await receive.receive(running.runtime, body, Soort.PROGNOSE, "koppelpunt-vo")
+        _assert_off_loop(spies)
 
 
 def _assert_off_loop(spies: dict[str, _Spy]) -> None:

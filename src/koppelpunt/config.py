@@ -102,6 +102,25 @@ class Settings(BaseSettings):
     api_contact_email: str | None = None
     api_contact_url: str | None = None
 
+    # --- the shape of an XML message (refused before XSD validation; docs/beheer.md) --------
+    # The validators' cost grows with a message's shape, not only its size (an attribute bomb
+    # of 19 KB took 14 s): shapes no schema accepts are refused first, in C, with these limits.
+    # Names: the schemas' longest is 15 characters; a longer one is refused before it is read.
+    xml_max_name_length: int = Field(default=128, ge=32)
+    # Elements in one child of the root (record or head element): an aanmelding has at most 15.
+    xml_max_elements_per_record: int = Field(default=64, ge=16)
+    # Attributes on one element. The schemas declare none, so every attribute but the four
+    # xsi: ones XML Schema allows is refused anyway; this bounds a schema that declares some.
+    xml_max_attributes: int = Field(default=8, ge=4)
+    # Namespace declarations on one element: a message needs one or two (xmlns, xmlns:xsi);
+    # each one is copied and looked up for every element below it.
+    xml_max_namespace_declarations: int = Field(default=16, ge=2)
+    # xmlschema's report (it explains better than libxml2 but is pure Python, ~40 µs per node)
+    # only for messages up to this many elements, attributes and namespace declarations
+    # (~0.1 s), abandoned after this many seconds; libxml2's report (same paths) otherwise.
+    xml_detailed_report_max_nodes: int = Field(default=2_000, ge=0)
+    xml_detailed_report_max_seconds: float = Field(default=0.5, gt=0)
+
     # --- senders, rules, reference data --------------------------------------------------
     # YAML with {name, role, key_sha256} per sender: hashes only, never keys.
     senders_file: Path = Path("senders.yaml")

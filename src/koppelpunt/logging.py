@@ -1,44 +1,41 @@
 """structlog set-up: JSON lines, context through contextvars, and no BSN ever in a log line.
 
 Code binds berichtId, gemeentecode and rule names, never a BSN. As a second line of defence the
-last processor masks every run of nine digits (a BSN or an onderwijsnummer) in every value, so
-a mistake in a log call cannot leak one.
+last processor masks, in every value, every run of exactly nine digits (a BSN or an
+onderwijsnummer) and every nine-digit window of a longer digit run that passes the elfproef
+(`koppelpunt.masking.mask_log_text`), so a mistake in a log call cannot leak one, not even
+glued to other digits (`berichtId LOGMASK-2026999993653`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-_NINE_DIGITS = re.compile(r"(?<!\d)\d{9}(?!\d)")
-MASK = "*********"
+from koppelpunt.masking import mask_json, mask_log_text
 
 
 def _mask(value: Any) -> Any:
-    if isinstance(value, str):
-        return _NINE_DIGITS.sub(MASK, value)
-    if (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and 100_000_000 <= value <= 999_999_999
-    ):
-        return MASK
+    if isinstance(value, int) and not isinstance(value, bool):
+        # An int is masked like its decimal digits; it stays an int when nothing was masked.
+        text = str(value)
+        masked = mask_log_text(text)
+        return value if masked == text else masked
     if isinstance(value, dict):
         return {k: _mask(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_mask(v) for v in value]
-    return value
+    return mask_json(value, mask_log_text)
 
 
 def mask_bsn(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: replace nine-digit numbers by asterisks in every field."""
+    """structlog processor: mask what could be a BSN (mask_log_text) in every field."""
     for key, value in list(event_dict.items()):
         event_dict[key] = _mask(value)
     return event_dict

@@ -32,6 +32,7 @@ from koppelpunt.errors import ConflictError, InvalidMessageError
 from koppelpunt.group_commit import DEFERRED, Deferred, GroupCommit
 from koppelpunt.kafka.admin import topic_for
 from koppelpunt.kafka.publisher import cloudevent_attributes
+from koppelpunt.masking import mask_json
 from koppelpunt.model import (
     AanmeldstatusRecord,
     Filtered,
@@ -161,7 +162,7 @@ async def record_refusal(
     """Keep a refused message with its raw bytes and reasons, for operators.
 
     Also used by the HTTP layer for refusals decided before parsing (413, 415): nothing
-    received goes unrecorded.
+    received goes unrecorded. The reasons are stored masked (koppelpunt.masking).
     """
     async with runtime.sessions.begin() as session:
         await berichten.add_afwijzing(
@@ -171,7 +172,7 @@ async def record_refusal(
             soort=soort.value if soort else None,
             bericht_id=bericht_id,
             status_code=status_code,
-            reasons=reasons,
+            reasons=mask_json(reasons),
             raw=raw,
             content_type=content_type,
         )

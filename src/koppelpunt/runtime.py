@@ -21,7 +21,7 @@ from koppelpunt.lookup.port import WoongemeenteLookup
 from koppelpunt.lookup.register import LocalRegisterLookup
 from koppelpunt.metrics import Metrics
 from koppelpunt.pipeline.gemeenten import GemeenteTable
-from koppelpunt.pipeline.parse import SchemaRegistry
+from koppelpunt.pipeline.parse import SchemaRegistry, XmlLimits
 from koppelpunt.pipeline.rules import RuleSet, load_rules
 from koppelpunt.store.db import create_engine, session_factory
 from koppelpunt.store.gemeenten import file_sha256, gemeente_table_in_use
@@ -62,7 +62,7 @@ class Runtime:
             settings=settings,
             engine=engine,
             sessions=sessions,
-            schemas=SchemaRegistry.load(settings.schemas_dir),
+            schemas=SchemaRegistry.load(settings.schemas_dir, xml_limits(settings)),
             rules=rules,
             gemeenten=gemeenten,
             lookup=build_lookup(settings, sessions),
@@ -152,3 +152,15 @@ def build_lookup(
     if settings.brp_lookup == "haal-centraal":
         return HaalCentraalLookup.from_settings(settings)
     return LocalRegisterLookup(sessions)
+
+
+def xml_limits(settings: Settings) -> XmlLimits:
+    """The limits on an XML message's shape, from the settings (for the pure parse step)."""
+    return XmlLimits(
+        max_attributes=settings.xml_max_attributes,
+        max_namespace_declarations=settings.xml_max_namespace_declarations,
+        max_name_length=settings.xml_max_name_length,
+        max_elements_per_record=settings.xml_max_elements_per_record,
+        detailed_report_max_nodes=settings.xml_detailed_report_max_nodes,
+        detailed_report_max_seconds=settings.xml_detailed_report_max_seconds,
+    )

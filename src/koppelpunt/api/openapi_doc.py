@@ -96,8 +96,7 @@ def corrected(document: dict[str, Any]) -> dict[str, Any]:
         readyz["responses"].setdefault(
             "503",
             {
-                "description": "the database takes no writes or Kafka is unreachable "
-                "(Retry-After)",
+                "description": "the database takes no writes or Kafka is unreachable (Retry-After)",
             },
         )
     return document

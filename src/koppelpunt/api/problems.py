@@ -3,6 +3,10 @@
 Expected refusals are KoppelpuntError subclasses carrying their status. Database outages map to
 503 with Retry-After (the sender retries; no false receipt). Anything else is a fault: logged
 with its traceback (no BSN: the message body is never logged) and answered with a generic 500.
+
+Every text of every problem body goes through `mask_error_text` (koppelpunt.masking): the
+texts name places, not values, and a run of nine or more digits in one (a BSN in a query
+parameter echoed by a framework, in a path, in a berichtId) is masked on the way out.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koppelpunt.errors import KoppelpuntError, ServiceUnavailableError, TooManyRequestsError
+from koppelpunt.masking import mask_json
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +52,9 @@ def problem(
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(
+        mask_json(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def from_error(exc: KoppelpuntError, instance: str | None = None) -> JSONResponse:

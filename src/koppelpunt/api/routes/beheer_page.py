@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koppelpunt.api.auth import Kind, Role, SenderRegistry, key_id
 from koppelpunt.api.deps import authenticate, runtime_of
 from koppelpunt.errors import AuthenticationError, NotFoundError, TooManyRequestsError
+from koppelpunt.masking import mask_error_text
 from koppelpunt.operations.moments import LOCAL, parse_moment
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import beheer_sessions, leerlingen
@@ -258,7 +259,11 @@ async def recente_afwijzingen(session: AsyncSession, limit: int = 25) -> list[di
     out = []
     for r in rows:
         reasons = r.reasons if isinstance(r.reasons, list) else []
-        redenen = [str(x.get("reden", x)) if isinstance(x, dict) else str(x) for x in reasons]
+        # Masked again here: rows stored before reasons were masked at the source.
+        redenen = [
+            mask_error_text(str(x.get("reden", x)) if isinstance(x, dict) else str(x))
+            for x in reasons
+        ]
         out.append(
             {
                 "id": r.id,
@@ -440,7 +445,13 @@ async def rejection_detail(request: Request, rejection_id: str) -> Response:
         rejection, _ = await get_rejection(runtime_of(request), rejection_id)
     except NotFoundError:
         return _not_found(f"Afwijzing {rejection_id}")
-    redenen = [r if isinstance(r, dict) else {"reden": str(r)} for r in rejection.reasons]
+    # Masked here too: rows stored before the parse step stopped quoting values may hold one.
+    redenen = [
+        {**r, "reden": mask_error_text(str(r.get("reden", "")))}
+        if isinstance(r, dict)
+        else {"reden": mask_error_text(str(r))}
+        for r in rejection.reasons
+    ]
     return _page(
         "detail.html",
         operator=session_info.operator,
