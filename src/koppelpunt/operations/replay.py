@@ -175,22 +175,7 @@ async def count_replay(runtime: Runtime, request: ReplayRequest) -> int:
     to_topic = check_to_topic(runtime.settings, f.gemeentecode, request.to_topic)
     async with runtime.sessions.begin() as session:
         total = await replays.count_matching(session, f)
-        await verwerkingenlog.log_operator_action(
-            session,
-            request.requested_by,
-            audit.REPLAY,
-            {
-                "replayId": None,
-                "gemeentecode": f.gemeentecode,
-                "since": f.since.isoformat() if f.since else None,
-                "until": f.until.isoformat() if f.until else None,
-                "type": f.type,
-                "toTopic": to_topic,
-                "dryRun": True,
-                "totaal": total,
-                "hervat": False,
-            },
-        )
+        await _log_replay(session, request, to_topic, None, total, resumed=False)
     return total
 
 
@@ -198,13 +183,14 @@ async def _log_replay(
     session: AsyncSession,
     request: ReplayRequest,
     to_topic: str | None,
-    replay_id: str,
+    replay_id: str | None,
     total: int,
     *,
     resumed: bool,
 ) -> None:
     """The operator action in the verwerkingenlog, in the transaction that creates the replay,
-    in the replay's trace (its disclosures are logged in the same one)."""
+    in the replay's trace (its disclosures are logged in the same one); a count that stores
+    no replay (`replay_id` None) has no trace of its own."""
     f = request.filter
     await verwerkingenlog.log_operator_action(
         session,
@@ -221,7 +207,7 @@ async def _log_replay(
             "totaal": total,
             "hervat": resumed,
         },
-        trace_id=verwerkingenlog.replay_trace_id(replay_id),
+        trace_id=verwerkingenlog.replay_trace_id(replay_id) if replay_id else None,
     )
 
 
