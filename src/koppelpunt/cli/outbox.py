@@ -24,7 +24,7 @@ def list_(
         ),
     ] = False,
     gemeente: Annotated[str | None, typer.Option(help="Only this gemeente (GM0363).")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many signaleringen.")] = 100,
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Unpublished signaleringen (with --failing: those whose publication failed), with
