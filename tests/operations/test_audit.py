@@ -91,7 +91,7 @@ class TestCli:
         )
         assert ok.attributes["offsets"] == {"0": 0}
         assert (error.status_code, error.attributes["gemeentecode"]) == ("ERROR", "GM0014")
-        assert "bestaat niet" in error.attributes["fout"]
+        assert "does not exist" in error.attributes["fout"]
 
     async def test_outbox_retry(self, runtime: Runtime, cli_env: None) -> None:
         result = await invoke_cli(["outbox", "retry", "--actor", "bob"])

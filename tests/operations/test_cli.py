@@ -95,4 +95,4 @@ class TestOffsetsAndLag:
             ["offsets", "--gemeente", "GM0014", "--group", "g", "--to", "latest"]
         )
         assert missing.exit_code == 1
-        assert "bestaat niet" in missing.output
+        assert "does not exist" in missing.output

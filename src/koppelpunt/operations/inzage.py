@@ -188,7 +188,7 @@ class Inzage:
 def check_bsn(bsn: str) -> str:
     bsn = bsn.strip()
     if not is_valid_bsn(bsn):
-        raise InvalidBsnError("het BSN moet uit 9 cijfers bestaan en de elfproef doorstaan")
+        raise InvalidBsnError("a BSN has 9 digits and passes the elfproef")
     return bsn
 
 

@@ -128,7 +128,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     cluster = await consumer._client.fetch_all_metadata()
     partitions = cluster.partitions_for_topic(topic)
     if not partitions:
-        raise NotFoundError(f"topic {topic} bestaat niet")
+        raise NotFoundError(f"topic {topic} does not exist")
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
@@ -154,8 +154,8 @@ async def reset_offsets(
     state = await describe_group(settings, group, timeout=timeout)
     if state.members:
         raise GroupActiveError(
-            f"consumergroep {group} heeft {state.members} actieve leden (state {state.state}): "
-            "stop de consumers eerst",
+            f"consumer group {group} has {state.members} active members (state {state.state}): "
+            "stop its consumers first",
             group=group,
             members=state.members,
         )
@@ -176,7 +176,8 @@ async def reset_offsets(
                 await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
             except KafkaError as exc:
                 raise GroupActiveError(
-                    f"Kafka weigerde de nieuwe offsets voor {group} (groep werd actief?): {exc!r}",
+                    f"Kafka refused the new offsets of {group} (did the group become "
+                    f"active?): {exc!r}",
                     group=group,
                 ) from exc
     except (KafkaError, OSError, TimeoutError) as exc:

@@ -215,7 +215,7 @@ async def get_replay(runtime: Runtime, replay_id: str) -> StoredReplay:
     async with runtime.sessions() as session:
         found = await replays.get_replay(session, replay_id)
     if found is None:
-        raise NotFoundError(f"geen replay met id {replay_id}")
+        raise NotFoundError(f"no replay with id {replay_id}")
     return found
 
 
