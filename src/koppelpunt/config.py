@@ -6,10 +6,11 @@ imported as a global, so tests can run several differently configured instances 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -86,6 +87,27 @@ class Settings(BaseSettings):
     # Largest accepted body: 10,000 records of a few hundred bytes fit comfortably; more is
     # refused with 413 before it is read into memory.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Request line plus headers: a bearer key, a traceparent and a session cookie take under
+    # 2 KiB; 16 KiB is what h11 and Node.js allow. A larger head gets 431 before it is buffered.
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # From the connect (or the first byte of the next request on a kept-alive connection)
+    # until the headers are complete: real clients need milliseconds; a slow-loris client is
+    # cut off (408) after this.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # From the end of the headers until the whole body is in: MAX_BODY_BYTES (10 MiB) at
+    # 3 Mbit/s. A slower body gets 408 and the connection is closed.
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Idle time between requests on a kept-alive connection (uvicorn's default; the bench's
+    # load client forgets idle connections after 2 s, before the server closes them).
+    http_keep_alive_seconds: int = Field(default=5, ge=1)
+    # Open connections at once; a request on a connection beyond this gets 503 + Retry-After.
+    # Two koppelpunten, a few operators and the probes need tens; the bench drives 200; 500
+    # stays under the usual limit of 1024 open files with the database and Kafka beside it.
+    http_max_connections: int = Field(default=500, ge=1)
+    # Addresses or networks (JSON list, e.g. ["10.0.0.0/8"]) of the reverse proxies whose
+    # X-Forwarded-For and X-Forwarded-Proto are believed. Empty: none is, so no client (not
+    # even a local process) can choose the address that is logged and throttled.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     # --- senders, rules, reference data --------------------------------------------------
     # YAML with {name, role, key_sha256} per sender: hashes only, never keys.
@@ -151,6 +173,15 @@ class Settings(BaseSettings):
     log_encryption_old_keys: list[SecretStr] = Field(default_factory=list)
     # How long a /beheer login session lasts.
     beheer_session_minutes: int = Field(default=480, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each entry an address or network: a typo must not silently trust nothing (or all)."""
+        try:
+            return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from exc
 
     @property
     def uses_postgresql(self) -> bool:
