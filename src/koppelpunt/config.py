@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # Largest accepted body: 10,000 records of a few hundred bytes fit comfortably; more is
     # refused with 413 before it is read into memory.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Every other body (operators' JSON, the /beheer forms): the largest real one, a replay
+    # request, is well under 1 KiB. More gets 413 before it is read, so a client without a
+    # key cannot make the service buffer a large body.
+    max_form_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Request line plus headers: a bearer key, a traceparent and a session cookie take under
     # 2 KiB; 16 KiB is what h11 and Node.js allow. A larger head gets 431 before it is buffered.
     http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
+from koppelpunt.api.body_limit import BodyLimit
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
@@ -106,6 +107,10 @@ def create_app(
         ],
     )
     problems.install(app)
+    # Every body but the XML messages' is capped before a route (or FastAPI) reads it.
+    app.add_middleware(
+        BodyLimit, limit=settings.max_form_body_bytes, exempt=berichten.XML_ENDPOINTS
+    )
     app.include_router(berichten.router)
     app.include_router(health.router)
     app.include_router(inzage.router)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from koppelpunt.api.auth import Role, Sender, require_role
 from koppelpunt.api.deps import runtime_of, sender_of
+from koppelpunt.api.json_body import json_body, json_request_body, optional_json_body
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations import failing, offsets, rejected
 from koppelpunt.operations.moments import parse_moment
@@ -85,11 +86,13 @@ def replay_json(replay: StoredReplay) -> dict[str, Any]:
 @router.post(
     "/replays",
     status_code=202,
-    responses={**_AUTH, 400: _PROBLEM},
+    responses={**_AUTH, 400: _PROBLEM, 413: _PROBLEM},
+    openapi_extra=json_request_body(ReplayBody),
     summary="Start a replay of a gemeente's signaleringen (runs in the background)",
 )
-async def post_replay(request: Request, body: ReplayBody) -> JSONResponse:
-    sender = _operator(request)
+async def post_replay(request: Request) -> JSONResponse:
+    sender = _operator(request)  # before the body is read
+    body = await json_body(request, ReplayBody)
     runtime = runtime_of(request)
     replay_request = ReplayRequest(
         gemeente=body.gemeente,
@@ -210,11 +213,13 @@ class RetryBody(BaseModel):
 
 @router.post(
     "/outbox/retry",
-    responses=_AUTH,
+    responses={**_AUTH, 400: _PROBLEM, 413: _PROBLEM},
+    openapi_extra=json_request_body(RetryBody, required=False),
     summary="Make failing signaleringen due for publication now",
 )
-async def post_retry(request: Request, body: RetryBody | None = None) -> dict[str, Any]:
-    sender = _operator(request)
+async def post_retry(request: Request) -> dict[str, Any]:
+    sender = _operator(request)  # before the body is read
+    body = await optional_json_body(request, RetryBody)
     ids = body.signaleringIds if body is not None else None
     count = await failing.retry_failing(runtime_of(request), ids, requested_by=sender.name)
     return {"aantal": count}

@@ -24,6 +24,9 @@ from koppelpunt.store import berichten
 router = APIRouter(prefix="/v1", tags=["berichten"])
 
 XML_TYPES = {"application/xml", "text/xml"}
+# The endpoints that take XML and cap their body themselves (KOPPELPUNT_MAX_BODY_BYTES, each
+# refusal recorded); api/body_limit.py caps every other body.
+XML_ENDPOINTS = frozenset({"/v1/prognoses", "/v1/aanmeldstatussen"})
 
 
 class Afgewezen(BaseModel):
