@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from koppelpunt.api import problems
 from koppelpunt.api.auth import SenderRegistry
 from koppelpunt.api.body_limit import BodyLimit
+from koppelpunt.api.request_target import RequestTarget
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
@@ -111,6 +112,7 @@ def create_app(
     app.add_middleware(
         BodyLimit, limit=settings.max_form_body_bytes, exempt=berichten.XML_ENDPOINTS
     )
+    app.add_middleware(RequestTarget)  # outermost: no control characters in path or query
     app.include_router(berichten.router)
     app.include_router(health.router)
     app.include_router(inzage.router)

@@ -9,6 +9,7 @@ in the OpenAPI description as a body parameter would.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -16,6 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+# No text field of a request may hold a control character (see api/request_target.py):
+# `pattern=NO_CONTROL` on a pydantic field, CONTROL_CHARACTERS to search.
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 async def json_body(request: Request, model: type[M]) -> M:

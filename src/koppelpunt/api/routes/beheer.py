@@ -12,7 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from koppelpunt.api.auth import Role, Sender, require_role
 from koppelpunt.api.deps import runtime_of, sender_of
-from koppelpunt.api.json_body import json_body, json_request_body, optional_json_body
+from koppelpunt.api.json_body import (
+    NO_CONTROL,
+    json_body,
+    json_request_body,
+    optional_json_body,
+)
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations import failing, offsets, rejected
 from koppelpunt.operations.moments import parse_moment
@@ -56,11 +61,27 @@ def _moment(name: str, value: str | None) -> Any:
 class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gemeente: str = Field(description="CBS gemeentecode, e.g. GM0363", examples=["GM0363"])
-    since: str | None = Field(None, description="from (ISO date/time; no offset: Amsterdam)")
-    until: str | None = Field(None, description="up to, not including")
-    type: str | None = Field(None, description="only this signalering type, e.g. PROGNOSE")
-    toTopic: str | None = Field(None, description="publish here instead of the gemeente topic")
+    # Lengths and characters bounded here, so nothing reaches the database that a column
+    # cannot hold (PostgreSQL refuses a NUL and an over-long varchar with an error).
+    gemeente: str = Field(
+        description="CBS gemeentecode, e.g. GM0363", examples=["GM0363"], max_length=16
+    )
+    since: str | None = Field(
+        None, description="from (ISO date/time; no offset: Amsterdam)", max_length=64
+    )
+    until: str | None = Field(None, description="up to, not including", max_length=64)
+    type: str | None = Field(
+        None,
+        description="only this signalering type, e.g. PROGNOSE",
+        max_length=32,
+        pattern=r"^[A-Za-z_]+$",
+    )
+    toTopic: str | None = Field(
+        None,
+        description="publish here instead of the gemeente topic",
+        max_length=249,  # Kafka's longest topic name
+        pattern=r"^[A-Za-z0-9._-]+$",  # Kafka's topic name characters
+    )
     dryRun: bool = Field(False, description="only count")
 
 
@@ -208,7 +229,9 @@ async def get_failing(
 class RetryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    signaleringIds: list[str] | None = Field(None, description="default: every failing one")
+    signaleringIds: list[Annotated[str, Field(max_length=64, pattern=NO_CONTROL)]] | None = Field(
+        None, description="default: every failing one", max_length=10_000
+    )
 
 
 @router.post(
