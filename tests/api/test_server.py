@@ -184,6 +184,23 @@ class TestConnections:
             assert response is not None and response.status == 200
             assert await asyncio.wait_for(closed(r), 1.0 + MARGIN)
 
+    async def test_blank_lines_do_not_keep_a_connection_open(self, serve: Serve) -> None:
+        """CRLFs between requests (which the parser skips) do not hold a connection: it is
+        closed after the header timeout."""
+        async with (
+            serve(http_keep_alive_seconds=1, http_header_timeout_seconds=2.0) as port,
+            connection(port) as (r, w),
+        ):
+            w.write(head("GET", "/livez"))
+            response = await asyncio.wait_for(read_response(r), MARGIN)
+            assert response is not None and response.status == 200
+            started = time.monotonic()
+            gone = asyncio.ensure_future(closed(r))
+            while not gone.done() and time.monotonic() - started < 2.0 + MARGIN:
+                w.write(b"\r\n")
+                await asyncio.wait({gone}, timeout=0.5)
+            assert gone.done() and gone.result()
+
     async def test_beyond_the_connection_limit_requests_get_503(self, serve: Serve) -> None:
         """Three idle connections fill a limit of three: a fourth gets 503 with Retry-After;
         once one of them goes, requests are served again."""

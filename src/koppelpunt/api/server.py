@@ -177,8 +177,10 @@ class KoppelpuntHttpProtocol(HttpToolsProtocol):
         if self.refused or self.transport.is_closing():
             return
         # Timers only for what is still incomplete: a head or body that came whole in one
-        # read (the usual case) costs none.
-        if self.head_started:
+        # read (the usual case) costs none. Bytes before a head (blank lines, which the parser
+        # skips) also start the head time while no response is due: they cancelled uvicorn's
+        # keep-alive timer and must not hold the connection instead.
+        if self.head_started or (self.awaiting_head and self._answered()):
             self._arm_head_timer()
         if self.in_body and self.body_timer is None:
             self.body_timer = self.loop.call_at(self.body_deadline, self._body_timed_out)
@@ -317,6 +319,10 @@ class KoppelpuntHttpProtocol(HttpToolsProtocol):
         else:
             # A pipelined request behind one still being answered: finish that, then close.
             cycle.keep_alive = False
+
+    def _answered(self) -> bool:
+        """No request is waiting for its response on this connection."""
+        return self.cycle is None or self.cycle.response_complete
 
     def _client_host(self) -> str | None:
         return self.client[0] if self.client else None
