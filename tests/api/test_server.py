@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 import pytest
 import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.server import ServerState
 
 from koppelpunt.api.server import KoppelpuntHttpProtocol, ServerConfig, server_config
 from koppelpunt.config import Settings
@@ -304,6 +305,7 @@ class TestUvicornContract:
             "connection_made",
             "connection_lost",
             "data_received",
+            "on_message_begin",
             "on_headers_complete",
             "on_body",
             "on_message_complete",
@@ -313,11 +315,10 @@ class TestUvicornContract:
         assert isinstance(config, ServerConfig)
         config.load()
         assert config.http_protocol_class is KoppelpuntHttpProtocol
-        from uvicorn.server import ServerState
-
         protocol = KoppelpuntHttpProtocol(config, ServerState(), {}, asyncio.new_event_loop())
         for name in ("headers", "cycle", "connections", "pipeline", "client", "server_state"):
             assert hasattr(protocol, name), name
+        assert isinstance(protocol.server_state.default_headers, list)
         protocol.loop.close()
         cycle_init = inspect.getsource(RequestResponseCycle.__init__)
         for name in ("disconnected", "message_event", "response_started", "response_complete"):
