@@ -6,10 +6,11 @@ imported as a global, so tests can run several differently configured instances 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from koppelpunt.errors import ConfigurationError
@@ -120,6 +121,31 @@ class Settings(BaseSettings):
     # (~0.1 s), abandoned after this many seconds; libxml2's report (same paths) otherwise.
     xml_detailed_report_max_nodes: int = Field(default=2_000, ge=0)
     xml_detailed_report_max_seconds: float = Field(default=0.5, gt=0)
+    # Every other body (operators' JSON, the /beheer forms): the largest real one, a replay
+    # request, is well under 1 KiB. More gets 413 before it is read, so a client without a
+    # key cannot make the service buffer a large body.
+    max_form_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Request line plus headers: a bearer key, a traceparent and a session cookie take under
+    # 2 KiB; 16 KiB is what h11 and Node.js allow. A larger head gets 431 before it is buffered.
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # From the connect (or the first byte of the next request on a kept-alive connection)
+    # until the headers are complete: real clients need milliseconds; a slow-loris client is
+    # cut off (408) after this.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # From the end of the headers until the whole body is in: MAX_BODY_BYTES (10 MiB) at
+    # 3 Mbit/s. A slower body gets 408 and the connection is closed.
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Idle time between requests on a kept-alive connection (uvicorn's default; the bench's
+    # load client forgets idle connections after 2 s, before the server closes them).
+    http_keep_alive_seconds: int = Field(default=5, ge=1)
+    # Open connections at once; a request on a connection beyond this gets 503 + Retry-After.
+    # Two koppelpunten, a few operators and the probes need tens; the bench drives 200; 500
+    # stays under the usual limit of 1024 open files with the database and Kafka beside it.
+    http_max_connections: int = Field(default=500, ge=1)
+    # Addresses or networks (JSON list, e.g. ["10.0.0.0/8"]) of the reverse proxies whose
+    # X-Forwarded-For and X-Forwarded-Proto are believed. Empty: none is, so no client (not
+    # even a local process) can choose the address that is logged and throttled.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     # --- senders, rules, reference data --------------------------------------------------
     # YAML with {name, role, key_sha256} per sender: hashes only, never keys.
@@ -224,6 +250,15 @@ class Settings(BaseSettings):
                 "repository: set a key of your own (base64 of 32 random bytes, see "
                 "docs/beheer.md) or, for development only, KOPPELPUNT_DEVELOPMENT_MODE=true"
             )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each entry an address or network: a typo must not silently trust nothing (or all)."""
+        try:
+            return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from exc
 
     @property
     def uses_postgresql(self) -> bool:

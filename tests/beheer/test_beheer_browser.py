@@ -1,6 +1,6 @@
 """/beheer in a real browser: headless Chromium (Debian package) driven by Playwright, against
-the app served by uvicorn on a free port. Log in, see counts change after a post, go through
-the replay form and its confirmation, take a screenshot."""
+the app on koppelpunt's HTTP server (tests/http_server.py) on a free port. Log in, see counts
+change after a post, go through the replay form and its confirmation, take a screenshot."""
 
 from __future__ import annotations
 
@@ -15,14 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from koppelpunt.api.app import create_app
 from koppelpunt.config import Settings
 from koppelpunt.store.db import create_engine, session_factory
 from koppelpunt.store.register import upsert_woonregister
 from tests.conftest import auth
-from tests.kafka_fixtures import free_port
+from tests.http_server import serving
 from tests.messages import BSN, L, prognose_xml
 
 CHROMIUM = os.environ.get("KOPPELPUNT_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -43,23 +41,9 @@ pytestmark = [
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def server(settings: Settings) -> AsyncIterator[str]:
-    """The app on a real HTTP server (uvicorn, free port) in this event loop."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    for _ in range(600):
-        if srv.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    try:
+    """The app on the real HTTP server (koppelpunt.api.server, free port) in this event loop."""
+    async with serving(settings) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        await task
 
 
 async def _total(page: Any) -> int:

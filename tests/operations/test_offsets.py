@@ -257,10 +257,12 @@ class TestLagPermissions:
 class TestParseTargetProperties:
     @given(
         st.datetimes(
+            min_value=datetime(1900, 1, 1),  # parse_moment's years
+            max_value=datetime(2999, 12, 31, 23, 59, 59),
             timezones=st.builds(
                 timezone,
                 st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)),
-            )
+            ),
         )
     )
     # Found by hypothesis in CI: CPython 3.11 reads an offset of 0 h 0 min 0.000001 s as UTC.

@@ -18,7 +18,9 @@ from fastapi_offline import FastAPIOffline
 
 from koppelpunt.api import openapi_doc, problems
 from koppelpunt.api.auth import AuthThrottle, SenderRegistry
+from koppelpunt.api.body_limit import BodyLimit
 from koppelpunt.api.design_rules import API_VERSION, ApiVersionHeader, openapi_router
+from koppelpunt.api.request_target import RequestTarget
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
@@ -118,7 +120,12 @@ def create_app(
     )
     problems.install(app)
     openapi_doc.install(app)
-    app.add_middleware(ApiVersionHeader)
+    # Every body but the XML messages' is capped before a route (or FastAPI) reads it.
+    app.add_middleware(
+        BodyLimit, limit=settings.max_form_body_bytes, exempt=berichten.XML_ENDPOINTS
+    )
+    app.add_middleware(RequestTarget)  # no control characters in path or query
+    app.add_middleware(ApiVersionHeader)  # outermost: every answer carries API-Version
     app.include_router(openapi_router(app))
     app.include_router(berichten.router)
     app.include_router(health.router)

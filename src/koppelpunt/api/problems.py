@@ -17,13 +17,17 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from koppelpunt.errors import KoppelpuntError, ServiceUnavailableError, TooManyRequestsError
 from koppelpunt.masking import mask_json
+
+# The scope key api/body_limit.py sets when it has answered 413 itself.
+BODY_REFUSED = "koppelpunt.body_refused"
 
 log = structlog.get_logger(__name__)
 
@@ -139,6 +143,14 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _database_down)
     app.add_exception_handler(ConnectionError, _database_down)
     app.add_exception_handler(TimeoutError, _database_down)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        """The client went away before its body was in (or the body limit or body timeout cut
+        it off): nothing to answer and no fault of ours."""
+        if not request.scope.get(BODY_REFUSED):
+            log.info("client_disconnected", path=request.url.path)
+        return Response(status_code=400)  # goes nowhere: the connection is gone
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ Every command reads the same Settings (environment, prefix KOPPELPUNT_).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from typing import Annotated
@@ -95,10 +96,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Overrides KOPPELPUNT_HTTP_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides KOPPELPUNT_HTTP_PORT.")] = None,
 ) -> None:
-    """Serve the HTTP API. Applies pending migrations first, so a fresh database just works."""
-    import uvicorn
+    """Serve the HTTP API. Applies pending migrations first, so a fresh database just works.
 
+    The server and its limits (header size and time, body time, keep-alive, connections,
+    trusted proxies) come from koppelpunt.api.server."""
     from koppelpunt.api.app import create_app
+    from koppelpunt.api.server import server
     from koppelpunt.store.db import upgrade_sync
 
     s = settings()
@@ -110,13 +113,11 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"koppelpunt: {exc.detail}", err=True)
         raise typer.Exit(2) from exc
-    uvicorn.run(
-        application,
-        host=host or s.http_host,
-        port=port or s.http_port,
-        log_config=None,
-        proxy_headers=True,
-    )
+    http = server(application, s, host=host, port=port)
+    with contextlib.suppress(KeyboardInterrupt):
+        http.run()
+    if not http.started:
+        raise typer.Exit(3)  # could not bind or start (uvicorn's own exit code for this)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
 
-_GEMEENTECODE = re.compile(r"GM\d{4}")
+_GEMEENTECODE = re.compile(r"GM[0-9]{4}")  # ASCII digits: \d also takes "٣"
 # Kafka error codes that CreateTopics may answer per topic.
 _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36

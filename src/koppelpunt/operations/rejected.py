@@ -107,12 +107,17 @@ async def list_rejections(
     return sorted(found, key=lambda r: r.received_at, reverse=True)
 
 
+_MAX_ID = 2**63 - 1  # the largest BIGINT (PostgreSQL) and INTEGER (SQLite)
+
+
 def _parse_id(rejection_id: str) -> tuple[str, int]:
     text = rejection_id.strip()
     kind = "bericht"
     if text[:1].upper() == RECORD_PREFIX:
         kind, text = "record", text[1:]
-    if not text.isdigit():
+    # ASCII digits only (str.isdigit also takes "²" and "٣"), and within the 64-bit keys of
+    # the tables: a larger number cannot be an id, and the database drivers refuse it.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > _MAX_ID:
         raise NotFoundError(f"geen afwijzing met id {rejection_id} (verwacht 12 of R34)")
     return kind, int(text)
 

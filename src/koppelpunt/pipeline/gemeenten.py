@@ -16,7 +16,7 @@ from pathlib import Path
 
 from koppelpunt.errors import ConfigurationError
 
-_CODE = re.compile(r"^(?:GM)?(\d{4})$", re.IGNORECASE)
+_CODE = re.compile(r"(?:GM)?([0-9]{4})", re.IGNORECASE)  # ASCII digits: \d also takes "٣"
 
 COL_CODE = "92.10 Gemeentecode"
 COL_NAAM = "92.11 Omschrijving"
@@ -27,7 +27,7 @@ COL_EINDE = "99.99 Datum einde"
 
 def normalise_code(code: str) -> str | None:
     """'GM0363', 'gm0363' or '0363' -> '0363'; anything else -> None."""
-    m = _CODE.match(code.strip())
+    m = _CODE.fullmatch(code.strip())
     return m.group(1) if m else None
 
 

@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from koppelpunt.api.auth import Role, Sender, require_role
 from koppelpunt.api.deps import runtime_of, sender_of
+from koppelpunt.api.json_body import (
+    NO_CONTROL,
+    json_body,
+    json_request_body,
+    optional_json_body,
+)
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.operations import failing, offsets, rejected
 from koppelpunt.operations.moments import parse_moment
@@ -55,11 +61,27 @@ def _moment(name: str, value: str | None) -> Any:
 class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gemeente: str = Field(description="CBS gemeentecode, e.g. GM0363", examples=["GM0363"])
-    since: str | None = Field(None, description="from (ISO date/time; no offset: Amsterdam)")
-    until: str | None = Field(None, description="up to, not including")
-    type: str | None = Field(None, description="only this signalering type, e.g. PROGNOSE")
-    toTopic: str | None = Field(None, description="publish here instead of the gemeente topic")
+    # Lengths and characters bounded here, so nothing reaches the database that a column
+    # cannot hold (PostgreSQL refuses a NUL and an over-long varchar with an error).
+    gemeente: str = Field(
+        description="CBS gemeentecode, e.g. GM0363", examples=["GM0363"], max_length=16
+    )
+    since: str | None = Field(
+        None, description="from (ISO date/time; no offset: Amsterdam)", max_length=64
+    )
+    until: str | None = Field(None, description="up to, not including", max_length=64)
+    type: str | None = Field(
+        None,
+        description="only this signalering type, e.g. PROGNOSE",
+        max_length=32,
+        pattern=r"^[A-Za-z_]+$",
+    )
+    toTopic: str | None = Field(
+        None,
+        description="publish here instead of the gemeente topic",
+        max_length=249,  # Kafka's longest topic name
+        pattern=r"^[A-Za-z0-9._-]+$",  # Kafka's topic name characters
+    )
     dryRun: bool = Field(False, description="only count")
 
 
@@ -85,11 +107,13 @@ def replay_json(replay: StoredReplay) -> dict[str, Any]:
 @router.post(
     "/replays",
     status_code=202,
-    responses={**_AUTH, 400: _PROBLEM},
+    responses={**_AUTH, 400: _PROBLEM, 413: _PROBLEM},
+    openapi_extra=json_request_body(ReplayBody),
     summary="Start a replay of a gemeente's signaleringen (runs in the background)",
 )
-async def post_replay(request: Request, body: ReplayBody) -> JSONResponse:
-    sender = _operator(request)
+async def post_replay(request: Request) -> JSONResponse:
+    sender = _operator(request)  # before the body is read
+    body = await json_body(request, ReplayBody)
     runtime = runtime_of(request)
     replay_request = ReplayRequest(
         gemeente=body.gemeente,
@@ -205,16 +229,20 @@ async def get_failing(
 class RetryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    signaleringIds: list[str] | None = Field(None, description="default: every failing one")
+    signaleringIds: list[Annotated[str, Field(max_length=64, pattern=NO_CONTROL)]] | None = Field(
+        None, description="default: every failing one", max_length=10_000
+    )
 
 
 @router.post(
     "/outbox/retry",
-    responses=_AUTH,
+    responses={**_AUTH, 400: _PROBLEM, 413: _PROBLEM},
+    openapi_extra=json_request_body(RetryBody, required=False),
     summary="Make failing signaleringen due for publication now",
 )
-async def post_retry(request: Request, body: RetryBody | None = None) -> dict[str, Any]:
-    sender = _operator(request)
+async def post_retry(request: Request) -> dict[str, Any]:
+    sender = _operator(request)  # before the body is read
+    body = await optional_json_body(request, RetryBody)
     ids = body.signaleringIds if body is not None else None
     count = await failing.retry_failing(runtime_of(request), ids, requested_by=sender.name)
     return {"aantal": count}

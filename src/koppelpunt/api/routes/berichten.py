@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from koppelpunt.api.auth import Role, Sender, require_role
+from koppelpunt.api.charset import UnknownCharset, check_known, conflict, declared_charset
 from koppelpunt.api.deps import runtime_of, sender_of
 from koppelpunt.errors import (
     ForbiddenError,
+    InvalidMessageError,
     NotFoundError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
@@ -23,7 +25,17 @@ from koppelpunt.store import berichten
 
 router = APIRouter(prefix="/v1", tags=["berichten"])
 
+
+class CharsetConflictError(InvalidMessageError):
+    """The Content-Type's charset and the document's encoding read the bytes differently."""
+
+    code = "charset-conflict"
+
+
 XML_TYPES = {"application/xml", "text/xml"}
+# The endpoints that take XML and cap their body themselves (KOPPELPUNT_MAX_BODY_BYTES, each
+# refusal recorded); api/body_limit.py caps every other body.
+XML_ENDPOINTS = frozenset({"/v1/prognoses", "/v1/aanmeldstatussen"})
 
 
 class Afgewezen(BaseModel):
@@ -55,12 +67,16 @@ _XML_BODY: dict[str, Any] = {
 }
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": Ontvangstbewijs, "description": "same berichtId and bytes: original receipt"},
-    400: {"description": "not well-formed, hostile or XSD-invalid", **_PROBLEM},
+    400: {
+        "description": "not well-formed, hostile or XSD-invalid; or a charset parameter that "
+        "contradicts the document's encoding",
+        **_PROBLEM,
+    },
     401: {"description": "missing or unknown key", **_PROBLEM},
     403: {"description": "sender may not post this kind of message", **_PROBLEM},
     409: {"description": "berichtId already used with other content", **_PROBLEM},
     413: {"description": "body larger than KOPPELPUNT_MAX_BODY_BYTES", **_PROBLEM},
-    415: {"description": "content type is not application/xml", **_PROBLEM},
+    415: {"description": "content type not application/xml, or unknown charset", **_PROBLEM},
     503: {"description": "database unavailable; retry after Retry-After", **_PROBLEM},
 }
 
@@ -86,10 +102,19 @@ async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: 
         raise UnsupportedMediaTypeError(
             f"verwacht application/xml, kreeg {media or 'geen content-type'}"
         )
+    charset = declared_charset(content_type)
+    if charset is not None:
+        try:
+            check_known(charset)
+        except UnknownCharset:
+            await refuse(415, "onbekende charset in content-type")
+            raise UnsupportedMediaTypeError(
+                "onbekende charset in het Content-Type; gebruik utf-8 of laat hem weg"
+            ) from None
     limit = runtime.settings.max_body_bytes
     declared = request.headers.get("content-length")
     too_large = PayloadTooLargeError(f"het bericht is groter dan {limit} bytes", maxBytes=limit)
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         await refuse(413, f"content-length {declared} > {limit}")
         raise too_large
     chunks: list[bytes] = []
@@ -101,6 +126,28 @@ async def _read_body(request: Request, runtime: Runtime, sender: Sender, soort: 
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _check_charset(
+    request: Request, runtime: Runtime, sender: Sender, soort: Soort, body: bytes
+) -> None:
+    """Refuse (400) a charset parameter that makes the bytes other characters than the
+    document's own encoding does (api/charset.py); the refusal is recorded with the bytes."""
+    content_type = request.headers.get("content-type")
+    charset = declared_charset(content_type)
+    reason = conflict(body, charset) if charset is not None else None
+    if reason is None:
+        return
+    await record_refusal(
+        runtime,
+        sender=sender.name,
+        soort=soort,
+        status_code=400,
+        reasons=[{"reden": reason}],
+        raw=body,
+        content_type=content_type,
+    )
+    raise CharsetConflictError(reason)
 
 
 def _trace_id(traceparent: str | None) -> str | None:
@@ -120,6 +167,7 @@ async def _post(
     sender = sender_of(request)
     require_role(sender, role)
     body = await _read_body(request, runtime, sender, soort)
+    await _check_charset(request, runtime, sender, soort, body)
     with runtime.metrics.receive_seconds.labels(soort.value).time():
         received = await receive(
             runtime,

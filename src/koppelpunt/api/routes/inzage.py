@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from koppelpunt.api.auth import Role, Sender, require_role
+from koppelpunt.api.auth import Role, require_role
 from koppelpunt.api.deps import runtime_of, sender_of
+from koppelpunt.api.json_body import json_body, json_request_body
 from koppelpunt.operations.inzage import run_inzage, to_json
 
 router = APIRouter(prefix="/v1/beheer", tags=["beheer"])
@@ -23,13 +24,14 @@ class InzageVerzoek(BaseModel):
 
 @router.post(
     "/inzage",
-    responses={400: _PROBLEM, 401: _PROBLEM, 403: _PROBLEM},
+    responses={400: _PROBLEM, 401: _PROBLEM, 403: _PROBLEM, 413: _PROBLEM},
+    openapi_extra=json_request_body(InzageVerzoek),
     summary="AVG-inzage: alles wat over één persoon is opgeslagen en verstrekt (rol operator)",
 )
-async def post_inzage(
-    request: Request, verzoek: InzageVerzoek, sender: Annotated[Sender, Depends(sender_of)]
-) -> JSONResponse:
-    runtime = runtime_of(request)
+async def post_inzage(request: Request) -> JSONResponse:
+    sender = sender_of(request)  # key and role before the body is read
     require_role(sender, Role.OPERATOR)
+    verzoek = await json_body(request, InzageVerzoek)
+    runtime = runtime_of(request)
     result = await run_inzage(runtime.sessions, runtime.settings, verzoek.bsn, sender.name)
     return JSONResponse(to_json(result), headers={"Cache-Control": "no-store"})
