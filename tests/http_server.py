@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from bench import harness
 from koppelpunt.api.app import create_app
 from koppelpunt.api.server import server
 from koppelpunt.config import Settings
@@ -31,6 +34,28 @@ async def serving(settings: Settings) -> AsyncIterator[int]:
     finally:
         srv.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def throwaway_service(
+    database_url: str, bootstrap: str, senders_file: Path, directory: Path
+) -> AsyncIterator[harness.Process]:
+    """`koppelpunt serve` as a process of its own (as in production: its own event loop, so a
+    stalled loop shows), on the test's database with a topic prefix of its own; its log is
+    `directory/serve.log`. Never a shared instance: an operator key there starts real replays."""
+    env = harness.service_env(
+        database_url=database_url,
+        bootstrap=bootstrap,
+        senders_file=senders_file,
+        topic_prefix=f"vva.signalering.t{uuid.uuid4().hex[:8]}",
+        extra={"KOPPELPUNT_TOPIC_PARTITIONS": "1", "KOPPELPUNT_LOG_LEVEL": "WARNING"},
+    )
+    process = harness.serve(env, directory / "serve.log")
+    try:
+        await process.wait_ready()
+        yield process
+    finally:
+        process.stop(timeout=15)
 
 
 @dataclass

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest_asyncio
 from bench import harness
 from koppelpunt.model import Soort
 from tests.hostile import GENERATED, Hostile, timed_corpus
+from tests.http_server import throwaway_service
 
 # Every health check answers within this many seconds while a message is refused.
 LIVEZ_SECONDS = 1.0
@@ -34,19 +34,10 @@ PROBLEM = "application/problem+json"
 async def service(
     database_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> AsyncIterator[harness.Process]:
-    env = harness.service_env(
-        database_url=database_url,
-        bootstrap=kafka_bootstrap,
-        senders_file=harness.write_senders(tmp_path / "senders.yaml"),
-        topic_prefix=f"vva.signalering.h{uuid.uuid4().hex[:8]}",
-        extra={"KOPPELPUNT_TOPIC_PARTITIONS": "1", "KOPPELPUNT_LOG_LEVEL": "WARNING"},
-    )
-    process = harness.serve(env, tmp_path / "serve.log")
-    try:
-        await process.wait_ready()
+    async with throwaway_service(
+        database_url, kafka_bootstrap, harness.write_senders(tmp_path / "senders.yaml"), tmp_path
+    ) as process:
         yield process
-    finally:
-        process.stop(timeout=15)
 
 
 @dataclass

@@ -32,7 +32,9 @@ OUT_OF_RANGE_MOMENTS = [
 ]
 
 PATH_CASES = [
-    ("/v1/beheer/afwijzingen/{}", value, {404})
+    # 400 where the value cannot be an id (api/parameters.py AFWIJZING_ID), 404 where it can
+    # but does not exist (beyond 64 bits).
+    ("/v1/beheer/afwijzingen/{}", value, {400, 404})
     for value in [HUGE, "R" + HUGE, INT64_PLUS_ONE, "R" + INT64_PLUS_ONE, "9" * 5000]
     + NON_ASCII_DIGITS
     + ["R" + v for v in NON_ASCII_DIGITS]
@@ -133,3 +135,33 @@ class TestJsonFields:
         """A field the database cannot hold or the service cannot mean: 400, not 500/503."""
         r = await client.post(path, json=body, headers=auth("beheer"))
         _assert_problem(r, {400, 413})
+
+
+# Requests whose parameters are bad and which carry no key: the key is checked first.
+UNAUTHENTICATED_CASES = [
+    ("GET", "/v1/beheer/parked?limit=0"),
+    ("GET", "/v1/beheer/afwijzingen?since=gisteren"),
+    ("GET", "/v1/beheer/afwijzingen/R%C2%B2"),
+    ("GET", "/v1/beheer/lag?gemeente=Amsterdam"),
+    ("GET", "/v1/beheer/outbox/failing?limit=-1"),
+    ("GET", "/v1/beheer/replays/not-a-uuid"),
+    ("GET", "/v1/berichten/" + "x" * 65),
+]
+
+
+class TestKeyBeforeParameters:
+    @pytest.mark.parametrize(("method", "url"), UNAUTHENTICATED_CASES)
+    async def test_no_key_is_401_whatever_the_parameters(
+        self, client: httpx.AsyncClient, method: str, url: str
+    ) -> None:
+        """Without a key, 401: a 400 would tell an unauthenticated client about the API."""
+        r = await client.request(method, url)
+        _assert_problem(r, {401})
+
+    @pytest.mark.parametrize(("method", "url"), UNAUTHENTICATED_CASES[:6])
+    async def test_a_sender_key_is_403_whatever_the_parameters(
+        self, client: httpx.AsyncClient, method: str, url: str
+    ) -> None:
+        """A sender's key on an operator endpoint: 403 before the parameters are looked at."""
+        r = await client.request(method, url, headers=auth("koppelpunt-vo"))
+        _assert_problem(r, {403})

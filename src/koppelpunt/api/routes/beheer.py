@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from koppelpunt.api import parameters
 from koppelpunt.api.auth import Role, Sender, require_role
 from koppelpunt.api.deps import runtime_of, sender_of
 from koppelpunt.api.json_body import (
@@ -25,7 +26,18 @@ from koppelpunt.operations.replay import ReplayRequest, get_replay, list_replays
 from koppelpunt.store import parked
 from koppelpunt.store.replays import StoredReplay
 
-router = APIRouter(prefix="/v1/beheer", tags=["beheer"])
+
+def operator(request: Request) -> Sender:
+    """The operator this request authenticates as: 401, 403 or 429 otherwise. A dependency of
+    every route here, so it runs before FastAPI validates a path or query parameter (an
+    unauthenticated client learns nothing from a 400) and before a body is read."""
+    sender = sender_of(request)
+    require_role(sender, Role.OPERATOR)
+    return sender
+
+
+router = APIRouter(prefix="/v1/beheer", tags=["beheer"], dependencies=[Depends(operator)])
+Operator = Annotated[Sender, Depends(operator)]
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _AUTH: dict[int | str, dict[str, Any]] = {
@@ -38,12 +50,6 @@ class InvalidRequestError(KoppelpuntError, ValueError):
     status = 400
     code = "invalid-request"
     title = "Ongeldig verzoek"
-
-
-def _operator(request: Request) -> Sender:
-    sender = sender_of(request)
-    require_role(sender, Role.OPERATOR)
-    return sender
 
 
 def _moment(name: str, value: str | None) -> Any:
@@ -64,12 +70,19 @@ class ReplayBody(BaseModel):
     # Lengths and characters bounded here, so nothing reaches the database that a column
     # cannot hold (PostgreSQL refuses a NUL and an over-long varchar with an error).
     gemeente: str = Field(
-        description="CBS gemeentecode, e.g. GM0363", examples=["GM0363"], max_length=16
+        description="CBS gemeentecode, e.g. GM0363",
+        examples=["GM0363"],
+        pattern=parameters.GEMEENTECODE,
     )
     since: str | None = Field(
-        None, description="from (ISO date/time; no offset: Amsterdam)", max_length=64
+        None,
+        description=f"from: {parameters.MOMENT_DESCRIPTION}",
+        pattern=parameters.MOMENT,
+        max_length=64,
     )
-    until: str | None = Field(None, description="up to, not including", max_length=64)
+    until: str | None = Field(
+        None, description="up to, not including", pattern=parameters.MOMENT, max_length=64
+    )
     type: str | None = Field(
         None,
         description="only this signalering type, e.g. PROGNOSE",
@@ -107,12 +120,20 @@ def replay_json(replay: StoredReplay) -> dict[str, Any]:
 @router.post(
     "/replays",
     status_code=202,
-    responses={**_AUTH, 400: _PROBLEM, 413: _PROBLEM},
+    responses={
+        **_AUTH,
+        400: _PROBLEM,
+        413: _PROBLEM,
+        422: {
+            "description": "a gemeente not in the gemeente table in use, or a toTopic other "
+            "than the gemeente's own topic or its replay topic",
+            **_PROBLEM,
+        },
+    },
     openapi_extra=json_request_body(ReplayBody),
     summary="Start a replay of a gemeente's signaleringen (runs in the background)",
 )
-async def post_replay(request: Request) -> JSONResponse:
-    sender = _operator(request)  # before the body is read
+async def post_replay(request: Request, sender: Operator) -> JSONResponse:
     body = await json_body(request, ReplayBody)
     runtime = runtime_of(request)
     replay_request = ReplayRequest(
@@ -141,14 +162,14 @@ async def post_replay(request: Request) -> JSONResponse:
 async def get_replays(
     request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, Any]:
-    _operator(request)
     found = await list_replays(runtime_of(request), limit=limit)
     return {"replays": [replay_json(r) for r in found]}
 
 
 @router.get("/replays/{replayId}", responses={**_AUTH, 404: _PROBLEM}, summary="State of a replay")
-async def get_replay_state(request: Request, replayId: str) -> dict[str, Any]:
-    _operator(request)
+async def get_replay_state(
+    request: Request, replayId: Annotated[str, Path(pattern=parameters.UUID)]
+) -> dict[str, Any]:
     return replay_json(await get_replay(runtime_of(request), replayId))
 
 
@@ -161,9 +182,12 @@ async def get_replay_state(request: Request, replayId: str) -> dict[str, Any]:
     summary="Consumer lag per gemeente topic and group, with the oldest unread signalering",
 )
 async def get_lag(
-    request: Request, gemeente: Annotated[str | None, Query()] = None
+    request: Request,
+    gemeente: Annotated[
+        str | None,
+        Query(pattern=parameters.GEMEENTECODE, description="CBS gemeentecode, e.g. GM0363"),
+    ] = None,
 ) -> dict[str, Any]:
-    _operator(request)
     try:
         rows = await offsets.consumer_lag(runtime_of(request).settings, gemeente=gemeente)
     except ValueError as exc:
@@ -181,11 +205,15 @@ async def get_lag(
 )
 async def get_afwijzingen(
     request: Request,
-    since: Annotated[str | None, Query()] = None,
-    sender: Annotated[str | None, Query()] = None,
+    since: Annotated[
+        str | None,
+        Query(pattern=parameters.MOMENT, description=parameters.MOMENT_DESCRIPTION),
+    ] = None,
+    sender: Annotated[
+        str | None, Query(pattern=NO_CONTROL, max_length=200, description="a sender's name")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    _operator(request)
     rows = await rejected.list_rejections(
         runtime_of(request), since=_moment("since", since), sender=sender, limit=limit
     )
@@ -198,9 +226,10 @@ async def get_afwijzingen(
     summary="One rejection with every reason; raw=true adds the bytes (base64)",
 )
 async def get_afwijzing(
-    request: Request, afwijzingId: str, raw: Annotated[bool, Query()] = False
+    request: Request,
+    afwijzingId: Annotated[str, Path(pattern=parameters.AFWIJZING_ID)],
+    raw: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
-    _operator(request)
     rejection, body = await rejected.get_rejection(runtime_of(request), afwijzingId)
     result = rejection.as_json()
     if raw:
@@ -218,10 +247,12 @@ async def get_afwijzing(
 )
 async def get_failing(
     request: Request,
-    gemeente: Annotated[str | None, Query()] = None,
+    gemeente: Annotated[
+        str | None,
+        Query(pattern=parameters.GEMEENTECODE, description="CBS gemeentecode, e.g. GM0363"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    _operator(request)
     rows = await failing.list_failing(runtime_of(request), gemeente=gemeente, limit=limit)
     return {"signaleringen": [failing.as_json(r) for r in rows]}
 
@@ -229,8 +260,10 @@ async def get_failing(
 class RetryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    signaleringIds: list[Annotated[str, Field(max_length=64, pattern=NO_CONTROL)]] | None = Field(
-        None, description="default: every failing one", max_length=10_000
+    # 1,000 ids of 36 characters (with quotes and commas 39 KB) fit in
+    # KOPPELPUNT_MAX_FORM_BODY_BYTES' default of 64 KiB: the document's limit is reachable.
+    signaleringIds: list[Annotated[str, Field(pattern=parameters.UUID)]] | None = Field(
+        None, description="default: every failing one", max_length=1_000
     )
 
 
@@ -240,8 +273,7 @@ class RetryBody(BaseModel):
     openapi_extra=json_request_body(RetryBody, required=False),
     summary="Make failing signaleringen due for publication now",
 )
-async def post_retry(request: Request) -> dict[str, Any]:
-    sender = _operator(request)  # before the body is read
+async def post_retry(request: Request, sender: Operator) -> dict[str, Any]:
     body = await optional_json_body(request, RetryBody)
     ids = body.signaleringIds if body is not None else None
     count = await failing.retry_failing(runtime_of(request), ids, requested_by=sender.name)
@@ -260,7 +292,6 @@ async def get_parked(
     request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
     """Oldest message first, then record order; `aantal` counts all of them."""
-    _operator(request)
     async with runtime_of(request).sessions() as session:
         total = await parked.count_parked(session)
         rows = await parked.list_parked(session, limit=limit)

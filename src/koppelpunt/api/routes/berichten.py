@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from koppelpunt.api import parameters
 from koppelpunt.api.auth import Role, Sender, require_role
 from koppelpunt.api.charset import UnknownCharset, check_known, conflict, declared_charset
 from koppelpunt.api.deps import runtime_of, sender_of
@@ -62,6 +63,8 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _XML_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
+        "description": "One message, valid against its XSD: schemas/prognose.xsd or "
+        "schemas/aanmeldstatus.xsd in the repository (docs/leveranciers.md shows examples)",
         "content": {"application/xml": {"schema": {"type": "string", "format": "xml"}}},
     }
 }
@@ -214,9 +217,13 @@ async def post_aanmeldstatussen(
     responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM},
     summary="Het ontvangstbewijs van een bericht (de afzender zelf, of rol operator)",
 )
-async def get_bericht(request: Request, berichtId: str) -> JSONResponse:
+async def get_bericht(
+    request: Request,
+    # A dependency, so the key is checked before the path parameter: 401 before 400.
+    sender: Annotated[Sender, Depends(sender_of)],
+    berichtId: Annotated[str, Path(pattern=parameters.TOKEN64)],
+) -> JSONResponse:
     runtime = runtime_of(request)
-    sender = sender_of(request)
     async with runtime.sessions() as session:
         stored = await berichten.find_bericht(session, berichtId)
     if stored is None:

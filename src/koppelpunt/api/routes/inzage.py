@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from koppelpunt.api import parameters
 from koppelpunt.api.auth import Role, require_role
 from koppelpunt.api.deps import runtime_of, sender_of
 from koppelpunt.api.json_body import json_body, json_request_body
@@ -19,7 +20,10 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 class InzageVerzoek(BaseModel):
-    bsn: str = Field(description="BSN of the person (9 digits, elfproef)", max_length=16)
+    bsn: str = Field(
+        description="BSN of the person: 9 digits that pass the elfproef (else 400)",
+        pattern=parameters.BSN,
+    )
 
 
 @router.post(
