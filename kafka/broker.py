@@ -785,9 +785,9 @@ class LocalBroker:
 
         Not just ApiVersions: a broker may answer that while no client can log in. Kafka
         4.1.1 comes back from a restart with an empty SCRAM credential cache once any
-        credential was ever deleted (`koppelpunt access revoke`; reproduced, see the
-        README): every SCRAM login fails with SaslAuthenticationFailed, for good. When the
-        admin's or the service's login is refused for a few seconds after the broker
+        credential was ever deleted (`koppelpunt access revoke`; reproduced, see
+        docs/development.md): every SCRAM login fails with SaslAuthenticationFailed, for good.
+        When the admin's or the service's login is refused for a few seconds after the broker
         answers, their credentials are written again through the controller listener
         (restore_scram_credentials), once; vendors' credentials need `access grant` again.
         """

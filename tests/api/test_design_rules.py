@@ -3,7 +3,7 @@
 The rules' own Spectral ruleset is not published on a package registry this project can
 install from, so each rule is checked here against the served OpenAPI document and live
 responses. Rules that do not apply: /core/doc-language (the audience is Dutch and English
-both; see README), /core/transport-security (TLS is the deployment's, see docs/beheer.md).
+both; see docs/beheer.md), /core/transport-security (TLS is the deployment's, see docs/beheer.md).
 """
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ def _parse(path: Path) -> list[tuple[bytes, Sender]]:
     except OSError as exc:
         raise ConfigurationError(
             f"cannot read senders file {path}: {exc.strerror} "
-            "(set KOPPELPUNT_SENDERS_FILE; see README)"
+            "(set KOPPELPUNT_SENDERS_FILE; see docs/configuration.md)"
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"senders file {path} is not valid YAML: {exc}") from exc

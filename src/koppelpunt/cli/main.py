@@ -51,7 +51,7 @@ app = typer.Typer(
     name="koppelpunt",
     help="Koppelpunt gemeenten (VVA): receive prognoses and aanmeldstatussen, filter them, and "
     "publish signaleringen on one Kafka topic per gemeente. Configuration comes from "
-    "KOPPELPUNT_* environment variables (see README).",
+    "KOPPELPUNT_* environment variables (docs/configuration.md).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
