@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import stat
 from pathlib import Path
 
 import httpx
@@ -117,6 +118,7 @@ class TestCli:
         out = tmp_path / "export.jsonl"
         exported = await invoke_cli(["rejected", "export", "--output", str(out)])
         assert exported.exit_code == 0, exported.output
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600  # raw messages hold BSNs
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         assert len(lines) == 2
         by_kind = {line["soort"]: line for line in lines}

@@ -8,10 +8,7 @@ broker: `eval "$(python kafka/broker.py env --admin)"`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +16,7 @@ from typing import Annotated
 import typer
 
 from koppelpunt.cli._common import ActorOption, actor_name, gemeenten_in_use, log_cli_action
+from koppelpunt.cli.files import write_private
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, KoppelpuntError
 
@@ -37,31 +35,6 @@ class ConfigFormat(StrEnum):
 def _fail(exc: KoppelpuntError) -> typer.Exit:
     typer.echo(f"koppelpunt: {exc.detail}", err=True)
     return typer.Exit(2 if isinstance(exc, ConfigurationError) else 1)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a connection config (it holds a password) to a file only its owner can read.
-
-    A new file is created 0600 beside `path` (mkstemp: os.open with O_EXCL and mode 0o600,
-    whatever the umask) and renamed over it. An existing file is thereby replaced, not
-    rewritten: whoever could read it, or had it open, does not see the password. Something
-    that is not a regular file (/dev/stdout, a pipe) is written as it is.
-    """
-    if path.exists() and not path.is_file():
-        with path.open("w") as fh:
-            fh.write(text)
-        return
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 @app.command("grant")
@@ -128,7 +101,7 @@ def grant(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        _write_private(output, text)
+        write_private(output, text)
         typer.echo(f"connection config for {name} written to {output}", err=True)
     typer.echo(
         f"granted {name}: {', '.join(config.gemeenten)}; consumer groups {config.group_prefix}*"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from koppelpunt.cli._common import echo_json, iso, moment_option, run_with_runtime
+from koppelpunt.cli.files import write_private
 
 if TYPE_CHECKING:
     from koppelpunt.operations.rejected import Rejection
@@ -128,5 +129,5 @@ def export(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_private(output, text)  # raw messages hold BSNs: 0600, as the database
         typer.echo(f"{len(lines)} rejections written to {output}", err=True)
