@@ -28,8 +28,9 @@ message; bench/loop_stall.py, bench/ROUNDS.md tenth round); a small group's stat
 few ms in all) stay on the loop.
 
 This uses aiosqlite's `Connection._execute` (run a function in the connection's thread) and
-SQLAlchemy's aiosqlite adapter; the versions are bounded in pyproject.toml and
-`inline_dbapi()` returns None (the stock adapter is used) if either is not as expected.
+SQLAlchemy's aiosqlite adapter (every such name is in koppelpunt.private_names); the versions
+are bounded in pyproject.toml and `inline_dbapi()` returns None (the stock adapter is used) if
+either is not as expected.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy.util import await_
+
+from koppelpunt import private_names
 
 log = structlog.get_logger(__name__)
 
@@ -202,15 +205,9 @@ class InlineCursor:
 
 
 def _expected_internals() -> bool:
-    if aiosqlite is None:
-        return False
-    connection_cls: Any = aiosqlite.Connection
-    return (
-        callable(getattr(connection_cls, "_execute", None))
-        and isinstance(getattr(connection_cls, "_conn", None), property)
-        and hasattr(AsyncAdapt_aiosqlite_connection, "_cursor_cls")
-        and callable(getattr(AsyncAdapt_aiosqlite_connection, "_handle_exception", None))
-    )
+    """aiosqlite and SQLAlchemy still have every name InlineCursor uses
+    (koppelpunt.private_names, library "sqlite")."""
+    return aiosqlite is not None and not private_names.missing("sqlite")
 
 
 if aiosqlite is not None:
