@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from koppelpunt.config import Settings
+from koppelpunt.errors import ConfigurationError
 from koppelpunt.store.db import create_engine, upgrade
 from koppelpunt.store.tables import verwerkingenlog
 from koppelpunt.store.verwerkingenlog import LogCipher
@@ -64,3 +66,33 @@ class TestMigration0009:
             },
             {"berichtId": "b-1", "record": 0},
         ]
+
+    async def test_the_public_key_is_refused_when_lines_need_it(
+        self, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """References made with the public development key would be computable by anyone and
+        could never be made again with the real key: without the development switch the
+        migration stops (ConfigurationError, exit code 2 in `db upgrade`), changing nothing."""
+        assert Settings().uses_public_log_key
+        await upgrade(empty_database_url, "0007")
+        engine = create_engine(empty_database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert(verwerkingenlog), [_line("publiceren", {"signaleringId": SID})]
+                )
+            monkeypatch.setenv("KOPPELPUNT_DEVELOPMENT_MODE", "false")
+            with pytest.raises(ConfigurationError, match="public development key"):
+                await upgrade(empty_database_url)
+            async with engine.connect() as connection:
+                stored = list(await connection.scalars(select(verwerkingenlog.c.attributes)))
+        finally:
+            await engine.dispose()
+        assert stored == [{"signaleringId": SID}]
+
+    async def test_no_key_is_needed_without_ids(
+        self, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A new database (or one whose log holds no id) migrates with any key."""
+        monkeypatch.setenv("KOPPELPUNT_DEVELOPMENT_MODE", "false")
+        await upgrade(empty_database_url)

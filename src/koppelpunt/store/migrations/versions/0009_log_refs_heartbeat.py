@@ -8,7 +8,9 @@
    migration rewrites the lines written before: `signaleringId` becomes `signaleringRef`, and
    the `signaleringIds` of `beheer.outbox_retry` lines become `signaleringRefs`. The key is
    the service's own, read as the service reads it (KOPPELPUNT_LOG_ENCRYPTION_KEY; `serve` and
-   `koppelpunt db upgrade` run this with the environment they run with). In batches by id, in
+   `koppelpunt db upgrade` run this with the environment they run with; the public development
+   key is refused unless KOPPELPUNT_DEVELOPMENT_MODE is set, and no key is needed when no line
+   holds an id). In batches by id, in
    Python (the JSON functions differ between SQLite and PostgreSQL), so it works on both.
    Downgrade keeps the references: an HMAC cannot be turned back into an id.
 2. `heartbeat`: one row that /readyz updates and commits now and then (store/db.py
@@ -55,17 +57,35 @@ def upgrade() -> None:
         sa.Column("beat_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_heartbeat")),
     )
-    _replace_signalering_ids(op.get_bind(), _ref_key())
+    connection = op.get_bind()
+    if _has_ids(connection):
+        _replace_signalering_ids(connection, _ref_key())
 
 
 def downgrade() -> None:
     op.drop_table("heartbeat")
 
 
+def _has_ids(connection: sa.Connection) -> bool:
+    """Some line holds an id (only such lines need the key; a new database has none)."""
+    text = sa.cast(_log.c.attributes, sa.Text())
+    return (
+        connection.execute(
+            sa.select(_log.c.id).where(text.like('%"signaleringId%')).limit(1)
+        ).first()
+        is not None
+    )
+
+
 def _ref_key() -> bytes:
+    """The key of the references, from the service's log key. The public development key is
+    refused as the service refuses it (unless KOPPELPUNT_DEVELOPMENT_MODE): references made
+    with it are computable by anyone and cannot be made again with the real key later."""
     from koppelpunt.config import Settings
 
-    master = base64.b64decode(Settings().log_encryption_key.get_secret_value(), validate=True)
+    settings = Settings()
+    settings.refuse_public_log_key()
+    master = base64.b64decode(settings.log_encryption_key.get_secret_value(), validate=True)
     if len(master) != 32:
         raise ValueError("KOPPELPUNT_LOG_ENCRYPTION_KEY must be 32 bytes (base64)")
     return HKDF(
