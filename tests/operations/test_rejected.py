@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from koppelpunt.errors import NotFoundError
 from koppelpunt.operations.rejected import get_rejection, list_rejections
@@ -125,3 +126,19 @@ class TestCli:
         assert base64.b64decode(by_kind["bericht"]["raw"]) == BROKEN
         missing = await invoke_cli(["rejected", "show", "R999"])
         assert missing.exit_code == 1
+
+
+async def test_a_command_says_which_database_it_reads(
+    running: Running, cli_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On stderr, as an absolute path: a relative SQLite URL depends on where it runs."""
+    from koppelpunt.config import Settings
+    from koppelpunt.store.db import describe_database
+
+    listed = await invoke_cli(["rejected", "list"])
+    assert listed.exit_code == 0, listed.output
+    url = Settings().database_url
+    assert f"database: {describe_database(url)}" in listed.stderr
+    password = make_url(url).password
+    if password:
+        assert str(password) not in listed.stderr

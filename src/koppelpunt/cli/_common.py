@@ -125,11 +125,15 @@ def moment_option(value: str | None) -> datetime | None:
 
 
 def run_with_runtime(work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = True) -> T:
-    """Build the runtime (migrating first), run `work`, close; KoppelpuntError -> exit 1."""
+    """Build the runtime (migrating first), run `work`, close; KoppelpuntError -> exit 1.
+
+    Says on stderr which database it reads: a command run from another directory (or with
+    another KOPPELPUNT_DATABASE_URL) than meant shows it at once."""
     from koppelpunt.runtime import Runtime
-    from koppelpunt.store.db import upgrade_sync
+    from koppelpunt.store.db import describe_database, upgrade_sync
 
     settings = Settings()
+    typer.echo(f"database: {describe_database(settings.database_url)}", err=True)
     if migrate:
         upgrade_sync(settings.database_url)
 

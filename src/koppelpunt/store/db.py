@@ -282,6 +282,18 @@ def missing_sqlite_file(url: str) -> Path | None:
     return None if path.exists() else path
 
 
+def describe_database(url: str) -> str:
+    """The database `url` names, for people: a SQLite file as an absolute path (a relative
+    one depends on the directory a command runs in), any other without its password."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and not database.startswith("file:"):
+        if database == ":memory:":
+            return "SQLite in memory"
+        return f"SQLite {Path(database).resolve()}"
+    return parsed.render_as_string(hide_password=True)
+
+
 async def ping(engine: AsyncEngine) -> bool:
     """True when the database answers; for the readiness probe, so never raises."""
     try:
