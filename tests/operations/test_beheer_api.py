@@ -71,13 +71,15 @@ class TestReplays:
         assert response.headers["content-type"].startswith("application/problem+json")
 
     async def test_only_operators(self, running: Running, client: httpx.AsyncClient) -> None:
-        """Senders get 403; an unknown replay 404."""
+        """Senders get 403; an unknown replay 404, a string that cannot be a replay id 400."""
         response = await client.post(
             "/v1/beheer/replays", json={"gemeente": "GM0363"}, headers=auth("koppelpunt-mbo")
         )
         assert response.status_code == 403
-        missing = await client.get("/v1/beheer/replays/nope", headers=auth("beheer"))
+        missing = await client.get(f"/v1/beheer/replays/{uuid.uuid4()}", headers=auth("beheer"))
         assert missing.status_code == 404
+        malformed = await client.get("/v1/beheer/replays/nope", headers=auth("beheer"))
+        assert malformed.status_code == 400
 
 
 class TestLag:
