@@ -15,17 +15,15 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from sqlalchemy import make_url, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from koppelpunt.api.app import create_app
 from koppelpunt.config import Settings
 from koppelpunt.store.db import create_engine, session_factory
 from koppelpunt.store.tables import heartbeat
 from tests.db_fixtures import is_postgres
-from tests.kafka_fixtures import free_port
+from tests.http_server import serving
 from tests.resilience.test_resilience import database_down
 
 pytestmark = pytest.mark.kafka
@@ -73,22 +71,8 @@ class refusing_writes:
 
 
 async def _serve(settings: Settings) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    for _ in range(600):
-        if srv.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    try:
+    async with serving(settings) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        await task
 
 
 @pytest_asyncio.fixture(loop_scope="session")

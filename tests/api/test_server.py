@@ -23,7 +23,7 @@ from uvicorn.server import ServerState
 from koppelpunt.api.server import KoppelpuntHttpProtocol, ServerConfig, server_config
 from koppelpunt.config import Settings
 from tests.conftest import KEYS
-from tests.http_server import closed, connection, head, read_response, serving
+from tests.http_server import Response, closed, connection, head, read_response, serving
 
 PROBLEM = "application/problem+json"
 MARGIN = 4.0  # seconds on top of a limit before a test calls it "held"
@@ -227,39 +227,37 @@ class TestConnections:
                     writer.close()
 
 
+async def _post_xml_with_coding(port: int, coding: str, body: bytes) -> Response | None:
+    """POST /v1/prognoses as the VO sender with `Transfer-Encoding: coding`; the answer."""
+    async with connection(port) as (r, w):
+        w.write(
+            head(
+                "POST",
+                "/v1/prognoses",
+                VO_KEY,
+                "Content-Type: application/xml",
+                f"Transfer-Encoding: {coding}",
+            )
+            + body
+        )
+        return await asyncio.wait_for(read_response(r), MARGIN)
+
+
 class TestProtocol:
     async def test_transfer_coding_other_than_chunked_gets_501(self, serve: Serve) -> None:
         """`Transfer-Encoding: gzip, chunked` is refused (501), not read as plain chunked."""
-        async with serve() as port, connection(port) as (r, w):
-            w.write(
-                head(
-                    "POST",
-                    "/v1/prognoses",
-                    VO_KEY,
-                    "Content-Type: application/xml",
-                    "Transfer-Encoding: gzip, chunked",
-                )
-                + b"5\r\n<x/>\n\r\n0\r\n\r\n"
+        async with serve() as port:
+            response = await _post_xml_with_coding(
+                port, "gzip, chunked", b"5\r\n<x/>\n\r\n0\r\n\r\n"
             )
-            response = await asyncio.wait_for(read_response(r), MARGIN)
-            assert response is not None and response.status == 501
-            assert problem(response)["code"] == "transfer-encoding-not-implemented"
+        assert response is not None and response.status == 501
+        assert problem(response)["code"] == "transfer-encoding-not-implemented"
 
     async def test_plain_chunked_is_read(self, serve: Serve) -> None:
         """Plain chunked bodies still work (here: an XML body the parser refuses, 400)."""
-        async with serve() as port, connection(port) as (r, w):
-            w.write(
-                head(
-                    "POST",
-                    "/v1/prognoses",
-                    VO_KEY,
-                    "Content-Type: application/xml",
-                    "Transfer-Encoding: chunked",
-                )
-                + b"4\r\n<x/>\r\n0\r\n\r\n"
-            )
-            response = await asyncio.wait_for(read_response(r), MARGIN)
-            assert response is not None and response.status == 400
+        async with serve() as port:
+            response = await _post_xml_with_coding(port, "chunked", b"4\r\n<x/>\r\n0\r\n\r\n")
+        assert response is not None and response.status == 400
 
 
 class TestForwardedHeaders:

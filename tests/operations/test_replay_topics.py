@@ -3,18 +3,15 @@ disclosure (AVG): on the real server, the real broker with its ACLs, and the CLI
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from aiokafka.errors import TopicAuthorizationFailedError
 from sqlalchemy import func, select
 
-from koppelpunt.api.app import create_app
 from koppelpunt.config import Settings
 from koppelpunt.kafka import access
 from koppelpunt.kafka.admin import replay_topic_for, topic_for
@@ -30,8 +27,9 @@ from koppelpunt.runtime import Runtime
 from koppelpunt.store import replays as replays_store
 from koppelpunt.store.tables import replays
 from tests.conftest import auth
+from tests.http_server import serving
 from tests.kafka.test_access import read_one
-from tests.kafka_fixtures import consume_all, free_port
+from tests.kafka_fixtures import consume_all
 
 from .helpers import built, header, invoke_cli, new_signalering, relay_all, store
 
@@ -48,23 +46,9 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def server(settings: Settings) -> AsyncIterator[str]:
-    """The app on a real HTTP server (uvicorn, free port) in this event loop."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    for _ in range(600):
-        if srv.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    try:
+    """The app on koppelpunt's HTTP server (a free port) in this event loop."""
+    async with serving(settings) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        await task
 
 
 async def _replay_count(runtime: Runtime) -> int:
