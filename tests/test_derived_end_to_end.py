@@ -20,14 +20,14 @@ from lxml import etree
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from koppelpunt.app.derived import run_peildatum
+from koppelpunt.app.parked import retry_parked
+from koppelpunt.app.scheduler import Scheduler
 from koppelpunt.cli.main import app as cli
 from koppelpunt.config import Settings
-from koppelpunt.derived import run_peildatum
 from koppelpunt.kafka.admin import topic_for
 from koppelpunt.lookup.port import WoongemeenteLookup
-from koppelpunt.parked import retry_parked
 from koppelpunt.pipeline.run import UNAVAILABLE, LookupKey, LookupResult
-from koppelpunt.scheduler import Scheduler
 from koppelpunt.store import leerlingen
 from koppelpunt.store import parked as parked_store
 from koppelpunt.store.tables import aanmelding_statussen, outbox, peildatum_runs, signaleringen

@@ -21,10 +21,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import delete, event, select
 
+from koppelpunt.app.receive import receive
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.model import Soort
-from koppelpunt.receive import receive
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import verwerkingenlog as vlog
 from koppelpunt.store.register import upsert_woonregister

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 import structlog
 
+from koppelpunt.app.group_commit import DEFERRED, Deferred, GroupCommit
 from koppelpunt.errors import ServiceUnavailableError
-from koppelpunt.group_commit import DEFERRED, Deferred, GroupCommit
 
 
 class Recorder:

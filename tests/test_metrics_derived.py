@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from koppelpunt.derived import run_peildatum
-from koppelpunt.parked import retry_parked
+from koppelpunt.app.derived import run_peildatum
+from koppelpunt.app.parked import retry_parked
 from tests.conftest import Running
 from tests.messages import BSN, A, L
 from tests.test_derived_end_to_end import (

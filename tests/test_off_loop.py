@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from koppelpunt import derived, off_loop, parked, receive
-from koppelpunt.derived import run_peildatum
+from koppelpunt import off_loop
+from koppelpunt.app import derived, parked, receive
+from koppelpunt.app.derived import run_peildatum
 from koppelpunt.errors import InvalidMessageError
 from koppelpunt.model import Soort
 from koppelpunt.off_loop import OFF_LOOP_RECORDS, records_in, run_pure
@@ -210,7 +211,7 @@ class TestParkedRetry:
                 "parse": (parked, "parse_message"),
                 "decide": (run, "decide"),
                 "derive": (derive, "on_receipt"),
-                "render": (receive, "render_all"),
+                "render": (parked, "render_all"),
             }
             spies = _spy_on(monkeypatch, ticker, steps)
             retried = await parked.retry_parked(runtime)
@@ -235,7 +236,7 @@ class TestPeildatum:
         received = await receive.receive(runtime, body, Soort.PROGNOSE, "koppelpunt-vo")
         assert received.status_code == 202
         async with Ticker(0) as ticker:
-            steps = {"decide": (derived, "_decide_peildatum"), "render": (receive, "render_all")}
+            steps = {"decide": (derived, "_decide_peildatum"), "render": (derived, "render_all")}
             spies = _spy_on(monkeypatch, ticker, steps)
             result = await run_peildatum(runtime, date(2027, 4, 1))
         assert result.counts() == {("GM0363", "NIET_AANGEMELD"): OFF_LOOP_RECORDS}

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.app.receive import receive
 from koppelpunt.config import Settings
 from koppelpunt.lookup.port import WoongemeenteLookup
 from koppelpunt.model import Soort
 from koppelpunt.pipeline.run import LookupKey, LookupResult
-from koppelpunt.receive import receive
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import berichten
 from koppelpunt.store.register import upsert_woonregister

@@ -71,7 +71,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "aiokafka.consumer.consumer:AIOKafkaConsumer",
         "_client",
         True,
-        "koppelpunt.operations.offsets",
+        "koppelpunt.app.offsets",
     ),
     # The SQLite driver runs short statements on the loop's thread and long ones in aiosqlite's.
     PrivateName(

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from koppelpunt.app.group_commit import GroupCommit
 from koppelpunt.config import Settings
-from koppelpunt.group_commit import GroupCommit
 from koppelpunt.lookup.haal_centraal import HaalCentraalLookup
 from koppelpunt.lookup.port import WoongemeenteLookup
 from koppelpunt.lookup.register import LocalRegisterLookup

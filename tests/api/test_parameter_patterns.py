@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from koppelpunt.api.parameters import BSN, GEMEENTECODE, MOMENT
-from koppelpunt.operations.moments import parse_moment
+from koppelpunt.app.moments import parse_moment
 from koppelpunt.pipeline.gemeenten import normalise_code
 
 MOMENT_RE = re.compile(MOMENT)

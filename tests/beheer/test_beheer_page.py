@@ -149,8 +149,8 @@ class TestReplayForm:
     ) -> None:
         """A to_topic outside the gemeente (the replay use case's rule): a 400 page naming
         the rule, no replay started."""
+        from koppelpunt.app.replay import list_replays
         from koppelpunt.kafka.admin import topic_for
-        from koppelpunt.operations.replay import list_replays
 
         await login(client)
         csrf = csrf_of((await client.get("/beheer")).text)
@@ -193,8 +193,8 @@ class TestReplayDates:
         time (CET/CEST), `until` not included; the started replay stores exactly that."""
         from datetime import datetime
 
-        from koppelpunt.operations.moments import LOCAL
-        from koppelpunt.operations.replay import get_replay
+        from koppelpunt.app.moments import LOCAL
+        from koppelpunt.app.replay import get_replay
 
         await login(client)
         csrf = csrf_of((await client.get("/beheer")).text)

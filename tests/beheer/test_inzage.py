@@ -11,9 +11,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from koppelpunt.app.inzage import InvalidBsnError, run_inzage, to_json, to_text
 from koppelpunt.cli.main import app
 from koppelpunt.config import Settings
-from koppelpunt.operations.inzage import InvalidBsnError, run_inzage, to_json, to_text
 from koppelpunt.pipeline.run import UNAVAILABLE, LookupKey, LookupResult
 from koppelpunt.store import verwerkingenlog as vlog
 from koppelpunt.store.db import create_engine, session_factory, upgrade

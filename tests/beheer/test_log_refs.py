@@ -18,12 +18,12 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import delete, select
 
+from koppelpunt.app.failing import retry_failing
+from koppelpunt.app.inzage import run_inzage, to_json, to_text
+from koppelpunt.app.replay import ReplayRequest, prepare_replay, run_replay
 from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import replay_topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher
-from koppelpunt.operations.failing import retry_failing
-from koppelpunt.operations.inzage import run_inzage, to_json, to_text
-from koppelpunt.operations.replay import ReplayRequest, prepare_replay, run_replay
 from koppelpunt.store.register import upsert_woonregister
 from koppelpunt.store.tables import outbox, signaleringen, verwerkingenlog
 from koppelpunt.store.verwerkingenlog import LogCipher

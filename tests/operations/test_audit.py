@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from koppelpunt.app import audit
+from koppelpunt.app.replay import wait_for_replay
+from koppelpunt.app.scheduler import Scheduler
 from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import topic_for
-from koppelpunt.operations import audit
-from koppelpunt.operations.replay import wait_for_replay
 from koppelpunt.runtime import Runtime
-from koppelpunt.scheduler import Scheduler
 from koppelpunt.store.berichten import BeslissingRow, add_beslissingen
 from koppelpunt.store.verwerkingenlog import StoredLine, list_lines
 from tests.conftest import Running, auth

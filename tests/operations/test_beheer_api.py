@@ -8,8 +8,8 @@ import uuid
 import httpx
 import pytest
 
+from koppelpunt.app.replay import REPLAY_HEADER, wait_for_replay
 from koppelpunt.kafka.admin import replay_topic_for, topic_for
-from koppelpunt.operations.replay import REPLAY_HEADER, wait_for_replay
 from tests.conftest import Running, auth
 from tests.kafka_fixtures import consume_all
 from tests.test_end_to_end import records_on
@@ -87,7 +87,7 @@ class TestLag:
         self, running: Running, client: httpx.AsyncClient, kafka_bootstrap: str
     ) -> None:
         """GET /v1/beheer/lag lists a group positioned at the start of a gemeente topic."""
-        from koppelpunt.operations.offsets import reset_offsets
+        from koppelpunt.app.offsets import reset_offsets
 
         group = f"api-lag-{uuid.uuid4().hex[:6]}"
         settings = running.runtime.settings

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from koppelpunt.app.replay import list_replays
 from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import replay_topic_for, topic_for
-from koppelpunt.operations.replay import list_replays
 from koppelpunt.runtime import Runtime
 from tests.kafka_fixtures import consume_all
 

@@ -13,9 +13,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
 
+from koppelpunt.app.failing import list_failing, retry_failing
 from koppelpunt.config import Settings
 from koppelpunt.kafka.admin import replay_topic_for, topic_for
-from koppelpunt.operations.failing import list_failing, retry_failing
 from koppelpunt.runtime import Runtime
 from tests.conftest import auth
 from tests.kafka_fixtures import admin_kwargs, consume_all
@@ -170,8 +170,8 @@ class TestReplayFailure:
     ) -> None:
         """A replay whose target refuses a signalering stops as `failed` with the error, after
         what Kafka acknowledged; once the topic is fixed the same request resumes it."""
+        from koppelpunt.app.replay import ReplayRequest, prepare_replay, run_replay
         from koppelpunt.kafka.publisher import KafkaPublisher
-        from koppelpunt.operations.replay import ReplayRequest, prepare_replay, run_replay
 
         # One per publish call: a record batch is refused as a whole.
         runtime.settings = runtime.settings.model_copy(update={"replay_batch_size": 1})

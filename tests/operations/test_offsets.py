@@ -13,18 +13,18 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from koppelpunt.config import PROJECT_ROOT, Settings
-from koppelpunt.errors import NotFoundError, ServiceUnavailableError
-from koppelpunt.kafka import access
-from koppelpunt.kafka.admin import ensure_topics, topic_for
-from koppelpunt.operations.moments import LOCAL
-from koppelpunt.operations.offsets import (
+from koppelpunt.app.moments import LOCAL
+from koppelpunt.app.offsets import (
     GroupActiveError,
     consumer_lag,
     describe_group,
     parse_target,
     reset_offsets,
 )
+from koppelpunt.config import PROJECT_ROOT, Settings
+from koppelpunt.errors import NotFoundError, ServiceUnavailableError
+from koppelpunt.kafka import access
+from koppelpunt.kafka.admin import ensure_topics, topic_for
 from koppelpunt.pipeline.gemeenten import GemeenteTable
 from tests.kafka_fixtures import admin_kwargs
 

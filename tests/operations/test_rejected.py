@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from koppelpunt.app.rejected import get_rejection, list_rejections
 from koppelpunt.errors import NotFoundError
-from koppelpunt.operations.rejected import get_rejection, list_rejections
 from tests.conftest import Running, auth
 from tests.messages import BSN, L, prognose_xml
 

@@ -10,16 +10,16 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import TopicPartition
 
-from koppelpunt.config import Settings
-from koppelpunt.kafka.admin import replay_topic_for, topic_for
-from koppelpunt.kafka.publisher import KafkaPublisher
-from koppelpunt.operations.replay import (
+from koppelpunt.app.replay import (
     REPLAY_HEADER,
     ReplayRequest,
     get_replay,
     prepare_replay,
     run_replay,
 )
+from koppelpunt.config import Settings
+from koppelpunt.kafka.admin import replay_topic_for, topic_for
+from koppelpunt.kafka.publisher import KafkaPublisher
 from koppelpunt.runtime import Runtime
 from tests.kafka_fixtures import admin_kwargs, consume_all
 

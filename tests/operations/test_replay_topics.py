@@ -12,17 +12,17 @@ import pytest_asyncio
 from aiokafka.errors import TopicAuthorizationFailedError
 from sqlalchemy import func, select
 
-from koppelpunt.config import Settings
-from koppelpunt.kafka import access
-from koppelpunt.kafka.admin import replay_topic_for, topic_for
-from koppelpunt.kafka.publisher import KafkaPublisher
-from koppelpunt.operations.inzage import run_inzage, to_json, to_text
-from koppelpunt.operations.replay import (
+from koppelpunt.app.inzage import run_inzage, to_json, to_text
+from koppelpunt.app.replay import (
     ReplayRequest,
     ReplayTopicNotAllowedError,
     prepare_replay,
     run_replay,
 )
+from koppelpunt.config import Settings
+from koppelpunt.kafka import access
+from koppelpunt.kafka.admin import replay_topic_for, topic_for
+from koppelpunt.kafka.publisher import KafkaPublisher
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import replays as replays_store
 from koppelpunt.store.tables import replays

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, func, insert, select, update
 
+from koppelpunt.app.retention import RULES, plan_purge, purge
 from koppelpunt.config import Settings
-from koppelpunt.operations.retention import RULES, plan_purge, purge
 from koppelpunt.runtime import Runtime
 from koppelpunt.store.berichten import BeslissingRow, add_afwijzing, add_beslissingen
 from koppelpunt.store.outbox import mark_published
@@ -319,8 +319,8 @@ class TestPupilStateAndLog:
     async def test_a_refreshed_row_is_not_deleted(self, runtime: Runtime) -> None:
         """The delete re-checks the term: an aanmelding refreshed after the batch was chosen
         keeps itself and its history (the key alone would take it)."""
-        from koppelpunt.operations.retention import RULES as rules
-        from koppelpunt.operations.retention import _condition
+        from koppelpunt.app.retention import RULES as rules
+        from koppelpunt.app.retention import _condition
         from koppelpunt.store.tables import aanmelding_statussen, aanmeldingen
 
         await _fill_pupil_state(runtime)

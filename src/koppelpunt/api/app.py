@@ -22,11 +22,11 @@ from koppelpunt.api.body_limit import BodyLimit
 from koppelpunt.api.design_rules import API_VERSION, ApiVersionHeader, openapi_router
 from koppelpunt.api.request_target import RequestTarget
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
+from koppelpunt.app.scheduler import Scheduler
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
 from koppelpunt.kafka.relay import OutboxRelay
 from koppelpunt.runtime import Runtime, frozen_heap, thawed_heap
-from koppelpunt.scheduler import Scheduler
 from koppelpunt.store.verwerkingenlog import LogCipher
 
 log = structlog.get_logger(__name__)
@@ -148,7 +148,7 @@ def _contact(settings: Settings) -> dict[str, str]:
 
 def _start_purge(runtime: Runtime, settings: Settings) -> asyncio.Task[None] | None:
     """The daily retention purge (KOPPELPUNT_RETENTION_PURGE_INTERVAL_HOURS; 0 = off)."""
-    from koppelpunt.operations.retention import purge_periodically
+    from koppelpunt.app.retention import purge_periodically
 
     interval = settings.retention_purge_interval_hours
     if interval <= 0:
@@ -158,7 +158,7 @@ def _start_purge(runtime: Runtime, settings: Settings) -> asyncio.Task[None] | N
 
 async def _stop_operations(purger: asyncio.Task[None] | None) -> None:
     """Stop the purge and background replays (these resume with `koppelpunt replay`)."""
-    from koppelpunt.operations.replay import cancel_background_replays
+    from koppelpunt.app.replay import cancel_background_replays
 
     if purger is not None:
         purger.cancel()

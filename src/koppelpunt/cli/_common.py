@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from koppelpunt.app.moments import parse_moment
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
-from koppelpunt.operations.moments import parse_moment
 from koppelpunt.pipeline.gemeenten import GemeenteTable
 
 if TYPE_CHECKING:  # the runtime loads schemas, rules and drivers: imported when a command runs
@@ -76,7 +76,7 @@ def log_cli_action(
     settings: Settings | None = None,
 ) -> None:
     """Log an operator action of a command that has no runtime of its own (e.g. access)."""
-    from koppelpunt.operations.audit import log_action
+    from koppelpunt.app.audit import log_action
     from koppelpunt.store.db import create_engine, session_factory, upgrade_sync
 
     s = settings or Settings()

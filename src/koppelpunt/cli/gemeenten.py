@@ -44,7 +44,7 @@ def import_table(
     with its line number and nothing is imported then (exit 1). A running service uses the new
     table after a restart.
     """
-    from koppelpunt.operations.audit import log_action
+    from koppelpunt.app.audit import log_action
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
     from koppelpunt.store.gemeenten import add_gemeentetabel

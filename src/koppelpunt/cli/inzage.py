@@ -21,7 +21,7 @@ def inzage(
 
     The request itself is logged in the verwerkingenlog (who, when; the BSN encrypted).
     """
-    from koppelpunt.operations.inzage import (
+    from koppelpunt.app.inzage import (
         InvalidBsnError,
         check_bsn,
         run_inzage,

@@ -12,7 +12,7 @@ from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 
 if TYPE_CHECKING:
-    from koppelpunt.operations.offsets import Lag
+    from koppelpunt.app.offsets import Lag
 
 
 def offsets(
@@ -35,7 +35,7 @@ def offsets(
     and for a group that does not exist, unless --create. What is no longer in the topic
     (retention) needs `koppelpunt replay` instead.
     """
-    from koppelpunt.operations.offsets import parse_target, reset_offsets
+    from koppelpunt.app.offsets import parse_target, reset_offsets
 
     try:
         target = parse_target(to)
@@ -83,7 +83,7 @@ def lag(
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Per gemeente topic and consumer group: how many signaleringen are unread, and since when."""
-    from koppelpunt.operations.offsets import consumer_lag
+    from koppelpunt.app.offsets import consumer_lag
 
     s = Settings()
     try:

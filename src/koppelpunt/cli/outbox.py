@@ -33,7 +33,7 @@ def list_(
     The relay retries failures with back-off; none is dropped. With --failing the exit code
     is 1 when any are listed (for monitoring).
     """
-    from koppelpunt.operations.failing import as_json, list_failing
+    from koppelpunt.app.failing import as_json, list_failing
 
     async def work(runtime: Runtime) -> list[FailingSignalering]:
         return await list_failing(runtime, gemeente=gemeente, limit=limit, failing_only=failing)
@@ -65,7 +65,7 @@ def retry(
     actor: ActorOption = None,
 ) -> None:
     """Make failing signaleringen due now (the relay publishes them at its next pass)."""
-    from koppelpunt.operations.failing import retry_failing
+    from koppelpunt.app.failing import retry_failing
 
     async def work(runtime: Runtime) -> int:
         return await retry_failing(runtime, signalering_ids or None, requested_by=actor_name(actor))

@@ -54,8 +54,8 @@ def retry(
 
     Exit code 1 when records stay parked because the lookup is still unavailable.
     """
-    from koppelpunt.operations.audit import PARKED_RETRY, log_action, parked_retry_details
-    from koppelpunt.parked import retry_parked
+    from koppelpunt.app.audit import PARKED_RETRY, log_action, parked_retry_details
+    from koppelpunt.app.parked import retry_parked
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
 

@@ -42,8 +42,8 @@ def peildatum(
     relay`) publishes; with --publish this command publishes the outbox itself before exiting.
     """
     day = _date(datum)
-    from koppelpunt.derived import run_peildatum
-    from koppelpunt.operations.audit import PEILDATUM, log_action, peildatum_details
+    from koppelpunt.app.audit import PEILDATUM, log_action, peildatum_details
+    from koppelpunt.app.derived import run_peildatum
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.db import upgrade_sync
 

@@ -1,4 +1,4 @@
-"""`koppelpunt purge`: delete what is past its bewaartermijn (see operations/retention.py)."""
+"""`koppelpunt purge`: delete what is past its bewaartermijn (see app/retention.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def purge_command(
 
     Logs and prints counts per kind, never contents. The service also runs this daily.
     """
-    from koppelpunt.operations.retention import plan_purge, purge
+    from koppelpunt.app.retention import plan_purge, purge
 
     who = actor_name(actor)
 

@@ -14,7 +14,7 @@ from koppelpunt.cli._common import echo_json, iso, moment_option, run_with_runti
 from koppelpunt.cli.files import write_private
 
 if TYPE_CHECKING:
-    from koppelpunt.operations.rejected import Rejection
+    from koppelpunt.app.rejected import Rejection
     from koppelpunt.runtime import Runtime
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ def list_(
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Rejected messages and records, newest first, with their first reason."""
-    from koppelpunt.operations.rejected import list_rejections
+    from koppelpunt.app.rejected import list_rejections
 
     async def work(runtime: Runtime) -> list[Rejection]:
         return await list_rejections(runtime, since=since, sender=sender, limit=limit)
@@ -76,7 +76,7 @@ def show(
     json_: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
 ) -> None:
     """Every reason of one rejection; with --raw the message bytes as received."""
-    from koppelpunt.operations.rejected import get_rejection
+    from koppelpunt.app.rejected import get_rejection
 
     async def work(runtime: Runtime) -> tuple[Rejection, bytes | None]:
         return await get_rejection(runtime, rejection_id)
@@ -116,7 +116,7 @@ def export(
     ] = None,
 ) -> None:
     """Every rejection as JSON lines, raw bytes in base64 (`raw`), for a sender's helpdesk."""
-    from koppelpunt.operations.rejected import export_rejections
+    from koppelpunt.app.rejected import export_rejections
 
     async def work(runtime: Runtime) -> list[str]:
         return [

@@ -1,4 +1,4 @@
-"""`koppelpunt replay`: re-publish a gemeente's stored signaleringen (see operations/replay.py)."""
+"""`koppelpunt replay`: re-publish a gemeente's stored signaleringen (see app/replay.py)."""
 
 from __future__ import annotations
 
@@ -63,14 +63,14 @@ def replay(
     every batch: after Ctrl-C or a Kafka failure, run the same command again to resume.
     Exit code 0 when done, 1 when a publication failed.
     """
-    from koppelpunt.kafka.publisher import KafkaPublisher
-    from koppelpunt.operations.replay import (
+    from koppelpunt.app.replay import (
         ReplayRequest,
         count_replay,
         get_replay,
         prepare_replay,
         run_replay,
     )
+    from koppelpunt.kafka.publisher import KafkaPublisher
 
     try:
         request = ReplayRequest(

@@ -108,7 +108,7 @@ def dry_run(
     withdrawn (-). Nothing is written to the database (but its verwerkingenlog line) and
     nothing is published.
     """
-    from koppelpunt.operations.audit import RULES_DRY_RUN, log_action
+    from koppelpunt.app.audit import RULES_DRY_RUN, log_action
     from koppelpunt.pipeline.parse import parse_message
     from koppelpunt.runtime import Runtime
     from koppelpunt.store.replay import berichten_since, known_decisions

@@ -2,12 +2,13 @@
 
     python -m koppelpunt.contract.asyncapi > asyncapi.yaml     (tests check the committed file)
 
-Everything a vendor relies on comes from the source of truth: the topic name from
-`kafka.admin.topic_for`, the CloudEvents headers from `kafka.publisher.cloudevent_headers` and
-the constants in `receive`, the signalering types from `model.SignaleringType`, the payload
-schema from `schemas/signalering.xsd` (with `common.xsd` inlined, so it is one self-contained
-XSD), and the examples from `schemas/examples/signaleringen/`. The version is the XSD's
-namespace major (`urn:vva:signalering:1` -> 1.x.0); see docs/leveranciers.md for the policy.
+Everything a vendor relies on comes from the source of truth: the topic name and the
+CloudEvents constants from `pipeline.envelope`, the headers from
+`kafka.publisher.cloudevent_headers`, the signalering types from `model.SignaleringType`, the
+payload schema from `schemas/signalering.xsd` (with `common.xsd` inlined, so it is one
+self-contained XSD), and the examples from `schemas/examples/signaleringen/`. The version is
+the XSD's namespace major (`urn:vva:signalering:1` -> 1.x.0); see docs/leveranciers.md for the
+policy.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import yaml
 from lxml import etree
 
 from koppelpunt.config import PROJECT_ROOT
-from koppelpunt.kafka.admin import topic_for
 from koppelpunt.kafka.publisher import cloudevent_headers
 from koppelpunt.model import SignaleringType
+from koppelpunt.pipeline.envelope import CE_SOURCE, CE_TYPE_PREFIX, DATASCHEMA, topic_for
 from koppelpunt.pipeline.parse import hardened_parser
-from koppelpunt.receive import CE_SOURCE, CE_TYPE_PREFIX, DATASCHEMA
 
 ASYNCAPI_VERSION = "3.0.0"
 # Raise for every additive change of the contract within one XSD major version.
@@ -99,7 +99,7 @@ def inlined_xsd(schemas_dir: Path) -> tuple[str, str]:
 
 
 def _example(path: Path, prefix: str) -> dict[str, Any]:
-    """One published signalering: its CloudEvents headers exactly as receive.to_outbox sets them."""
+    """One published signalering: its CloudEvents headers as envelope.to_outbox sets them."""
     doc = etree.parse(str(path), hardened_parser())
     ns = {"s": doc.getroot().nsmap[None]}
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import MappingProxyType
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -25,6 +22,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, ServiceUnavailableError
 from koppelpunt.kafka.admin import client_kwargs, describe_unavailable, ensure_topics
+from koppelpunt.pipeline.envelope import NO_EXTRA, cloudevent_attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,51 +57,7 @@ class Publisher(Protocol):
         ...
 
 
-# --- CloudEvents -----------------------------------------------------------------------------
-
-_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
-# CloudEvents attribute names: lowercase letters and digits only (spec, "Attribute Naming").
-_CE_NAME = re.compile(r"[a-z0-9]{1,20}")
-_CE_RESERVED = frozenset({"specversion", "id", "type", "source", "time", "datacontenttype"})
-
-
-@functools.lru_cache(maxsize=256)
-def _ce_header_name(given: str) -> str:
-    """`dataschema` or `ce_dataschema` -> `ce_dataschema`, validated once per name (hot path:
-    every signalering is rendered with the same few extra attributes)."""
-    name = given.removeprefix("ce_")
-    if not _CE_NAME.fullmatch(name) or name in _CE_RESERVED:
-        raise ValueError(f"invalid or reserved CloudEvents attribute name: {given!r}")
-    return f"ce_{name}"
-
-
-def cloudevent_attributes(
-    *,
-    ce_id: str,
-    ce_type: str,
-    ce_source: str,
-    ce_time: datetime,
-    content_type: str = "application/xml",
-    extra: Mapping[str, str] = _NO_EXTRA,
-) -> list[tuple[str, str]]:
-    """The headers of cloudevent_headers as text: what the outbox stores (JSON) for the relay."""
-    if ce_time.tzinfo is None:
-        raise ValueError("ce_time must be timezone-aware (RFC 3339 needs an offset)")
-    return [
-        ("ce_specversion", "1.0"),
-        ("ce_id", ce_id),
-        ("ce_source", ce_source),
-        ("ce_type", ce_type),
-        ("ce_time", _rfc3339(ce_time)),
-        *((_ce_header_name(given), value) for given, value in extra.items()),
-        ("content-type", content_type),
-    ]
-
-
-@functools.lru_cache(maxsize=64)
-def _rfc3339(moment: datetime) -> str:
-    """UTC, milliseconds, `Z`; cached: every signalering of a message has the same time."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# --- CloudEvents ---------------------------------------------------------------------------
 
 
 def cloudevent_headers(
@@ -113,7 +67,7 @@ def cloudevent_headers(
     ce_source: str,
     ce_time: datetime,
     content_type: str = "application/xml",
-    extra: Mapping[str, str] = _NO_EXTRA,
+    extra: Mapping[str, str] = NO_EXTRA,
 ) -> tuple[tuple[str, bytes], ...]:
     """Headers of the CloudEvents 1.0 Kafka protocol binding, binary content mode.
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import CursorResult, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.pipeline.envelope import BeslissingRow
 from koppelpunt.store._dialect import chunks
 from koppelpunt.store.bulk import insert_rows
 from koppelpunt.store.tables import afwijzingen, berichten, beslissingen
@@ -26,19 +27,6 @@ class StoredBericht:
     sha256: str
     receipt: dict[str, Any]
     received_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class BeslissingRow:
-    """The decision on one record: uitkomst doorgestuurd | gefilterd | afgewezen | geparkeerd."""
-
-    record_index: int
-    uitkomst: str
-    reden: str | None
-    details: str | None
-    gemeentecode: str | None
-    rules_version: str
-    bsn: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.pipeline.envelope import NewSignalering
 from koppelpunt.store._dialect import chunks, dialect_name
 from koppelpunt.store.bulk import DoNothing, insert_rows
 from koppelpunt.store.tables import berichten, outbox, signaleringen
@@ -26,21 +27,6 @@ OUTBOX_CHANNEL = "koppelpunt_outbox"
 
 # The longest error text kept per outbox row: enough for a Kafka error, not a whole traceback.
 MAX_ERROR_LENGTH = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class NewSignalering:
-    """A rendered signalering to store and publish; `payload` is the XML sent to the gemeente."""
-
-    signalering_id: str
-    type: str
-    gemeentecode: str
-    bsn: str
-    topic: str
-    payload: bytes
-    headers: list[tuple[str, str]]
-    created_at: datetime
-    bericht_pk: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.store.berichten import BeslissingRow
+from koppelpunt.pipeline.envelope import BeslissingRow
 from koppelpunt.store.tables import berichten, beslissingen
 
 GEPARKEERD = "geparkeerd"

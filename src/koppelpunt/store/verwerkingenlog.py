@@ -13,7 +13,7 @@ the id under a subkey of the log key (LogCipher.signalering_ref); inzage recompu
 person's signaleringen to show which one a line is about.
 
 Append-only: this module has no update, and the only delete is retention: the purge's
-`verwerkingenlog` rule (operations/retention.py, by `end_time`), or `purge_before` here.
+`verwerkingenlog` rule (app/retention.py, by `end_time`), or `purge_before` here.
 Lines are written in the caller's transaction, so a step and its log line commit together.
 """
 

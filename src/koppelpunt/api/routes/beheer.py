@@ -1,5 +1,5 @@
 """Operators' JSON endpoints (role `operator`): replays, consumer lag, rejected messages and
-records, failing signaleringen. Thin layers over koppelpunt.operations, like the CLI."""
+records, failing signaleringen. Thin layers over koppelpunt.app, like the CLI."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from koppelpunt.api.json_body import (
     json_request_body,
     optional_json_body,
 )
+from koppelpunt.app import failing, offsets, rejected
+from koppelpunt.app.moments import parse_moment
+from koppelpunt.app.replay import ReplayRequest, get_replay, list_replays, start_replay
 from koppelpunt.errors import KoppelpuntError
-from koppelpunt.operations import failing, offsets, rejected
-from koppelpunt.operations.moments import parse_moment
-from koppelpunt.operations.replay import ReplayRequest, get_replay, list_replays, start_replay
 from koppelpunt.store import parked
 from koppelpunt.store.replays import StoredReplay
 

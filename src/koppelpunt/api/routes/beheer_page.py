@@ -12,7 +12,7 @@ Shows per gemeente the signaleringen per day and type, the refused messages with
 the outbox backlog and relay state, consumer lag, records parked while the woongemeente lookup
 was down, aanmeldingen with a status transition outside the legal flow, the recent replays, and
 a replay form with a confirmation step. The form's dates mean what they mean on the CLI: Dutch
-time (Europe/Amsterdam), `until` not included (operations/moments.py).
+time (Europe/Amsterdam), `until` not included (app/moments.py).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.api.auth import Kind, Role, SenderRegistry, key_id
 from koppelpunt.api.deps import authenticate, runtime_of
+from koppelpunt.app.moments import LOCAL, parse_moment
 from koppelpunt.errors import AuthenticationError, NotFoundError, TooManyRequestsError
 from koppelpunt.masking import mask_error_text
-from koppelpunt.operations.moments import LOCAL, parse_moment
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import beheer_sessions, leerlingen
 from koppelpunt.store import outbox as outbox_repo
@@ -297,7 +297,7 @@ async def _falend(session: AsyncSession) -> int:
 async def _lag(runtime: Runtime) -> list[dict[str, Any]] | None:
     """Consumer lag per gemeente topic and group; None when not available in this build."""
     try:
-        from koppelpunt.operations import offsets  # type: ignore[attr-defined, unused-ignore]
+        from koppelpunt.app import offsets  # type: ignore[attr-defined, unused-ignore]
     except ImportError:
         return None
     try:
@@ -367,7 +367,7 @@ async def overview(request: Request) -> Response:
         geparkeerd = await parked_repo.count_parked(session)
         parked_rows = await parked_repo.list_parked(session, limit=LIST_LIMIT)
         buiten_flow = await leerlingen.list_buiten_flow(session, limit=LIST_LIMIT)
-    from koppelpunt.operations.replay import list_replays
+    from koppelpunt.app.replay import list_replays
 
     replays = await list_replays(runtime, limit=10)
     all_types: dict[str, dict[str, int]] = defaultdict(dict)
@@ -436,7 +436,7 @@ async def rejection_detail(request: Request, rejection_id: str) -> Response:
     session_info = await _authenticate(request)
     if session_info is None:
         return _to_login()
-    from koppelpunt.operations.rejected import get_rejection
+    from koppelpunt.app.rejected import get_rejection
 
     digits = rejection_id.removeprefix("R")
     if not (digits.isascii() and digits.isdigit()) or int(digits) > _MAX_KEY:
@@ -508,7 +508,7 @@ async def replay_detail(request: Request, replay_id: str) -> Response:
     session_info = await _authenticate(request)
     if session_info is None:
         return _to_login()
-    from koppelpunt.operations.replay import get_replay
+    from koppelpunt.app.replay import get_replay
 
     if len(replay_id) > 64:
         return _not_found("Deze replay")
@@ -608,7 +608,7 @@ async def replay_start(request: Request) -> Response:
         return checked
     session_info, form = checked
     params = _replay_params(form)
-    from koppelpunt.operations.replay import ReplayRequest, start_replay
+    from koppelpunt.app.replay import ReplayRequest, start_replay
 
     try:
         request_obj = ReplayRequest(

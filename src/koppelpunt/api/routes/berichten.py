@@ -12,6 +12,7 @@ from koppelpunt.api import parameters
 from koppelpunt.api.auth import Role, Sender, require_role
 from koppelpunt.api.charset import UnknownCharset, check_known, conflict, declared_charset
 from koppelpunt.api.deps import runtime_of, sender_of
+from koppelpunt.app.receive import receive, record_refusal
 from koppelpunt.errors import (
     ForbiddenError,
     InvalidMessageError,
@@ -20,7 +21,6 @@ from koppelpunt.errors import (
     UnsupportedMediaTypeError,
 )
 from koppelpunt.model import Soort
-from koppelpunt.receive import receive, record_refusal
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import berichten
 

@@ -12,7 +12,7 @@ from koppelpunt.api import parameters
 from koppelpunt.api.auth import Role, require_role
 from koppelpunt.api.deps import runtime_of, sender_of
 from koppelpunt.api.json_body import json_body, json_request_body
-from koppelpunt.operations.inzage import run_inzage, to_json
+from koppelpunt.app.inzage import run_inzage, to_json
 
 router = APIRouter(prefix="/v1/beheer", tags=["beheer"])
 

@@ -17,7 +17,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # (table, column): the timestamp each retention rule compares with its cutoff
-# (operations/retention.py). afwijzingen.received_at and verwerkingenlog.end_time had one.
+# (app/retention.py). afwijzingen.received_at and verwerkingenlog.end_time had one.
 INDEXED = (
     ("berichten", "received_at"),
     ("signaleringen", "created_at"),

@@ -29,11 +29,11 @@ from datetime import datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.app import audit
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, NotFoundError
 from koppelpunt.kafka.admin import replay_topic_for, topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher, OutboundMessage, Publisher
-from koppelpunt.operations import audit
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import replays, verwerkingenlog
 from koppelpunt.store.replays import ReplayFilter, StoredReplay

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koppelpunt.model import Signalering
 from koppelpunt.off_loop import run_pure
 from koppelpunt.pipeline import derive
+from koppelpunt.pipeline.envelope import render_all
 from koppelpunt.pipeline.leerlingen import PupilState
 from koppelpunt.pipeline.run import (
     AMSTERDAM,
@@ -211,7 +212,6 @@ async def _batch(
     now: datetime,
     result: PeildatumResult,
 ) -> None:
-    from koppelpunt.receive import render_all
 
     rules = runtime.rules
     async with runtime.sessions.begin() as session:
@@ -235,7 +235,7 @@ async def _batch(
         result.new.extend(new)
         if result.dry_run:
             return  # read only: the transaction commits nothing
-        rendered = await run_pure(len(new), render_all, runtime, new, None)
+        rendered = await run_pure(len(new), render_all, runtime.settings.topic_prefix, new, None)
         inserted = await outbox.add_signaleringen(session, rendered)
         await leerlingen.save_last_gemeenten(session, changed, now)
     runtime.metrics.count_created(new, inserted)  # once committed

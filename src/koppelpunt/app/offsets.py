@@ -23,11 +23,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthorizationFailedError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from koppelpunt.app.moments import parse_moment
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, NotFoundError, ServiceUnavailableError
 from koppelpunt.kafka.access import admin_settings
 from koppelpunt.kafka.admin import _admin, client_kwargs, list_topics, topic_for
-from koppelpunt.operations.moments import parse_moment
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

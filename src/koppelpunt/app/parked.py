@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from koppelpunt.derived import on_receipt
+from koppelpunt.app.derived import on_receipt
 from koppelpunt.model import Parsed, Soort
 from koppelpunt.off_loop import records_in, run_pure
 from koppelpunt.pipeline import run
+from koppelpunt.pipeline.envelope import beslissing_rows, render_all
 from koppelpunt.pipeline.parse import parse_message
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import outbox
@@ -36,7 +37,6 @@ class RetryResult:
 
 async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
     """Decide up to `limit` parked records again; those whose lookup still fails stay parked."""
-    from koppelpunt.receive import beslissing_rows, render_all
 
     result = RetryResult()
     async with runtime.sessions() as session:
@@ -78,7 +78,9 @@ async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
             # skips them, so nothing is published twice.
             derived = await on_receipt(session, runtime, done, now, apply_state=False)
             made = (*done.signaleringen, *derived.signaleringen)
-            rendered = await run_pure(len(made), render_all, runtime, made, pk)
+            rendered = await run_pure(
+                len(made), render_all, runtime.settings.topic_prefix, made, pk
+            )
             inserted = await outbox.add_signaleringen(session, rendered)
         runtime.metrics.count_created(made, inserted)
         result.decided += len(resolved)

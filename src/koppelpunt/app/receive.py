@@ -20,18 +20,15 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.derived import on_receipt_group
+from koppelpunt.app.derived import on_receipt_group
+from koppelpunt.app.group_commit import DEFERRED, Deferred, GroupCommit
 from koppelpunt.errors import ConflictError, InvalidMessageError
-from koppelpunt.group_commit import DEFERRED, Deferred, GroupCommit
-from koppelpunt.kafka.admin import topic_for
-from koppelpunt.kafka.publisher import cloudevent_attributes
 from koppelpunt.masking import mask_json
 from koppelpunt.model import (
     AanmeldstatusRecord,
@@ -45,19 +42,18 @@ from koppelpunt.model import (
 )
 from koppelpunt.off_loop import records_in, run_pure
 from koppelpunt.pipeline import run
+from koppelpunt.pipeline.envelope import (
+    BeslissingRow,
+    NewSignalering,
+    beslissing_rows,
+    to_outbox,
+)
 from koppelpunt.pipeline.parse import parse_message
-from koppelpunt.pipeline.render import render_signalering
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import berichten, outbox, verwerkingenlog
-from koppelpunt.store.berichten import BeslissingRow, NewBericht, StoredBericht
-from koppelpunt.store.outbox import NewSignalering
+from koppelpunt.store.berichten import NewBericht, StoredBericht
 
 log = structlog.get_logger(__name__)
-
-CE_SOURCE = "urn:vva:koppelpunt-gemeenten"
-CE_TYPE_PREFIX = "nl.vva.signalering."
-DATASCHEMA = "urn:vva:signalering:1"
-_EXTRA_ATTRIBUTES = MappingProxyType({"ce_dataschema": DATASCHEMA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,78 +70,6 @@ def issue_json(issue: ValidationIssue) -> dict[str, Any]:
         "kolom": issue.column,
         "locatie": issue.path,
     }
-
-
-# The topic per (prefix, gemeentecode), validated once: every signalering needs one, and there
-# are 342 gemeenten. A ValueError (not a gemeentecode) is raised each time: it is not cached.
-_topic_for = functools.lru_cache(maxsize=4096)(topic_for)
-
-
-def to_outbox(runtime: Runtime, s: Signalering, bericht_pk: int | None) -> NewSignalering:
-    """Render a signalering and its CloudEvents headers exactly as they will be published."""
-    headers = cloudevent_attributes(
-        ce_id=s.signalering_id,
-        ce_type=CE_TYPE_PREFIX + s.type.value,
-        ce_source=CE_SOURCE,
-        ce_time=s.aangemaakt,
-        extra=_EXTRA_ATTRIBUTES,
-    )
-    return NewSignalering(
-        signalering_id=s.signalering_id,
-        type=s.type.value,
-        gemeentecode=s.gemeentecode,
-        bsn=s.bsn,
-        topic=_topic_for(runtime.settings.topic_prefix, s.gemeentecode),
-        payload=render_signalering(s),
-        headers=headers,
-        created_at=s.aangemaakt,
-        bericht_pk=bericht_pk,
-    )
-
-
-def render_all(
-    runtime: Runtime, signaleringen: Sequence[Signalering], bericht_pk: int | None
-) -> list[NewSignalering]:
-    """to_outbox for each: pure, so many at once can go to a thread (off_loop.run_pure)."""
-    return [to_outbox(runtime, s, bericht_pk) for s in signaleringen]
-
-
-def beslissing_rows(verwerking: run.Verwerking, rules_version: str) -> list[BeslissingRow]:
-    rows: list[BeslissingRow] = []
-    for o in verwerking.outcomes:
-        if o.parked:
-            rows.append(
-                BeslissingRow(o.index, "geparkeerd", None, None, None, rules_version, o.bsn)
-            )
-        elif isinstance(o.decision, Forwarded):
-            rows.append(
-                BeslissingRow(
-                    o.index,
-                    "doorgestuurd",
-                    None,
-                    None,
-                    o.decision.gemeentecode,
-                    rules_version,
-                    o.bsn,
-                )
-            )
-        elif isinstance(o.decision, Filtered):
-            rows.append(
-                BeslissingRow(
-                    o.index,
-                    "gefilterd",
-                    o.decision.reden.value,
-                    o.decision.details,
-                    None,
-                    rules_version,
-                    o.bsn,
-                )
-            )
-    for r in verwerking.afgewezen:
-        rows.append(
-            BeslissingRow(r.index, "afgewezen", "inhoud", r.reden, None, rules_version, None)
-        )
-    return rows
 
 
 async def record_refusal(
@@ -513,12 +437,13 @@ def _prepare(
             lookup_started=lookup_started,
             decided_at=now,
         )
+    prefix = runtime.settings.topic_prefix
     return _Prepared(
         decided=decided,
         expected=expected,
         new_berichten=new_berichten,
         beslissingen=[beslissing_rows(v, rules_version) for _, v in decided],
-        rendered={id(s): to_outbox(runtime, s, None) for _, v in decided for s in v.signaleringen},
+        rendered={id(s): to_outbox(prefix, s, None) for _, v in decided for s in v.signaleringen},
         log_rows=verwerkingenlog.line_rows(
             verwerkingenlog.LogCipher.from_settings(runtime.settings), lines
         ),
@@ -568,13 +493,14 @@ async def _write(
         (*v.signaleringen, *d.signaleringen) for (_, v), d in zip(decided, derived, strict=True)
     ]
     rendered = prepared.rendered
+    prefix = runtime.settings.topic_prefix
     new_signaleringen: list[NewSignalering] = []
     for made, pk in zip(signaleringen, pks, strict=True):
         for s in made:
             item = rendered.get(id(s))
             # Derived signaleringen depend on the stored state: rendered only now.
             new_signaleringen.append(
-                to_outbox(runtime, s, pk) if item is None else replace(item, bericht_pk=pk)
+                to_outbox(prefix, s, pk) if item is None else replace(item, bericht_pk=pk)
             )
     inserted_ids = set(await outbox.add_signaleringen(session, new_signaleringen))
     stored: list[_Stored] = []

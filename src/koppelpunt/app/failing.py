@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from koppelpunt.operations import audit
+from koppelpunt.app import audit
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import failing, verwerkingenlog
 from koppelpunt.store.failing import FailingSignalering

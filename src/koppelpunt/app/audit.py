@@ -51,7 +51,7 @@ async def log_action(
 
 
 def parked_retry_details(result: Any, *, limit: int) -> dict[str, Any]:
-    """Counts of a parked retry (koppelpunt.parked.RetryResult)."""
+    """Counts of a parked retry (koppelpunt.app.parked.RetryResult)."""
     return {
         "besloten": result.decided,
         "geparkeerd": result.still_parked,
@@ -61,7 +61,7 @@ def parked_retry_details(result: Any, *, limit: int) -> dict[str, Any]:
 
 
 def peildatum_details(result: Any) -> dict[str, Any]:
-    """Counts of a peildatum run (koppelpunt.derived.PeildatumResult), no BSNs."""
+    """Counts of a peildatum run (koppelpunt.app.derived.PeildatumResult), no BSNs."""
     return {
         "peildatum": result.peildatum.isoformat(),
         "checks": [f"{t} ({j})" for t, j in result.checks],

@@ -16,9 +16,9 @@ from datetime import date, timedelta
 
 import structlog
 
-from koppelpunt.derived import run_peildatum
-from koppelpunt.operations import audit
-from koppelpunt.parked import retry_parked
+from koppelpunt.app import audit
+from koppelpunt.app.derived import run_peildatum
+from koppelpunt.app.parked import retry_parked
 from koppelpunt.pipeline.derive import checks_due
 from koppelpunt.pipeline.run import AMSTERDAM
 from koppelpunt.runtime import Runtime

@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy import ColumnElement, Table, delete, exists, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.operations.audit import SYSTEM_ACTOR, log_action
+from koppelpunt.app.audit import SYSTEM_ACTOR, log_action
 from koppelpunt.runtime import Runtime
 from koppelpunt.store.tables import (
     aanmelding_statussen,
