@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, func, insert, select, update
 
-from koppelpunt.app.retention import RULES, plan_purge, purge
+from koppelpunt.app.retention import plan_purge, purge
 from koppelpunt.config import Settings
 from koppelpunt.runtime import Runtime
 from koppelpunt.store.berichten import BeslissingRow, add_afwijzing, add_beslissingen
 from koppelpunt.store.outbox import mark_published
+from koppelpunt.store.retention import RULES
 from koppelpunt.store.tables import afwijzingen, berichten, beslissingen, outbox, signaleringen
 from koppelpunt.store.verwerkingenlog import list_lines
 from tests.store.helpers import add_test_bericht
@@ -319,8 +320,8 @@ class TestPupilStateAndLog:
     async def test_a_refreshed_row_is_not_deleted(self, runtime: Runtime) -> None:
         """The delete re-checks the term: an aanmelding refreshed after the batch was chosen
         keeps itself and its history (the key alone would take it)."""
-        from koppelpunt.app.retention import RULES as rules
-        from koppelpunt.app.retention import _condition
+        from koppelpunt.store.retention import RULES as rules
+        from koppelpunt.store.retention import past_term as _condition
         from koppelpunt.store.tables import aanmelding_statussen, aanmeldingen
 
         await _fill_pupil_state(runtime)

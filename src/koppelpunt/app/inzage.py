@@ -26,25 +26,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.pipeline.checks import is_valid_bsn
+from koppelpunt.store import inzage as queries
 from koppelpunt.store import verwerkingenlog
 from koppelpunt.store.parked import GEPARKEERD
-from koppelpunt.store.tables import (
-    aanmelding_statussen,
-    aanmeldingen,
-    berichten,
-    beslissingen,
-    leerling_gemeenten,
-    leerling_prognoses,
-    outbox,
-    signaleringen,
-    woonregister,
-)
 from koppelpunt.store.verwerkingenlog import LogCipher, StoredLine
 
 
@@ -193,37 +182,9 @@ def check_bsn(bsn: str) -> str:
 
 
 async def _collect(session: AsyncSession, cipher: LogCipher, bsn: str) -> dict[str, Any]:
-    besl = await session.execute(
-        select(
-            berichten.c.bericht_id,
-            berichten.c.soort,
-            berichten.c.sender,
-            berichten.c.received_at,
-            beslissingen.c.record_index,
-            beslissingen.c.uitkomst,
-            beslissingen.c.reden,
-            beslissingen.c.gemeentecode,
-        )
-        .join(berichten, berichten.c.id == beslissingen.c.bericht_pk)
-        .where(beslissingen.c.bsn == bsn)
-        .order_by(berichten.c.received_at, beslissingen.c.id)
-    )
-    sigs = await session.execute(
-        select(
-            signaleringen.c.signalering_id,
-            signaleringen.c.type,
-            signaleringen.c.gemeentecode,
-            signaleringen.c.topic,
-            signaleringen.c.created_at,
-            outbox.c.published_at,
-        )
-        .outerjoin(outbox, outbox.c.signalering_id == signaleringen.c.signalering_id)
-        .where(signaleringen.c.bsn == bsn)
-        .order_by(signaleringen.c.created_at, signaleringen.c.signalering_id)
-    )
-    woon = await session.execute(
-        select(woonregister).where(woonregister.c.bsn == bsn).order_by(woonregister.c.geldig_vanaf)
-    )
+    besl = await queries.beslissingen_of(session, bsn)
+    sigs = await queries.signaleringen_of(session, bsn)
+    woon = await queries.woonregister_of(session, bsn)
     return {
         **await _pupil_state(session, bsn),
         "beslissingen": [
@@ -295,41 +256,18 @@ def _logged_disclosures(
 
 async def _pupil_state(session: AsyncSession, bsn: str) -> dict[str, Any]:
     """Issue 3's state about the person: prognoses, aanmeldingen with history, last gemeente."""
-    prognoses = await session.execute(
-        select(leerling_prognoses, berichten.c.bericht_id)
-        .outerjoin(berichten, berichten.c.id == leerling_prognoses.c.bericht_pk)
-        .where(leerling_prognoses.c.bsn == bsn)
-        .order_by(leerling_prognoses.c.schooljaar)
-    )
-    rows = (
-        await session.execute(
-            select(aanmeldingen)
-            .where(aanmeldingen.c.bsn == bsn)
-            .order_by(aanmeldingen.c.instelling_brin, aanmeldingen.c.aanmelding_id)
-        )
-    ).all()
+    prognoses = await queries.prognoses_of(session, bsn)
+    rows = await queries.aanmeldingen_of(session, bsn)
     history: dict[tuple[str, str], list[AanmeldStatus]] = {
         (r.instelling_brin, r.aanmelding_id): [] for r in rows
     }
     if history:
-        statussen = await session.execute(
-            select(aanmelding_statussen, berichten.c.bericht_id)
-            .outerjoin(berichten, berichten.c.id == aanmelding_statussen.c.bericht_pk)
-            .join(
-                aanmeldingen,
-                (aanmeldingen.c.instelling_brin == aanmelding_statussen.c.instelling_brin)
-                & (aanmeldingen.c.aanmelding_id == aanmelding_statussen.c.aanmelding_id),
-            )
-            .where(aanmeldingen.c.bsn == bsn)
-            .order_by(aanmelding_statussen.c.id)
-        )
+        statussen = await queries.status_history_of(session, bsn)
         for h in statussen:
             history[(h.instelling_brin, h.aanmelding_id)].append(
                 AanmeldStatus(h.status, h.statusdatum, h.buiten_flow, h.received_at, h.bericht_id)
             )
-    gemeente = (
-        await session.execute(select(leerling_gemeenten).where(leerling_gemeenten.c.bsn == bsn))
-    ).first()
+    gemeente = await queries.leerling_gemeente_of(session, bsn)
     return {
         "prognoses": [
             Prognose(

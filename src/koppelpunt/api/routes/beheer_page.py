@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -30,7 +30,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.api.auth import Kind, Role, SenderRegistry, key_id
@@ -41,9 +40,9 @@ from koppelpunt.masking import mask_error_text
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import beheer_sessions, leerlingen
 from koppelpunt.store import outbox as outbox_repo
+from koppelpunt.store import overview as overview_repo
 from koppelpunt.store import parked as parked_repo
 from koppelpunt.store.berichten import list_afwijzingen
-from koppelpunt.store.tables import afwijzingen, outbox, signaleringen
 
 log = structlog.get_logger(__name__)
 
@@ -238,22 +237,6 @@ async def logout(request: Request) -> Response:
 # --- overview ---------------------------------------------------------------------------------
 
 
-async def signaleringen_per_dag(
-    session: AsyncSession, since: date
-) -> dict[str, dict[str, dict[str, int]]]:
-    """{gemeentecode: {type: {YYYY-MM-DD: count}}} from `since` (UTC days) on."""
-    day = func.date(signaleringen.c.created_at)
-    rows = await session.execute(
-        select(signaleringen.c.gemeentecode, signaleringen.c.type, day, func.count())
-        .where(signaleringen.c.created_at >= datetime.combine(since, datetime.min.time(), UTC))
-        .group_by(signaleringen.c.gemeentecode, signaleringen.c.type, day)
-    )
-    out: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
-    for gemeente, soort, dag, n in rows:
-        out[gemeente][soort][str(dag)[:10]] = int(n)
-    return out
-
-
 async def recente_afwijzingen(session: AsyncSession, limit: int = 25) -> list[dict[str, Any]]:
     rows = await list_afwijzingen(session, limit=limit)
     out = []
@@ -276,22 +259,6 @@ async def recente_afwijzingen(session: AsyncSession, limit: int = 25) -> list[di
             }
         )
     return out
-
-
-async def _afwijzingen_per_status(session: AsyncSession) -> dict[int, int]:
-    rows = await session.execute(
-        select(afwijzingen.c.status_code, func.count()).group_by(afwijzingen.c.status_code)
-    )
-    return {int(code): int(n) for code, n in rows}
-
-
-async def _falend(session: AsyncSession) -> int:
-    n = await session.scalar(
-        select(func.count())
-        .select_from(outbox)
-        .where(outbox.c.published_at.is_(None), outbox.c.attempts > 0)
-    )
-    return int(n or 0)
 
 
 async def _lag(runtime: Runtime) -> list[dict[str, Any]] | None:
@@ -358,12 +325,12 @@ async def overview(request: Request) -> Response:
     since = today - timedelta(days=DAYS - 1)
     days = [(since + timedelta(days=i)).isoformat() for i in range(DAYS)]
     async with runtime.sessions() as session:
-        counts = await signaleringen_per_dag(session, since)
+        counts = await overview_repo.signaleringen_per_dag(session, since)
         refused = await recente_afwijzingen(session)
-        per_status = await _afwijzingen_per_status(session)
+        per_status = await overview_repo.afwijzingen_per_status(session)
         backlog = await outbox_repo.backlog(session)
         oldest = await outbox_repo.oldest_unpublished(session)
-        falend = await _falend(session)
+        falend = await overview_repo.failing_count(session)
         geparkeerd = await parked_repo.count_parked(session)
         parked_rows = await parked_repo.list_parked(session, limit=LIST_LIMIT)
         buiten_flow = await leerlingen.list_buiten_flow(session, limit=LIST_LIMIT)
