@@ -5,9 +5,11 @@
 
 (A remote BRP lookup is the exception: the session's read transaction ends before it.)
 
-Small messages take that path together: messages parsed while a transaction runs wait for
-the next one, which does each step once for all of them (group commit, group_commit.py and
-`_store_group`; docs/scaling.md). A message larger than GROUP_MAX_RECORDS has its own.
+There is one path: `_store_group` stores a group of messages in one transaction. Small
+messages take it together: messages parsed while a transaction runs wait for the next one,
+which does each step once for all of them (group commit, group_commit.py; docs/scaling.md).
+A message larger than GROUP_MAX_RECORDS, or any message with the group commit off, is a
+group of one (`_receive_one`).
 
 Nothing is acknowledged before it is stored: the receipt is only returned after the commit.
 Refused messages are stored too (afwijzingen), with their raw bytes and every reason.
@@ -236,34 +238,13 @@ def _group_commit(runtime: Runtime, size: int) -> GroupCommit[_Pending, _Stored 
 
 
 async def _receive_one(runtime: Runtime, pending: _Pending) -> _Stored | StoredBericht:
-    """One message in a transaction of its own; the stored message if it was received before."""
-    parsed = pending.parsed
-    bericht_id = parsed.bericht.bericht_id
-    # One session, so one pooled connection, per message: idempotency check, lookup (when
-    # the lookup reads the local register) and writes. The check comes first, so a resend
-    # is answered before any lookup. The berichtId's unique index still decides a race
-    # between two deliveries (IntegrityError below). On SQLite the reads take no lock
-    # (the driver begins the transaction at the first INSERT); on PostgreSQL they run in
-    # the same READ COMMITTED transaction, which sees every commit up to each statement.
-    async with runtime.sessions() as session:
-        existing = await berichten.find_bericht(session, bericht_id)
-        if existing is not None:
-            return existing
-        keys = run.lookups_needed(parsed, runtime.rules)
-        lookup_started = runtime.clock()
-        found = await _lookup(runtime, session, keys)
-        now = runtime.clock()
-        try:
-            (stored,) = await _store(session, runtime, [pending], found, lookup_started, now)
-            await session.commit()
-        except IntegrityError:
-            # Lost a race with a concurrent identical berichtId: answer as a resend.
-            await session.rollback()
-            existing = await berichten.find_bericht(session, bericht_id)
-            if existing is None:
-                raise
-            return existing
-    return stored
+    """One message in a transaction of its own: a group of one (_store_group); the stored
+    message if it was received before."""
+    (result,) = await _store_group(runtime, [pending])
+    # A group of one is never deferred (its first message always takes its claims) and
+    # _store_group raises rather than returning an exception.
+    assert isinstance(result, _Stored | StoredBericht)
+    return result
 
 
 async def _lookup(
@@ -286,6 +267,9 @@ async def _receive_group(
     results: list[_Stored | StoredBericht | BaseException | Deferred]
     try:
         results = await _store_group(runtime, group)
+        stored = sum(isinstance(r, _Stored) for r in results)
+        if stored:
+            runtime.metrics.group_commit_size.observe(stored)
     except Exception as exc:
         # Only the exception's type: a database error's text can hold statement parameters.
         log.warning(
@@ -338,7 +322,16 @@ async def _store_group(
     runtime: Runtime, group: list[_Pending]
 ) -> list[_Stored | StoredBericht | BaseException | Deferred]:
     """Store the group's new messages in one transaction: a result per message, or DEFERRED
-    for the ones that wait for the next group (see _Claims)."""
+    for the ones that wait for the next group (see _Claims). A message received alone is a
+    group of one (_receive_one).
+
+    One session, so one pooled connection, per group: idempotency check, lookup (when the
+    lookup reads the local register) and writes. The check comes first, so a resend is
+    answered before any lookup. The berichtId's unique index still decides a race between
+    two deliveries (IntegrityError). On SQLite the reads take no lock (the driver begins the
+    transaction at the first INSERT); on PostgreSQL they run in the same READ COMMITTED
+    transaction, which sees every commit up to each statement.
+    """
     results: list[_Stored | StoredBericht | BaseException | Deferred] = [DEFERRED] * len(group)
     async with runtime.sessions() as session:
         existing = await berichten.find_berichten(
@@ -367,11 +360,21 @@ async def _store_group(
         lookup_started = runtime.clock()
         found = await _lookup(runtime, session, list(keys))
         now = runtime.clock()
-        stored = await _store(
-            session, runtime, [group[n] for n in fresh], found, lookup_started, now
-        )
-        await session.commit()
-    runtime.metrics.group_commit_size.observe(len(fresh))
+        try:
+            stored = await _store(
+                session, runtime, [group[n] for n in fresh], found, lookup_started, now
+            )
+            await session.commit()
+        except IntegrityError:
+            if len(group) > 1:
+                raise  # _receive_group retries each message as a group of one
+            # Lost a race with a concurrent identical berichtId: answer as a resend.
+            await session.rollback()
+            bericht_id = group[0].parsed.bericht.bericht_id
+            existing_one = await berichten.find_bericht(session, bericht_id)
+            if existing_one is None:
+                raise
+            return [existing_one]
     for n, item in zip(fresh, stored, strict=True):
         results[n] = item
     return results
