@@ -37,48 +37,18 @@ log = structlog.get_logger(__name__)
 PEILDATUM_BATCH = 500
 
 
-async def on_receipt(
-    session: AsyncSession,
-    runtime: Runtime,
-    verwerking: Verwerking,
-    now: datetime,
-    *,
-    bericht_pk: int | None = None,
-    apply_state: bool = True,
-) -> derive.Derived:
-    """Update pupil state for a decided message and derive; all in the caller's transaction."""
-    bsns = {r.leerling.bsn for r in verwerking.bericht.records if r.leerling.bsn}
-    await leerlingen.lock_pupils(session, bsns)
-    states = await leerlingen.load_states(session, bsns)
-    before = dict(states)
-    last = await leerlingen.load_last_gemeenten(session, bsns)
-    result = await run_pure(  # a large message in a thread (off_loop.py)
-        len(verwerking.bericht.records),
-        derive.on_receipt,
-        states,
-        verwerking,
-        runtime.rules,
-        runtime.gemeenten,
-        last,
-        now,
-        leerlingen.max_seq(states) + 1,
-        apply_state=apply_state,
-    )
-    if apply_state:
-        await leerlingen.save_states(session, before, states, bericht_pk=bericht_pk, now=now)
-    await leerlingen.save_last_gemeenten(session, result.last, now)
-    _warn_buiten_flow(result)
-    return result
-
-
 async def on_receipt_group(
     session: AsyncSession,
     runtime: Runtime,
-    group: Sequence[tuple[Verwerking, int]],
+    group: Sequence[tuple[Verwerking, int | None]],
     now: datetime,
+    *,
+    apply_state: bool = True,
 ) -> list[derive.Derived]:
-    """on_receipt for the messages of one transaction, (verwerking, bericht pk) in arrival
-    order: a group commit, or a single message (a group of one).
+    """Update pupil state for decided messages and derive (pipeline/derive.on_receipt), all in
+    the caller's transaction: (verwerking, bericht pk) in arrival order, a group commit or a
+    single message (a group of one). With `apply_state=False` (parked records decided later:
+    their state was stored at receipt) the state is read, not written.
 
     The group's messages are about different pupils and aanmeldingen (receive._Claims), so
     each is derived on its pupils' state as stored, exactly as on its own; its changes become
@@ -92,21 +62,23 @@ async def on_receipt_group(
     records = sum(len(v.bericht.records) for v, _ in group)
     # Pure: for a large message or group in a thread, so the loop keeps answering (off_loop.py).
     rows, changed, results = await run_pure(
-        records, _derive_group, runtime, group, states, last, now
+        records, _derive_group, runtime, group, states, last, now, apply_state
     )
     for result in results:
         _warn_buiten_flow(result)
-    await leerlingen.write_state_rows(session, rows)
+    if apply_state:
+        await leerlingen.write_state_rows(session, rows)
     await leerlingen.save_last_gemeenten(session, changed, now)
     return results
 
 
 def _derive_group(
     runtime: Runtime,
-    group: Sequence[tuple[Verwerking, int]],
+    group: Sequence[tuple[Verwerking, int | None]],
     states: dict[str, PupilState],
     last: dict[str, derive.LastGemeente],
     now: datetime,
+    apply_state: bool,
 ) -> tuple[leerlingen.StateRows, dict[str, derive.LastGemeente], list[derive.Derived]]:
     """on_receipt_group's derivation, message by message, on the loaded `states` and `last`
     (both updated): the state rows to write, the changed last gemeenten, a result each."""
@@ -125,9 +97,11 @@ def _derive_group(
             last,
             now,
             leerlingen.max_seq(states) + 1,
+            apply_state=apply_state,
         )
-        after = {bsn: state for bsn, state in states.items() if bsn in mine}
-        rows.add(leerlingen.state_rows(before, after, bericht_pk=pk, now=now))
+        if apply_state:
+            after = {bsn: state for bsn, state in states.items() if bsn in mine}
+            rows.add(leerlingen.state_rows(before, after, bericht_pk=pk, now=now))
         last.update(result.last)
         changed.update(result.last)
         results.append(result)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from koppelpunt.app.derived import on_receipt
+from koppelpunt.app.derived import on_receipt_group
 from koppelpunt.model import Parsed, Soort
 from koppelpunt.off_loop import records_in, run_pure
 from koppelpunt.pipeline import run
@@ -76,7 +76,9 @@ async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
             }
             # A record another retry decided first yields the same signalering ids: the store
             # skips them, so nothing is published twice.
-            derived = await on_receipt(session, runtime, done, now, apply_state=False)
+            (derived,) = await on_receipt_group(
+                session, runtime, [(done, None)], now, apply_state=False
+            )
             made = (*done.signaleringen, *derived.signaleringen)
             rendered = await run_pure(
                 len(made), render_all, runtime.settings.topic_prefix, made, pk

@@ -155,31 +155,20 @@ def evaluate_pre_lookup(rules: RuleSet, facts: Facts) -> Filtered | None:
     Split out so the woongemeente is only looked up (a disclosure by the BRP) for records that
     could be forwarded at all: data minimisation.
     """
-    age = age_on(facts.geboortedatum, facts.peildatum)
-    if age >= rules.leeftijd.jonger_dan:
-        return Filtered(
-            FilterReden.LEEFTIJD,
-            f"{age} jaar op {facts.peildatum.isoformat()}, grens {rules.leeftijd.jonger_dan}",
-        )
-    if (
-        facts.hoogste_diploma is not None
-        and facts.hoogste_diploma in rules.startkwalificatie.diplomas
-    ):
-        return Filtered(FilterReden.STARTKWALIFICATIE, f"hoogsteDiploma {facts.hoogste_diploma}")
-    if not facts.bsn:
-        return Filtered(FilterReden.GEEN_BSN, "alleen een onderwijsnummer, geen BSN")
-    return None
+    check = compile_pre_lookup(rules)
+    return check(facts.peildatum, facts.geboortedatum, facts.hoogste_diploma, facts.bsn)
 
 
 PreLookup = Callable[[date, date, str | None, str | None], Filtered | None]
 
 
 def compile_pre_lookup(rules: RuleSet) -> PreLookup:
-    """`evaluate_pre_lookup(rules, ·)` as one closure over the rule values, for the hot path.
+    """The rules that need no lookup as one closure over the rule values: the only
+    implementation of them (evaluate_pre_lookup calls it).
 
     Called as `check(peildatum, geboortedatum, hoogste_diploma, bsn)`: no Facts to build and
-    no model attributes to walk per record. Returns exactly what evaluate_pre_lookup returns
-    (tested for every filter reason, 29 February included).
+    no model attributes to walk per record, so the hot path (run.decide) compiles it once per
+    message. The age is age_on's (tested for every filter reason, 29 February included).
     """
     jonger_dan = rules.leeftijd.jonger_dan
     diplomas = rules.startkwalificatie.diplomas
