@@ -17,7 +17,7 @@ GEMEENTECODE = r"^[Gg][Mm][0-9]{4}$"
 # no regular expression of reasonable size expresses it.
 BSN = r"^[0-9]{9}$"
 
-# Dates and moments in the years 1900-2999 (operations.moments: no message is older or
+# Dates and moments in the years 1900-2999 (app/moments.py: no message is older or
 # newer, and near datetime's ends the conversion to UTC overflows). Written out so that every
 # string the pattern allows is a real day: months of 30 and 31 days, 29 February only in leap
 # years (every fourth year, not 1900, 2100, 2200, 2300, 2500, 2600, 2700 and 2900).
@@ -33,7 +33,7 @@ _TIME = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
 _OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 
 # A date (midnight) or a date and time, with or without an offset; without one it is
-# Europe/Amsterdam time. The CLI reads any ISO 8601 form Python reads (operations.moments);
+# Europe/Amsterdam time. The CLI reads any ISO 8601 form Python reads (app/moments.py);
 # the API only this one, so that its document can say exactly which strings it takes.
 MOMENT = rf"^{_DATE}(?:{_TIME}{_OFFSET}?)?$"
 MOMENT_DESCRIPTION = (
