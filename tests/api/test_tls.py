@@ -11,12 +11,16 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from koppelpunt.config import Settings
 from koppelpunt.pki import CertificateAuthority, Issued
+from koppelpunt.store.tables import berichten, verwerkingenlog
 from tests.http_server import serving
 from tests.messages import A, L, aanmeldstatus_xml, prognose_xml
 
@@ -201,3 +205,70 @@ class TestHandshake:
         fs.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
         r = await post(required, fs, "/v1/prognoses", prognose())
         assert r.status_code == 202, r.text
+
+
+class TestOrigin:
+    """The sender's OIN and the transaction id are stored with the message and its log."""
+
+    async def rows(self, settings: Settings, bericht_id: str) -> tuple[Any, list[Any]]:
+        engine = create_async_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        sa.select(berichten.c.sender_oin, berichten.c.transaction_id).where(
+                            berichten.c.bericht_id == bericht_id
+                        )
+                    )
+                ).one()
+                lines = (
+                    await conn.execute(
+                        sa.select(verwerkingenlog.c.attributes).where(
+                            verwerkingenlog.c.actor == "vo-cert"
+                        )
+                    )
+                ).all()
+        finally:
+            await engine.dispose()
+        return row, [
+            line.attributes for line in lines if line.attributes.get("berichtId") == bericht_id
+        ]
+
+    async def test_oin_and_given_transaction_id_are_stored(
+        self, settings: Settings, pki: Pki, tmp_path: Path
+    ) -> None:
+        tls = tls_settings(settings, pki, tmp_path, None)
+        vo = pki.client("vo", pki.ca.issue_client("vo", oin=VO_OIN))
+        bericht_id = f"tls-{uuid.uuid4().hex[:8]}"
+        given = str(uuid.uuid4())
+        async with serving(tls) as port:
+            r = await post(
+                port,
+                client_context(pki, vo),
+                "/v1/prognoses",
+                prognose_xml(bericht_id, [L()]),
+                **{"Fsc-Transaction-Id": given.upper()},
+            )
+            assert r.status_code == 202, r.text
+            assert r.headers["fsc-transaction-id"] == given
+        row, lines = await self.rows(tls, bericht_id)
+        assert (row.sender_oin, row.transaction_id) == (VO_OIN, given)
+        assert lines and all(a["oin"] == VO_OIN and a["transactionId"] == given for a in lines)
+
+    async def test_a_new_uuid7_without_the_header_and_400_for_a_bad_one(
+        self, settings: Settings, pki: Pki, tmp_path: Path
+    ) -> None:
+        tls = tls_settings(settings, pki, tmp_path, None)
+        vo = pki.client("vo", pki.ca.issue_client("vo", oin=VO_OIN))
+        bericht_id = f"tls-{uuid.uuid4().hex[:8]}"
+        async with serving(tls) as port:
+            ctx = client_context(pki, vo)
+            r = await post(port, ctx, "/v1/prognoses", prognose_xml(bericht_id, [L()]))
+            assert r.status_code == 202, r.text
+            made = uuid.UUID(r.headers["fsc-transaction-id"])
+            assert made.version == 7
+            bad = await post(port, ctx, "/v1/prognoses", prognose(), **{"Fsc-Transaction-Id": "x"})
+            assert bad.status_code == 400
+            assert bad.headers["content-type"].startswith("application/problem+json")
+        row, _ = await self.rows(tls, bericht_id)
+        assert row.transaction_id == str(made)
