@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from koppelpunt.api.tls import server_context
 from koppelpunt.config import Settings
 from koppelpunt.pki import CertificateAuthority, Issued
 from koppelpunt.store.tables import berichten, verwerkingenlog
@@ -272,3 +273,25 @@ class TestOrigin:
             assert bad.headers["content-type"].startswith("application/problem+json")
         row, _ = await self.rows(tls, bericht_id)
         assert row.transaction_id == str(made)
+
+
+def test_the_context_offers_only_forward_secret_aead_suites(pki: Pki, settings: Settings) -> None:
+    ctx = server_context(
+        settings.model_copy(update={"tls_cert_file": pki.cert_file, "tls_key_file": pki.key_file})
+    )
+    assert ctx is not None and ctx.minimum_version is ssl.TLSVersion.TLSv1_2
+    for suite in ctx.get_ciphers():
+        if suite["protocol"] == "TLSv1.2":
+            assert suite["kea"] in ("kx-ecdhe", "kx-dhe"), suite["name"]
+            assert suite["aead"], suite["name"]
+
+
+def test_plain_http_warns_that_it_is_for_development(settings: Settings) -> None:
+    from structlog.testing import capture_logs
+
+    from koppelpunt.api.server import server_config
+
+    with capture_logs() as logs:
+        server_config(lambda *a: None, settings)
+    warned = [e for e in logs if e["event"] == "http_without_tls"]
+    assert warned and "development only" in warned[0]["detail"]

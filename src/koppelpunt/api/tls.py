@@ -30,7 +30,7 @@ from koppelpunt.pki import subject_oin
 
 # TLS 1.2: ECDHE/DHE key exchange, AEAD ciphers only. TLS 1.3 suites are all AEAD with
 # (EC)DHE and are set apart by OpenSSL (set_ciphers does not touch them).
-TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!PSK"
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!PSK:!DSS"
 # What PKIoverheid puts in the Subject serialNumber of an organisation certificate: the OIN.
 OIN = re.compile(r"^[0-9]{20}$")
 
