@@ -11,6 +11,9 @@ BIN    := $(VENV)/bin
 # development sender keys from dev/senders.dev.yaml (DEV ONLY, printed at start) and, through
 # KOPPELPUNT_DEVELOPMENT_MODE, the public development log encryption key (refused without it).
 RUN_ENV := KOPPELPUNT_SENDERS_FILE=$${KOPPELPUNT_SENDERS_FILE:-dev/senders.dev.yaml} \
+           KOPPELPUNT_TLS_CERT_FILE=$${KOPPELPUNT_TLS_CERT_FILE:-var/tls/server.crt} \
+           KOPPELPUNT_TLS_KEY_FILE=$${KOPPELPUNT_TLS_KEY_FILE:-var/tls/server.key} \
+           KOPPELPUNT_TLS_CLIENT_CA_FILE=$${KOPPELPUNT_TLS_CLIENT_CA_FILE:-var/tls/ca.crt} \
            KOPPELPUNT_LOG_JSON=$${KOPPELPUNT_LOG_JSON:-false} \
            KOPPELPUNT_DEVELOPMENT_MODE=$${KOPPELPUNT_DEVELOPMENT_MODE:-true}
 
@@ -40,6 +43,11 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "note: no chromium (apt-get install chromium): the /beheer browser tests will skip"; fi; }
+	@# nginx as the TLS-terminating proxy of tests/api/test_tls_proxy.py (two-way TLS in front).
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
+	  else echo "note: no nginx (apt-get install nginx-light): the TLS proxy test will skip"; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -69,11 +77,13 @@ run: $(VENV)/.installed kafka
 	@echo "   vo       : dev-vo-key-NOT-FOR-PRODUCTION"
 	@echo "   mbo      : dev-mbo-key-NOT-FOR-PRODUCTION"
 	@echo "   operator : dev-operator-key-NOT-FOR-PRODUCTION"
-	@echo " API  http://127.0.0.1:8000/docs   Kafka 127.0.0.1:9092 (SASL/SCRAM-SHA-512)"
+	@echo " API  https://127.0.0.1:8000/docs (client certificates: var/tls/, see README)"
+	@echo " Kafka 127.0.0.1:9092 (SASL/SCRAM-SHA-512)"
 	@echo " Kafka passwords: $(KAFKA_DIR)/credentials. Vendor access:"
 	@echo '   eval "$$(make -s kafka-env)"; .venv/bin/koppelpunt access grant NAME --gemeente GM0363'
 	@echo "=================================================================="
 	@mkdir -p var
+	$(BIN)/koppelpunt tls dev-pki --dir var/tls --senders $${KOPPELPUNT_SENDERS_FILE:-dev/senders.dev.yaml}
 	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt db upgrade
 	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt brp import schemas/examples/woonregister.csv
 	$(KAFKA_ENV) $(RUN_ENV) $(BIN)/koppelpunt serve

@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from koppelpunt.errors import ConfigurationError
@@ -147,6 +147,23 @@ class Settings(BaseSettings):
     # even a local process) can choose the address that is logged and throttled.
     trusted_proxies: list[str] = Field(default_factory=list)
 
+    # --- TLS on the API (docs/beheer.md, TLS) -------------------------------------------------
+    # Server certificate chain and key (PEM). Unset: plain HTTP, for development only (a
+    # warning at start); production serves HTTPS with its own PKIoverheid certificate.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Trust anchors for client certificates (PEM bundle): the PKIoverheid Private Root in
+    # production. The sender is the OIN in the verified certificate's Subject serialNumber.
+    tls_client_ca_file: Path | None = None
+    # required | optional (no certificate: the bearer key) | none. Default: required when a
+    # client CA is set, else none.
+    tls_client_auth: Literal["required", "optional", "none"] | None = None
+    # A TLS-terminating proxy (FSC inway, nginx) passes the client certificate it verified in
+    # this header (URL-escaped PEM, nginx's $ssl_client_escaped_cert), believed only on
+    # connections from tls_trusted_proxies (addresses or networks, JSON list); elsewhere ignored.
+    tls_client_cert_header: str | None = None
+    tls_trusted_proxies: list[str] = Field(default_factory=list)
+
     # --- senders, rules, reference data --------------------------------------------------
     # YAML with {name, role, key_sha256} per sender: hashes only, never keys.
     senders_file: Path = Path("senders.yaml")
@@ -251,14 +268,34 @@ class Settings(BaseSettings):
                 "docs/beheer.md) or, for development only, KOPPELPUNT_DEVELOPMENT_MODE=true"
             )
 
-    @field_validator("trusted_proxies")
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        """A TLS setting that cannot work is an error at start, not a silent plain HTTP."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        if self.tls_client_auth in ("required", "optional") and self.tls_client_ca_file is None:
+            raise ValueError(f"tls_client_auth={self.tls_client_auth} needs tls_client_ca_file")
+        if self.tls_trusted_proxies and not self.tls_client_cert_header:
+            raise ValueError("tls_trusted_proxies needs tls_client_cert_header")
+        return self
+
+    @property
+    def effective_tls_client_auth(self) -> Literal["required", "optional", "none"]:
+        """KOPPELPUNT_TLS_CLIENT_AUTH, or its default: required when a client CA is set."""
+        if self.tls_client_auth is not None:
+            return self.tls_client_auth
+        return "required" if self.tls_client_ca_file is not None else "none"
+
+    @field_validator("trusted_proxies", "tls_trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         """Each entry an address or network: a typo must not silently trust nothing (or all)."""
         try:
             return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
         except ValueError as exc:
-            raise ValueError(f"trusted_proxies: {exc}") from exc
+            raise ValueError(f"proxies: {exc}") from exc
 
     @property
     def uses_postgresql(self) -> bool:

@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 import structlog
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
@@ -322,3 +323,8 @@ class TestUvicornContract:
         for name in ("disconnected", "message_event", "response_started", "response_complete"):
             assert f"self.{name} =" in cycle_init, name
         assert "keep_alive" in inspect.signature(RequestResponseCycle.__init__).parameters
+        # api/tls.py: our SSLContext goes in through ssl_context_factory; the protocol puts the
+        # client certificate into the scope at on_headers_complete, which reads self.scope.
+        assert "ssl_context_factory" in inspect.signature(uvicorn.Config.__init__).parameters
+        assert "self.scope = " in inspect.getsource(HttpToolsProtocol.on_message_begin)
+        assert "self.scope" in inspect.getsource(HttpToolsProtocol.on_headers_complete)

@@ -22,6 +22,7 @@ from koppelpunt.api.body_limit import BodyLimit
 from koppelpunt.api.design_rules import API_VERSION, ApiVersionHeader, openapi_router
 from koppelpunt.api.request_target import RequestTarget
 from koppelpunt.api.routes import beheer, beheer_page, berichten, contract, health, inzage
+from koppelpunt.api.transaction import TransactionId
 from koppelpunt.app.scheduler import Scheduler
 from koppelpunt.config import Settings
 from koppelpunt.kafka.publisher import KafkaPublisher, Publisher
@@ -125,6 +126,7 @@ def create_app(
         BodyLimit, limit=settings.max_form_body_bytes, exempt=berichten.XML_ENDPOINTS
     )
     app.add_middleware(RequestTarget)  # no control characters in path or query
+    app.add_middleware(TransactionId)  # Fsc-Transaction-Id: given or new, in every answer
     app.add_middleware(ApiVersionHeader)  # outermost: every answer carries API-Version
     app.include_router(openapi_router(app))
     app.include_router(berichten.router)

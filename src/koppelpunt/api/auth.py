@@ -1,4 +1,11 @@
-"""Sender authentication: bearer keys checked against SHA-256 hashes from the senders file.
+"""Sender authentication: the OIN of a verified client certificate and/or bearer keys checked
+against SHA-256 hashes from the senders file.
+
+A sender entry with an `oin` is matched only by a verified client certificate whose Subject
+serialNumber is that OIN; with `key_sha256` as well, the bearer key must match too. A
+certificate without an OIN, with a malformed one or with one not in the file gets 403 (the
+handshake already proved the certificate; guessing does not apply). Without a certificate only
+entries without `oin` can be matched, by their key (docs/beheer.md, TLS).
 
 The file holds hashes only, so a leaked config does not leak keys. Each presented key is hashed
 and compared with every known hash in constant time (hmac.compare_digest, no early exit), so
@@ -24,8 +31,9 @@ from pathlib import Path
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from koppelpunt.api.tls import ClientCertificate
 from koppelpunt.config import Settings
 from koppelpunt.errors import (
     AuthenticationError,
@@ -48,7 +56,14 @@ class _SenderEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(min_length=1, max_length=64)
     role: Role
-    key_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    oin: str | None = Field(default=None, pattern=r"^[0-9]{20}$")
+
+    @model_validator(mode="after")
+    def _identified(self) -> _SenderEntry:
+        if self.key_sha256 is None and self.oin is None:
+            raise ValueError(f"sender {self.name}: needs key_sha256, oin or both")
+        return self
 
 
 class _SendersFile(BaseModel):
@@ -60,6 +75,7 @@ class _SendersFile(BaseModel):
 class Sender:
     name: str
     role: Role
+    oin: str | None = None
 
 
 def hash_key(key: str) -> str:
@@ -177,7 +193,10 @@ class AuthThrottle:
             times.append(now)
 
 
-def _parse(path: Path) -> list[tuple[bytes, Sender]]:
+Entry = tuple[bytes | None, Sender]  # (SHA-256 of the key or None, the sender)
+
+
+def _parse(path: Path) -> list[Entry]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -194,7 +213,13 @@ def _parse(path: Path) -> list[tuple[bytes, Sender]]:
     names = [s.name for s in parsed.senders]
     if len(set(names)) != len(names):
         raise ConfigurationError(f"senders file {path}: sender names must be unique")
-    return [(bytes.fromhex(s.key_sha256), Sender(s.name, s.role)) for s in parsed.senders]
+    return [
+        (
+            bytes.fromhex(s.key_sha256) if s.key_sha256 else None,
+            Sender(s.name, s.role, s.oin),
+        )
+        for s in parsed.senders
+    ]
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -214,7 +239,7 @@ class SenderRegistry:
 
     def __init__(
         self,
-        entries: list[tuple[bytes, Sender]],
+        entries: list[Entry],
         *,
         path: Path | None = None,
         throttle: AuthThrottle | None = None,
@@ -251,7 +276,7 @@ class SenderRegistry:
         the key it was opened with (so removing the operator or rotating the key ends it)."""
         self._refresh()
         for digest, sender in self._entries:
-            if sender.name == name and sender.role is Role.OPERATOR:
+            if sender.name == name and sender.role is Role.OPERATOR and digest is not None:
                 return digest[:8].hex()
         return None
 
@@ -263,17 +288,22 @@ class SenderRegistry:
         kind: Kind = Kind.BEARER,
         role: Role | None = None,
         metrics: Metrics | None = None,
+        certificate: ClientCertificate | None = None,
     ) -> Sender:
-        """The sender for an Authorization header; AuthenticationError (401) otherwise.
+        """The sender for a verified client certificate and/or an Authorization header;
+        AuthenticationError (401) or ForbiddenError (403, a certificate that names no known
+        sender) otherwise.
 
         With a throttle: TooManyRequestsError (429) while `client` (an address) or the
         presented key has too many recent failures, checked before the key; an unknown key
         counts for both. `role`: a key of another role is a failure too (the /beheer login),
         counted for the address only.
         """
+        self._refresh()
+        if certificate is not None:
+            return self._by_certificate(certificate, authorization, role)
         if not authorization:
             raise AuthenticationError("Authorization: Bearer <sleutel> ontbreekt")
-        self._refresh()
         address = client_bucket(client)
         m = _BEARER.match(authorization)
         digest = hashlib.sha256(m.group(1).encode("utf-8")).digest() if m else None
@@ -293,7 +323,9 @@ class SenderRegistry:
         found: Sender | None = None
         if digest is not None:
             for known, sender in self._entries:
-                if hmac.compare_digest(known, digest):
+                # An entry with an OIN needs its certificate: a key alone never matches it.
+                matches = known is not None and hmac.compare_digest(known, digest)
+                if matches and sender.oin is None:
                     found = sender
         if found is not None and (role is None or found.role is role):
             return found
@@ -308,6 +340,33 @@ class SenderRegistry:
         if found is None:
             raise AuthenticationError("onbekende sleutel")
         raise AuthenticationError(f"geen sleutel met rol {role}")
+
+    def _by_certificate(
+        self, certificate: ClientCertificate, authorization: str | None, role: Role | None
+    ) -> Sender:
+        """The sender whose `oin` is the certificate's (and whose key, if it has one, is the
+        bearer key presented); ForbiddenError otherwise. The texts name no key or hash."""
+        if certificate.oin is None:
+            raise ForbiddenError(certificate.problem or "het clientcertificaat heeft geen OIN")
+        candidates = [(d, s) for d, s in self._entries if s.oin == certificate.oin]
+        if not candidates:
+            raise ForbiddenError("het OIN van het clientcertificaat hoort bij geen afzender")
+        m = _BEARER.match(authorization or "")
+        digest = hashlib.sha256(m.group(1).encode("utf-8")).digest() if m else None
+        found: Sender | None = None
+        for known, sender in candidates:
+            if known is None:
+                found = found or sender
+            elif digest is not None and hmac.compare_digest(known, digest):
+                found = sender
+        if found is None:
+            raise AuthenticationError(
+                "deze afzender heeft naast het certificaat een sleutel nodig: "
+                "Authorization: Bearer <sleutel>"
+            )
+        if role is not None and found.role is not role:
+            raise AuthenticationError(f"geen afzender met rol {role}")
+        return found
 
 
 def require_role(sender: Sender, *roles: Role) -> None:

@@ -7,6 +7,7 @@ from typing import cast
 from fastapi import Request
 
 from koppelpunt.api.auth import Kind, Role, Sender, SenderRegistry
+from koppelpunt.api.tls import client_certificate
 from koppelpunt.runtime import Runtime
 
 
@@ -21,8 +22,9 @@ def authenticate(
     kind: Kind = Kind.BEARER,
     role: Role | None = None,
 ) -> Sender:
-    """Authenticate a bearer key for this request: 401 when missing or unknown, 429 while the
-    client's address or the key has too many recent failures (counted in /metrics)."""
+    """Authenticate this request's client certificate (its OIN; 403 when it names no sender)
+    or bearer key: 401 when missing or unknown, 429 while the client's address or the key has
+    too many recent failures (counted in /metrics)."""
     senders = cast(SenderRegistry, request.state.senders)
     return senders.authenticate(
         authorization,
@@ -30,6 +32,7 @@ def authenticate(
         kind=kind,
         role=role,
         metrics=runtime_of(request).metrics,
+        certificate=client_certificate(request.scope),
     )
 
 

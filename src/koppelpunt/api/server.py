@@ -23,8 +23,10 @@ Each refusal is problem+json with `Connection: close`. Forwarded headers (X-Forw
 -Proto) are believed only from KOPPELPUNT_TRUSTED_PROXIES (uvicorn's ProxyHeadersMiddleware);
 by default from nobody.
 
-The protocol class is also where the verified client certificate of two-way TLS can be put into
-the ASGI scope (the `tls` extension) once the transport carries one. uvicorn is pinned to the
+With KOPPELPUNT_TLS_CERT_FILE the server speaks HTTPS with koppelpunt's own SSLContext
+(api/tls.py), handed to uvicorn through its public `ssl_context_factory`. uvicorn does not put
+the client certificate into the ASGI scope; the protocol class does (the `tls` extension, from
+the transport's `ssl_object` or a trusted proxy's header; api/tls.py). uvicorn is pinned to the
 minor version this was tested with; tests/api/test_server.py fails if a name used here goes.
 """
 
@@ -41,6 +43,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from koppelpunt.api import problems
+from koppelpunt.api.tls import TlsProxies, proxy_extension, server_context, transport_extension
 from koppelpunt.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -68,9 +71,17 @@ class HttpLimits:
 class ServerConfig(uvicorn.Config):
     """uvicorn's Config with the limits the protocol reads."""
 
-    def __init__(self, app: Any, *, limits: HttpLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        limits: HttpLimits,
+        tls_proxies: TlsProxies | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, **kwargs)
         self.http_limits = limits
+        self.tls_proxies = tls_proxies or TlsProxies(None, ())
 
 
 def server_config(
@@ -78,9 +89,17 @@ def server_config(
 ) -> ServerConfig:
     """The server for `app`: host and port default to KOPPELPUNT_HTTP_HOST/PORT."""
     trusted = list(settings.trusted_proxies)
+    context = server_context(settings)
+    if context is None:
+        log.warning(
+            "http_without_tls",
+            detail="plain HTTP: development only (set KOPPELPUNT_TLS_CERT_FILE/KEY_FILE)",
+        )
     return ServerConfig(
         app,
         limits=HttpLimits.from_settings(settings),
+        tls_proxies=TlsProxies.from_settings(settings),
+        ssl_context_factory=(lambda _config, _default: context) if context else None,
         host=host or settings.http_host,
         port=port or settings.http_port,
         http=KoppelpuntHttpProtocol,
@@ -130,6 +149,10 @@ class KoppelpuntHttpProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         limits = config.http_limits if isinstance(config, ServerConfig) else HttpLimits()
         self.limits: HttpLimits = limits
+        proxies = config.tls_proxies if isinstance(config, ServerConfig) else TlsProxies(None, ())
+        self.tls_proxies: TlsProxies = proxies
+        self.tls_extension: dict[str, Any] | None = None  # of this connection's handshake
+        self.from_tls_proxy = False
         self.awaiting_head = True  # between requests, or in a request line and headers
         self.head_started = False  # the parser has begun a request line, not yet its headers
         self.head_bytes = 0  # bytes given to the parser while awaiting a head
@@ -144,6 +167,8 @@ class KoppelpuntHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.tls_extension = transport_extension(transport.get_extra_info("ssl_object"))
+        self.from_tls_proxy = self.tls_proxies.trusts(self._client_host())
         # A connection that sends nothing is closed after the header timeout as well.
         self._arm_head_timer()
 
@@ -224,7 +249,19 @@ class KoppelpuntHttpProtocol(HttpToolsProtocol):
                 [(b"retry-after", problems.RETRY_AFTER_SECONDS.encode("ascii"))],
             )
             return
+        self._put_tls_extension()
         super().on_headers_complete()
+
+    def _put_tls_extension(self) -> None:
+        """The client certificate into the scope (ASGI `tls` extension): a trusted proxy's
+        header when this connection comes from one, else this connection's own handshake."""
+        extension = self.tls_extension
+        if self.from_tls_proxy:
+            header = self.tls_proxies.header
+            values = [value for name, value in self.headers if name == header]
+            extension = proxy_extension(values[0] if len(values) == 1 else b"")
+        if extension is not None:
+            self.scope["extensions"] = {"tls": extension}  # type: ignore[dict-item]
 
     def on_body(self, body: bytes) -> None:
         if not self.refused:

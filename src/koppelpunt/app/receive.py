@@ -43,6 +43,7 @@ from koppelpunt.model import (
     ValidationIssue,
 )
 from koppelpunt.off_loop import records_in, run_pure
+from koppelpunt.origin import Origin
 from koppelpunt.pipeline import run
 from koppelpunt.pipeline.envelope import (
     BeslissingRow,
@@ -156,6 +157,7 @@ class _Pending:
     body: bytes
     trace_id: str | None
     received_at: datetime
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +177,10 @@ async def receive(
     sender: str,
     content_type: str | None = None,
     trace_id: str | None = None,
+    origin: Origin | None = None,
 ) -> Received:
-    """Process one message end to end (up to the outbox); raise for refusals."""
+    """Process one message end to end (up to the outbox); raise for refusals. `origin` (the
+    sender's OIN and the transaction id) is stored with the message and its log lines."""
     received_at = runtime.clock()
     sha256 = hashlib.sha256(body).hexdigest()
     # A large body is parsed in a thread, so the loop keeps answering meanwhile (off_loop.py).
@@ -204,7 +208,7 @@ async def receive(
             f"het bericht is ongeldig ({len(fouten)} fout(en)); er is niets van verwerkt",
             fouten=fouten,
         )
-    pending = _Pending(outcome, soort, sender, sha256, body, trace_id, received_at)
+    pending = _Pending(outcome, soort, sender, sha256, body, trace_id, received_at, origin)
     structlog.contextvars.bind_contextvars(berichtId=outcome.bericht.bericht_id)
     try:
         size = len(outcome.bericht.records) + len(outcome.afgewezen)
@@ -425,6 +429,7 @@ def _prepare(
             received_at=now,
             receipt=receipt,
             trace_id=trace_id,
+            origin=p.origin,
         )
         for (p, v), receipt, trace_id in zip(decided, receipts, trace_ids, strict=True)
     ]
@@ -436,6 +441,7 @@ def _prepare(
             trace_id=trace_id,
             bericht_id=verwerking.bericht.bericht_id,
             sender=pending.sender,
+            origin=pending.origin,
             received_at=pending.received_at,
             lookup_started=lookup_started,
             decided_at=now,

@@ -41,6 +41,7 @@ from koppelpunt.cli import (
     rejected,
     replay,
     rules,
+    tls,
     topics,
 )
 from koppelpunt.config import Settings
@@ -85,6 +86,7 @@ app.add_typer(rejected.app, name="rejected")
 app.add_typer(outbox.app, name="outbox")
 app.command("purge")(purge.purge_command)
 app.add_typer(aanmeldingen.app, name="aanmeldingen")
+app.add_typer(tls.app, name="tls")
 
 
 def settings() -> Settings:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import CursorResult, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koppelpunt.origin import Origin
 from koppelpunt.pipeline.envelope import BeslissingRow
 from koppelpunt.store._dialect import chunks
 from koppelpunt.store.bulk import insert_rows
@@ -103,6 +104,7 @@ async def add_bericht(
     received_at: datetime,
     receipt: dict[str, Any],
     trace_id: str | None = None,
+    origin: Origin | None = None,
 ) -> int:
     """Store a message and return its pk.
 
@@ -122,6 +124,8 @@ async def add_bericht(
             "received_at": received_at,
             "receipt": receipt,
             "trace_id": trace_id,
+            "sender_oin": origin.oin if origin else None,
+            "transaction_id": origin.transaction_id if origin else None,
         },
     )
     assert isinstance(result, CursorResult)  # an INSERT's result
@@ -143,6 +147,7 @@ class NewBericht:
     received_at: datetime
     receipt: dict[str, Any]
     trace_id: str | None
+    origin: Origin | None = None  # the sender's OIN and the request's transaction id
 
 
 async def add_berichten(session: AsyncSession, items: Sequence[NewBericht]) -> list[int]:
@@ -162,6 +167,7 @@ async def add_berichten(session: AsyncSession, items: Sequence[NewBericht]) -> l
             received_at=item.received_at,
             receipt=item.receipt,
             trace_id=item.trace_id,
+            origin=item.origin,
         )
         return [pk]
     if not items:
@@ -180,6 +186,8 @@ async def add_berichten(session: AsyncSession, items: Sequence[NewBericht]) -> l
             "received_at",
             "receipt",
             "trace_id",
+            "sender_oin",
+            "transaction_id",
         ),
         [
             (
@@ -191,6 +199,8 @@ async def add_berichten(session: AsyncSession, items: Sequence[NewBericht]) -> l
                 item.received_at,
                 item.receipt,
                 item.trace_id,
+                item.origin.oin if item.origin else None,
+                item.origin.transaction_id if item.origin else None,
             )
             for item in items
         ],

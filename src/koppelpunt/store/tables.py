@@ -50,6 +50,10 @@ berichten = Table(
     Column("received_at", UTCDateTime, nullable=False, index=True),
     Column("receipt", JSON, nullable=False),
     Column("trace_id", String(64), nullable=True),
+    # Who sent it, for an audit: the OIN of the verified client certificate (None for a sender
+    # known by its key only), and the request's transaction id (FSC, a UUID).
+    Column("sender_oin", String(20), nullable=True),
+    Column("transaction_id", String(36), nullable=True),
 )
 
 # One row per record of an accepted message: the audit trail of the filter. The BSN is kept

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.model import Filtered, FilterReden, Forwarded
+from koppelpunt.origin import Origin
 from koppelpunt.pipeline.run import (
     LookupKey,
     LookupResult,
@@ -300,6 +301,7 @@ def receive_lines(
     received_at: datetime,
     lookup_started: datetime,
     decided_at: datetime,
+    origin: Origin | None = None,
 ) -> list[LogLine]:
     """Per person in a message: received, woongemeente looked up (if it was), decided."""
     # Operation ids as new_operation_id() makes them (8 random bytes, 16 hex digits), drawn
@@ -311,7 +313,11 @@ def receive_lines(
     append = lines.append
     for outcome in verwerking.outcomes:
         bsn = outcome.bsn
-        base = {"berichtId": bericht_id, "record": outcome.index}
+        base: dict[str, Any] = {"berichtId": bericht_id, "record": outcome.index}
+        if origin is not None:
+            base["transactionId"] = origin.transaction_id
+            if origin.oin is not None:
+                base["oin"] = origin.oin
         received_id = ids[next_id : next_id + 16]
         next_id += 16
         append(

@@ -21,6 +21,7 @@ from koppelpunt.errors import (
     UnsupportedMediaTypeError,
 )
 from koppelpunt.model import Soort
+from koppelpunt.origin import Origin
 from koppelpunt.runtime import Runtime
 from koppelpunt.store import berichten
 
@@ -179,6 +180,7 @@ async def _post(
             sender.name,
             content_type=request.headers.get("content-type"),
             trace_id=_trace_id(traceparent),
+            origin=Origin(sender.oin, request.state.transaction_id),
         )
     return JSONResponse(received.receipt, status_code=received.status_code)
 
