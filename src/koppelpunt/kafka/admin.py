@@ -74,7 +74,8 @@ def bootstrap_servers(settings: Settings) -> list[str]:
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Bootstrap and security arguments shared by every aiokafka client we create."""
     kwargs: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers(settings),
+        # A comma-separated list: aiokafka tries each address until one answers.
+        "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
