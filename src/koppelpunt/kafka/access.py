@@ -331,10 +331,15 @@ class AccessAdmin:
     async def __aenter__(self) -> AccessAdmin:
         # Connect and log in now, so an unreachable broker or a refused login is said once.
         session = self._session
-        await session.call(
-            lambda: session.wait(session.client.describe_cluster(request_timeout=session.timeout)),
-            "connecting to Kafka",
-        )
+        try:
+            await session.call(
+                lambda: session.wait(
+                    session.client.describe_cluster(request_timeout=session.timeout)
+                ),
+                "connecting to Kafka",
+            )
+        except KafkaException as exc:
+            raise AccessError(f"connecting to Kafka failed: {_text(exc)}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -429,7 +434,10 @@ class AccessAdmin:
             if problems:
                 raise AccessError("the broker refused ACLs: " + "; ".join(problems))
 
-        await session.call(create, "creating ACLs")
+        try:
+            await session.call(create, "creating ACLs")
+        except KafkaException as exc:
+            raise AccessError(f"creating ACLs failed: {_text(exc)}") from exc
 
     async def delete_acls(self, filters: Sequence[AclFilter]) -> list[AclBinding]:
         """Delete what the filters match; return the deleted bindings."""

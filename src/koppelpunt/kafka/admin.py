@@ -135,10 +135,14 @@ class AdminSession:
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
         self.settings = settings
         self.timeout = timeout
-        self.client = AdminClient(
-            {**confluent_config(settings), "socket.timeout.ms": int(timeout * 1000)},
-            logger=_LIBRDKAFKA_LOG,
-        )
+        try:
+            self.client = AdminClient(
+                {**confluent_config(settings), "socket.timeout.ms": int(timeout * 1000)},
+                logger=_LIBRDKAFKA_LOG,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            # e.g. an unknown security protocol or SASL mechanism, an unreadable TLS file
+            raise ConfigurationError(f"the Kafka client settings are not usable: {exc}") from exc
 
     async def call(self, request: Callable[[], T], what: str) -> T:
         """Run `request` (which waits on the client's futures) in a thread; errors that are
