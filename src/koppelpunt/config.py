@@ -42,11 +42,21 @@ class Settings(BaseSettings):
     # signaleringen in order within one partition.
     topic_partitions: int = Field(default=3, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
+    # Topic-level min.insync.replicas of the topics koppelpunt creates: with acks=all a write
+    # is refused unless this many replicas have it (2 with replication factor 3). At most
+    # topic_replication_factor.
+    topic_min_insync_replicas: int = Field(default=1, ge=1)
     # Optional SASL/SCRAM credentials of the service's own principal.
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_username: str | None = None
     kafka_password: str | None = None
+    # TLS to the broker (security protocol SSL or SASL_SSL): the CA that signed the broker's
+    # certificate (PEM; default: the system's CAs), and a client certificate and key (PEM)
+    # when the broker asks for one.
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
     # The admin principal `koppelpunt access` uses to manage SCRAM users and ACLs (needs
     # ALTER on the cluster); falls back to kafka_username/kafka_password when unset.
     kafka_admin_username: str | None = None
@@ -287,6 +297,17 @@ class Settings(BaseSettings):
         if self.tls_client_auth is not None:
             return self.tls_client_auth
         return "required" if self.tls_client_ca_file is not None else "none"
+
+    @model_validator(mode="after")
+    def _min_insync_within_replication(self) -> Settings:
+        """A topic whose min.insync.replicas exceeds its replicas accepts no acks=all write."""
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"KOPPELPUNT_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) must "
+                "be at most KOPPELPUNT_TOPIC_REPLICATION_FACTOR "
+                f"({self.topic_replication_factor})"
+            )
+        return self
 
     @field_validator("trusted_proxies", "tls_trusted_proxies")
     @classmethod

@@ -65,14 +65,6 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         True,
         "koppelpunt.kafka.publisher",
     ),
-    # The partitions of one topic from a consumer that has not subscribed.
-    PrivateName(
-        "aiokafka",
-        "aiokafka.consumer.consumer:AIOKafkaConsumer",
-        "_client",
-        True,
-        "koppelpunt.app.offsets",
-    ),
     # The SQLite driver runs short statements on the loop's thread and long ones in aiosqlite's.
     PrivateName(
         "sqlite",

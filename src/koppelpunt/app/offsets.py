@@ -2,34 +2,43 @@
 
 Resetting offsets is how a vendor re-reads what is still in its topic (replay covers what is
 not). Kafka only allows it while the group has no active members: a running consumer would
-overwrite the new offsets with its own at the next commit. aiokafka's admin client has no
-AlterConsumerGroupOffsets, so after checking the group is empty (DescribeGroups) the offsets
-are committed by a consumer that joins no group (manual assignment, generation -1): the
-broker accepts such a commit only for a group without members, so a consumer that joins in
-between makes the reset fail instead of being silently overruled.
+overwrite the new offsets with its own at the next commit. The admin work goes through
+confluent-kafka's AdminClient (kafka/admin.py, AdminSession): describe_consumer_groups says
+whether the group has members, alter_consumer_group_offsets sets the offsets (the broker
+refuses it for a group with members, so a consumer that joins in between makes the reset fail
+instead of being silently overruled), list_consumer_group_offsets and list_offsets give the
+lag. Only the time of the oldest unread signalering needs a record, read with aiokafka.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthorizationFailedError
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
+from aiokafka.structs import TopicPartition
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException
+from confluent_kafka import KafkaError as ConfluentError
+from confluent_kafka import TopicPartition as ConfluentPartition
+from confluent_kafka.admin import OffsetSpec
 
 from koppelpunt.app.moments import parse_moment
 from koppelpunt.config import Settings
 from koppelpunt.errors import KoppelpuntError, NotFoundError, ServiceUnavailableError
 from koppelpunt.kafka.access import admin_settings
-from koppelpunt.kafka.admin import _admin, client_kwargs, list_topics, topic_for
+from koppelpunt.kafka.admin import (
+    AdminSession,
+    client_kwargs,
+    kafka_error,
+    list_topics,
+    topic_for,
+)
 
-T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
@@ -57,19 +66,6 @@ def parse_target(value: str) -> Target:
         raise ValueError(f"--to must be earliest, latest or an ISO date/time: {value!r}") from exc
 
 
-async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
-    """Retry a call while Kafka answers with a retriable error, e.g. the group coordinator
-    not available yet (the first group on a fresh cluster creates __consumer_offsets). The
-    caller's timeout bounds the retries."""
-    while True:
-        try:
-            return await call()
-        except KafkaError as exc:
-            if not getattr(exc, "retriable", False):
-                raise
-            await asyncio.sleep(0.25)
-
-
 @dataclass(frozen=True, slots=True)
 class GroupState:
     group: str
@@ -77,46 +73,76 @@ class GroupState:
     members: int
 
 
-async def describe_group(settings: Settings, group: str, *, timeout: float = 10.0) -> GroupState:  # noqa: ASYNC109
+# Kafka's names of the group states (kafka-consumer-groups --describe --state).
+_STATE_NAMES = {
+    ConsumerGroupState.STABLE: "Stable",
+    ConsumerGroupState.EMPTY: "Empty",
+    ConsumerGroupState.DEAD: "Dead",
+    ConsumerGroupState.PREPARING_REBALANCING: "PreparingRebalance",
+    ConsumerGroupState.COMPLETING_REBALANCING: "CompletingRebalance",
+    ConsumerGroupState.UNKNOWN: "Unknown",
+}
+
+
+def _session(settings: Settings, timeout: float) -> AdminSession:
     # Offsets and lag of vendors' groups are the admin principal's business: the service
     # principal has no rights on groups it does not own (issue 4's ACLs).
-    admin = await _admin(admin_settings(settings), timeout)
+    return AdminSession(admin_settings(settings), timeout)
+
+
+async def _describe(session: AdminSession, group: str) -> GroupState:
+    def describe() -> GroupState:
+        futures = session.client.describe_consumer_groups([group], request_timeout=session.timeout)
+        try:
+            described = session.wait(futures[group])
+        except KafkaException as exc:
+            # A group nobody ever used: Kafka 4 answers GROUP_ID_NOT_FOUND, older ones Dead.
+            if _code(exc) == ConfluentError.GROUP_ID_NOT_FOUND:
+                return GroupState(group=group, state="Dead", members=0)
+            raise
+        state = _STATE_NAMES.get(described.state, str(described.state))
+        return GroupState(group=group, state=state, members=len(described.members))
+
+    return await session.call(describe, f"describing consumer group {group}")
+
+
+async def describe_group(settings: Settings, group: str, *, timeout: float = 10.0) -> GroupState:  # noqa: ASYNC109
     try:
-        async with asyncio.timeout(timeout):
-            responses = await _retrying(lambda: admin.describe_consumer_groups([group]))
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailableError(f"describing consumer group {group} failed: {exc!r}") from exc
-    finally:
-        await admin.close()
-    for response in responses:
-        for described in response.groups:
-            if described[1] == group:
-                return GroupState(group=group, state=described[2], members=len(described[5]))
-    return GroupState(group=group, state="Dead", members=0)
+        return await _describe(_session(settings, timeout), group)
+    except KafkaException as exc:
+        raise ServiceUnavailableError(
+            f"describing consumer group {group} failed: {_text(exc)}"
+        ) from exc
 
 
-# Kafka's error code for a group the principal may not DESCRIBE.
-GROUP_AUTHORIZATION_FAILED = 30
-# A group name nobody uses: describing it answers state Dead when groups are visible.
+def _code(exc: KafkaException) -> int | None:
+    error = kafka_error(exc)
+    return None if error is None else error.code()
+
+
+def _text(exc: KafkaException) -> str:
+    error = kafka_error(exc)
+    return str(exc) if error is None else f"{error.name()}: {error.str()}"
+
+
+# A group name nobody uses: describing it answers when groups are visible to the principal.
 _PROBE_GROUP = "koppelpunt.lag-permission-probe"
 
 
-async def _may_describe_groups(admin: AIOKafkaAdminClient) -> bool:
+async def _may_describe_groups(session: AdminSession) -> bool:
     try:
-        responses = await _retrying(lambda: admin.describe_consumer_groups([_PROBE_GROUP]))
-    except GroupAuthorizationFailedError:  # finding the group's coordinator was refused
-        return False
-    return not any(
-        described[0] == GROUP_AUTHORIZATION_FAILED
-        for response in responses
-        for described in response.groups
-    )
+        await _describe(session, _PROBE_GROUP)
+    except KafkaException as exc:
+        if _code(exc) == ConfluentError.GROUP_AUTHORIZATION_FAILED:
+            return False
+        raise
+    return True
 
 
-def _consumer(settings: Settings, group: str | None, timeout: float) -> AIOKafkaConsumer:
+def _consumer(settings: Settings, timeout: float) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         **client_kwargs(admin_settings(settings)),
-        group_id=group,
+        group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=int(timeout * 1000),
@@ -124,12 +150,23 @@ def _consumer(settings: Settings, group: str | None, timeout: float) -> AIOKafka
     )
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    cluster = await consumer._client.fetch_all_metadata()
-    partitions = cluster.partitions_for_topic(topic)
-    if not partitions:
+def _partitions(session: AdminSession, topic: str) -> list[ConfluentPartition]:
+    """The partitions of `topic` (blocking: call it inside `session.call`)."""
+    metadata = session.client.list_topics(topic=topic, timeout=session.timeout)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
         raise NotFoundError(f"topic {topic} does not exist")
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
+    return [ConfluentPartition(topic, p) for p in sorted(found.partitions)]
+
+
+def _list_offsets(
+    session: AdminSession, tps: Sequence[ConfluentPartition], spec: OffsetSpec
+) -> dict[tuple[str, int], int]:
+    """ListOffsets for every partition (blocking): (topic, partition) -> offset."""
+    if not tps:
+        return {}
+    futures = session.client.list_offsets(dict.fromkeys(tps, spec), request_timeout=session.timeout)
+    return {(tp.topic, tp.partition): session.wait(f).offset for tp, f in futures.items()}
 
 
 async def reset_offsets(
@@ -151,40 +188,30 @@ async def reset_offsets(
     it (the end when none).
     """
     name = topic or topic_for(settings.topic_prefix, gemeente)
-    state = await describe_group(settings, group, timeout=timeout)
-    if state.members:
-        raise GroupActiveError(
-            f"consumer group {group} has {state.members} active members (state {state.state}): "
-            "stop its consumers first",
-            group=group,
-            members=state.members,
-        )
-    consumer = _consumer(settings, group, timeout)
+    session = _session(settings, timeout)
     try:
-        async with asyncio.timeout(timeout):
-            await consumer.start()
-            tps = await _partitions(consumer, name)
-            if state.state == "Dead" and not create:
-                raise NotFoundError(
-                    f"consumer group {group} does not exist (no members, no committed "
-                    "offsets): check the name (a vendor's groups start with its user name and "
-                    "a dot), or create it at this position with --create"
-                )
-            consumer.assign(tps)
-            offsets = await _target_offsets(consumer, tps, to)
-            try:
-                await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-            except KafkaError as exc:
-                raise GroupActiveError(
-                    f"Kafka refused the new offsets of {group} (did the group become "
-                    f"active?): {exc!r}",
-                    group=group,
-                ) from exc
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailableError(f"resetting offsets of {group} failed: {exc!r}") from exc
-    finally:
-        await consumer.stop()
-    new = {tp.partition: o for tp, o in offsets.items()}
+        state = await _describe(session, group)
+        if state.members:
+            raise GroupActiveError(
+                f"consumer group {group} has {state.members} active members (state "
+                f"{state.state}): stop its consumers first",
+                group=group,
+                members=state.members,
+            )
+        tps = await session.call(lambda: _partitions(session, name), f"reading topic {name}")
+        if state.state == "Dead" and not create:
+            raise NotFoundError(
+                f"consumer group {group} does not exist (no members, no committed "
+                "offsets): check the name (a vendor's groups start with its user name and "
+                "a dot), or create it at this position with --create"
+            )
+        offsets = await session.call(
+            lambda: _target_offsets(session, tps, to), f"reading offsets of {name}"
+        )
+        await _alter(session, group, offsets)
+    except KafkaException as exc:
+        raise ServiceUnavailableError(f"resetting offsets of {group} failed: {_text(exc)}") from exc
+    new = {partition: o for (_topic, partition), o in offsets.items()}
     log.info(
         "consumer_offsets_reset",
         group=group,
@@ -196,18 +223,65 @@ async def reset_offsets(
     return new
 
 
-async def _target_offsets(
-    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], to: Target
-) -> dict[TopicPartition, int]:
+async def _alter(session: AdminSession, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    """AlterConsumerGroupOffsets; the broker refuses it while the group has members."""
+
+    def alter() -> list[str]:
+        request = ConsumerGroupTopicPartitions(
+            group, [ConfluentPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+        )
+        futures = session.client.alter_consumer_group_offsets(
+            [request], request_timeout=session.timeout
+        )
+        result = session.wait(futures[group])
+        return [
+            f"{tp.topic}[{tp.partition}]: {tp.error.str()}"
+            for tp in result.topic_partitions or []
+            if tp.error is not None
+        ]
+
+    try:
+        problems = await session.call(alter, f"setting offsets of {group}")
+    except KafkaException as exc:
+        if _code(exc) in _GROUP_ACTIVE_CODES:
+            raise GroupActiveError(
+                f"Kafka refused the new offsets of {group} (did the group become active?): "
+                f"{_text(exc)}",
+                group=group,
+            ) from exc
+        raise
+    if problems:
+        raise GroupActiveError(
+            f"Kafka refused the new offsets of {group} (did the group become active?): "
+            + "; ".join(problems),
+            group=group,
+        )
+
+
+# What the broker answers to AlterConsumerGroupOffsets for a group with members.
+_GROUP_ACTIVE_CODES = frozenset(
+    {
+        ConfluentError.UNKNOWN_MEMBER_ID,
+        ConfluentError.ILLEGAL_GENERATION,
+        ConfluentError.REBALANCE_IN_PROGRESS,
+        ConfluentError.FENCED_INSTANCE_ID,
+    }
+)
+
+
+def _target_offsets(
+    session: AdminSession, tps: Sequence[ConfluentPartition], to: Target
+) -> dict[tuple[str, int], int]:
+    """The offset per partition for `to` (blocking: call it inside `session.call`)."""
     if to == "earliest":
-        return dict(await consumer.beginning_offsets(tps))
-    ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        return _list_offsets(session, tps, OffsetSpec.earliest())
+    ends = _list_offsets(session, tps, OffsetSpec.latest())
     if to == "latest":
-        return dict(ends)
+        return ends
     assert isinstance(to, datetime)
-    millis = int(to.timestamp() * 1000)
-    found = await consumer.offsets_for_times(dict.fromkeys(tps, millis))
-    return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
+    found = _list_offsets(session, tps, OffsetSpec.for_timestamp(int(to.timestamp() * 1000)))
+    # No record at or after the moment: Kafka answers offset -1; the end is the position.
+    return {key: offset if offset >= 0 else ends[key] for key, offset in found.items()}
 
 
 # --- lag --------------------------------------------------------------------------------------
@@ -252,58 +326,62 @@ async def consumer_lag(
     else:
         topics = await list_topics(settings, settings.topic_prefix, timeout=timeout)
     wanted = set(topics)
-    admin = await _admin(admin_settings(settings), timeout)
-    committed: dict[str, dict[TopicPartition, int]] = {}
+    session = _session(settings, timeout)
     try:
-        async with asyncio.timeout(timeout):
-            groups = sorted({g[0] for g in await admin.list_consumer_groups()})
-            for group in groups:
-                offsets = await _retrying(
-                    lambda g=group: admin.list_consumer_group_offsets(g)  # type: ignore[misc]
-                )
-                mine = {tp: o.offset for tp, o in offsets.items() if tp.topic in wanted}
-                if mine:
-                    committed[group] = mine
-            # The broker lists only the groups a principal may DESCRIBE: an empty list can
-            # mean "none" or "not allowed to see them". Asking about a group that need not
-            # exist tells the two apart (GROUP_AUTHORIZATION_FAILED against state Dead).
-            if not committed and not await _may_describe_groups(admin):
-                user = admin_settings(settings).kafka_username or "(no SASL user)"
-                raise ServiceUnavailableError(
-                    f"no permission to read consumer groups: Kafka user {user} needs DESCRIBE "
-                    "on groups to show consumer lag (see docs/beheer.md, Consumer lag)"
-                )
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailableError(f"reading consumer groups failed: {exc!r}") from exc
-    finally:
-        await admin.close()
-    if not committed:
-        return []
-    consumer = _consumer(settings, None, timeout)
+        committed = await _committed(session, wanted)
+        # The broker lists only the groups a principal may DESCRIBE: an empty list can
+        # mean "none" or "not allowed to see them". Asking about a group that need not
+        # exist tells the two apart (GROUP_AUTHORIZATION_FAILED against an answer).
+        if not committed and not await _may_describe_groups(session):
+            user = admin_settings(settings).kafka_username or "(no SASL user)"
+            raise ServiceUnavailableError(
+                f"no permission to read consumer groups: Kafka user {user} needs DESCRIBE "
+                "on groups to show consumer lag (see docs/beheer.md, Consumer lag)"
+            )
+        if not committed:
+            return []
+        names = sorted({t for offsets in committed.values() for t, _p in offsets})
+
+        def partitions() -> list[ConfluentPartition]:
+            return [tp for topic in names for tp in _partitions(session, topic)]
+
+        all_tps = await session.call(partitions, "reading the gemeente topics")
+        starts = await session.call(
+            lambda: _list_offsets(session, all_tps, OffsetSpec.earliest()), "reading offsets"
+        )
+        ends = await session.call(
+            lambda: _list_offsets(session, all_tps, OffsetSpec.latest()), "reading offsets"
+        )
+    except KafkaException as exc:
+        raise ServiceUnavailableError(f"reading consumer groups failed: {_text(exc)}") from exc
     rows: list[Lag] = []
+    # The consumer only reads the oldest unread record of a group that lags; started when
+    # the first one is needed.
+    consumer: AIOKafkaConsumer | None = None
     may_read = True
     try:
         async with asyncio.timeout(timeout):
-            await consumer.start()
-            all_tps: list[TopicPartition] = []
-            for topic in sorted({tp.topic for c in committed.values() for tp in c}):
-                all_tps += await _partitions(consumer, topic)
-            starts = await consumer.beginning_offsets(all_tps)
-            ends = await consumer.end_offsets(all_tps)
             for group, offsets in sorted(committed.items()):
-                for topic in sorted({tp.topic for tp in offsets}):
-                    tps = [tp for tp in all_tps if tp.topic == topic]
+                for topic in sorted({t for t, _p in offsets}):
+                    keys = [(tp.topic, tp.partition) for tp in all_tps if tp.topic == topic]
                     # No commit on a partition yet: the group would start at the beginning.
                     positions = {
-                        tp: max(offsets.get(tp, -1), starts[tp])
-                        if offsets.get(tp, -1) >= 0
-                        else starts[tp]
-                        for tp in tps
+                        key: max(offsets[key], starts[key])
+                        if offsets.get(key, -1) >= 0
+                        else starts[key]
+                        for key in keys
                     }
-                    lag = sum(max(ends[tp] - positions[tp], 0) for tp in tps)
-                    unread = {tp: positions[tp] for tp in tps if ends[tp] > positions[tp]}
+                    lag = sum(max(ends[key] - positions[key], 0) for key in keys)
+                    unread = {
+                        TopicPartition(*key): positions[key]
+                        for key in keys
+                        if ends[key] > positions[key]
+                    }
                     oldest = None
-                    if may_read:
+                    if may_read and unread:
+                        if consumer is None:
+                            consumer = _consumer(settings, timeout)
+                            await consumer.start()
                         try:
                             oldest = await _oldest_timestamp(consumer, unread)
                         except TopicAuthorizationFailedError:
@@ -322,8 +400,41 @@ async def consumer_lag(
     except (KafkaError, OSError, TimeoutError) as exc:
         raise ServiceUnavailableError(f"reading consumer lag failed: {exc!r}") from exc
     finally:
-        await consumer.stop()
+        if consumer is not None:
+            await consumer.stop()
     return rows
+
+
+async def _committed(
+    session: AdminSession, wanted: set[str]
+) -> dict[str, dict[tuple[str, int], int]]:
+    """Per consumer group the committed offsets on the wanted topics (groups without any
+    left out): group -> (topic, partition) -> offset."""
+
+    def groups() -> list[str]:
+        listed = session.wait(session.client.list_consumer_groups(request_timeout=session.timeout))
+        return sorted({g.group_id for g in listed.valid})
+
+    def offsets_of(group: str) -> dict[tuple[str, int], int]:
+        futures = session.client.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=session.timeout
+        )
+        result = session.wait(futures[group])
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in result.topic_partitions or []
+            if tp.topic in wanted
+        }
+
+    committed: dict[str, dict[tuple[str, int], int]] = {}
+    for group in await session.call(groups, "listing consumer groups"):
+        mine = await session.call(
+            lambda g=group: offsets_of(g),  # type: ignore[misc]
+            f"reading offsets of {group}",
+        )
+        if mine:
+            committed[group] = mine
+    return committed
 
 
 async def _oldest_timestamp(

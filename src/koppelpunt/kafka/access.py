@@ -1,5 +1,3 @@
-# aiokafka has no type information: its protocol base classes are Any to mypy.
-# mypy: disallow-subclassing-any=False
 """Who may read which gemeente's signaleringen: SCRAM users and ACLs on the broker itself.
 
 `koppelpunt access grant/revoke/list` (cli/access.py) are thin wrappers around this module.
@@ -7,9 +5,9 @@ There is no authorisation layer of our own: the broker authenticates every vendo
 SCRAM-SHA-512 and its StandardAuthorizer (deny by default) enforces the ACLs created here,
 through Kafka's Admin API (AlterUserScramCredentials, CreateAcls, DeleteAcls, DescribeAcls).
 
-aiokafka ships the ACL request structures but no admin methods for them, and nothing for
-SCRAM users; the few requests are built here on aiokafka's protocol classes and sent over
-its (authenticated) admin connection.
+The requests go through confluent-kafka's AdminClient (kafka/admin.py, AdminSession): aiokafka
+has no ACL or SCRAM-credential API. The client salts and hashes a new password itself
+(SCRAM, RFC 5802): the password never goes to the broker.
 
 A grant for NAME (a gemeente or a regional leerplicht/RMC bureau serving several) gives the
 principal `User:NAME`:
@@ -29,57 +27,50 @@ are true when the command says so.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 import structlog
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-from aiokafka.protocol.admin import (
-    CreateAclsRequest_v1,
-    DeleteAclsRequest_v1,
-    DescribeAclsRequest_v1,
-)
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import (
-    CompactArray,
-    CompactBytes,
-    CompactString,
-    Int8,
-    Int16,
-    Int32,
-    Schema,
-    TaggedFields,
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AclBinding as ConfluentAclBinding
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
 )
 
 from koppelpunt.config import Settings
-from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
+from koppelpunt.errors import ConfigurationError
 from koppelpunt.kafka.admin import (
     REPLAY_TOPIC_SUFFIX,
-    client_kwargs,
+    AdminSession,
+    kafka_error,
     login_problem,
     replay_topic_for,
     topic_for,
 )
 from koppelpunt.pipeline.gemeenten import GemeenteTable, cbs_code, normalise_code
 
-# Kafka's enums (org.apache.kafka.common.resource / acl), as on the wire.
+# Kafka's enums (org.apache.kafka.common.resource / acl), as on the wire; confluent-kafka's
+# ResourceType, ResourcePatternType and AclOperation have the same values.
 RESOURCE_ANY, RESOURCE_TOPIC, RESOURCE_GROUP = 1, 2, 3
 PATTERN_ANY, PATTERN_LITERAL, PATTERN_PREFIXED = 1, 3, 4
 OP_ANY, OP_READ, OP_WRITE, OP_CREATE, OP_DESCRIBE = 1, 3, 4, 5, 8
 PERMISSION_ANY, PERMISSION_ALLOW = 1, 3
-SCRAM_SHA_512 = 2
 SCRAM_ITERATIONS = 8192  # Kafka accepts 4096..16384
 APPLY_SECONDS = 15.0  # how long grant/revoke wait for the broker to apply a committed change
-_RESOURCE_NOT_FOUND = 91  # DescribeUserScramCredentials / AlterUserScramCredentials
+RESOURCE_NOT_FOUND = 91  # DescribeUserScramCredentials / AlterUserScramCredentials
 
 _RESOURCE_NAMES = {2: "topic", 3: "group", 4: "cluster", 5: "transactional-id"}
 _PATTERN_NAMES = {3: "literal", 4: "prefixed"}
@@ -108,125 +99,6 @@ class AccessError(ConfigurationError):
     """The broker refused an access change, or the request itself is wrong."""
 
 
-# --- the requests aiokafka lacks (flexible versions: compact types, tagged fields) -------------
-class _DescribeUserScramCredentialsResponse_v0(Response):
-    API_KEY = 50
-    API_VERSION = 0
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        ("error_code", Int16),
-        ("error_message", CompactString("utf-8")),
-        (
-            "results",
-            CompactArray(
-                ("user", CompactString("utf-8")),
-                ("error_code", Int16),
-                ("error_message", CompactString("utf-8")),
-                (
-                    "credential_infos",
-                    CompactArray(
-                        ("mechanism", Int8), ("iterations", Int32), ("tags", TaggedFields)
-                    ),
-                ),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class _DescribeUserScramCredentialsRequest_v0(RequestStruct):
-    FLEXIBLE_VERSION = True
-    API_KEY = 50
-    API_VERSION = 0
-    RESPONSE_TYPE = _DescribeUserScramCredentialsResponse_v0
-    SCHEMA = Schema(
-        ("users", CompactArray(("name", CompactString("utf-8")), ("tags", TaggedFields))),
-        ("tags", TaggedFields),
-    )
-
-
-class _DescribeUserScramCredentials(Request[_DescribeUserScramCredentialsRequest_v0]):
-    API_KEY = 50
-
-    def __init__(self, users: Sequence[str] | None) -> None:
-        self._users: list[tuple[str, dict[int, bytes]]] | None = (
-            None if users is None else [(u, {}) for u in users]
-        )
-
-    def build(
-        self, request_struct_class: type[_DescribeUserScramCredentialsRequest_v0]
-    ) -> _DescribeUserScramCredentialsRequest_v0:
-        return request_struct_class(self._users, {})
-
-
-class _AlterUserScramCredentialsResponse_v0(Response):
-    API_KEY = 51
-    API_VERSION = 0
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        (
-            "results",
-            CompactArray(
-                ("user", CompactString("utf-8")),
-                ("error_code", Int16),
-                ("error_message", CompactString("utf-8")),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class _AlterUserScramCredentialsRequest_v0(RequestStruct):
-    FLEXIBLE_VERSION = True
-    API_KEY = 51
-    API_VERSION = 0
-    RESPONSE_TYPE = _AlterUserScramCredentialsResponse_v0
-    SCHEMA = Schema(
-        (
-            "deletions",
-            CompactArray(
-                ("name", CompactString("utf-8")), ("mechanism", Int8), ("tags", TaggedFields)
-            ),
-        ),
-        (
-            "upsertions",
-            CompactArray(
-                ("name", CompactString("utf-8")),
-                ("mechanism", Int8),
-                ("iterations", Int32),
-                ("salt", CompactBytes),
-                ("salted_password", CompactBytes),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class _AlterUserScramCredentials(Request[_AlterUserScramCredentialsRequest_v0]):
-    API_KEY = 51
-
-    def __init__(
-        self,
-        deletions: Sequence[str] = (),
-        upsertions: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        self._deletions: list[tuple[Any, ...]] = [(name, SCRAM_SHA_512, {}) for name in deletions]
-        self._upsertions: list[tuple[Any, ...]] = []
-        for name, password in upsertions:
-            # The client salts and hashes (RFC 5802 Hi()); the password never leaves us.
-            salt = os.urandom(32)
-            salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, SCRAM_ITERATIONS)
-            self._upsertions.append((name, SCRAM_SHA_512, SCRAM_ITERATIONS, salt, salted, {}))
-
-    def build(
-        self, request_struct_class: type[_AlterUserScramCredentialsRequest_v0]
-    ) -> _AlterUserScramCredentialsRequest_v0:
-        return request_struct_class(self._deletions, self._upsertions, {})
-
-
 @dataclass(frozen=True)
 class AclBinding:
     """One ACL entry: ALLOW `operation` on a resource pattern for `User:principal`."""
@@ -243,26 +115,38 @@ class AclBinding:
         operation = _OPERATION_NAMES.get(self.operation, str(self.operation))
         return f"{operation} {resource} {self.resource_name!r} ({pattern})"
 
+    def confluent(self) -> ConfluentAclBinding:
+        return ConfluentAclBinding(
+            ResourceType(self.resource_type),
+            self.resource_name,
+            ResourcePatternType(self.pattern_type),
+            f"User:{self.principal}",
+            "*",
+            AclOperation(self.operation),
+            AclPermissionType.ALLOW,
+        )
 
-class _CreateAcls(Request[CreateAclsRequest_v1]):
-    API_KEY = 30
+    @classmethod
+    def from_confluent(cls, binding: ConfluentAclBinding) -> AclBinding | None:
+        """Ours for an ALLOW entry of a `User:` principal; None for anything else."""
+        if binding.permission_type != AclPermissionType.ALLOW:
+            return None
+        if not binding.principal.startswith("User:"):
+            return None
+        return cls(
+            _value(binding.restype),
+            binding.name,
+            _value(binding.resource_pattern_type),
+            binding.principal.split(":", 1)[1],
+            _value(binding.operation),
+        )
 
-    def __init__(self, bindings: Sequence[AclBinding]) -> None:
-        self._creations = [
-            (
-                b.resource_type,
-                b.resource_name,
-                b.pattern_type,
-                f"User:{b.principal}",
-                "*",
-                b.operation,
-                PERMISSION_ALLOW,
-            )
-            for b in bindings
-        ]
 
-    def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
-        return request_struct_class(self._creations)
+def _value(member: object) -> int:
+    """The int of one of confluent-kafka's enums (typed as enum | str | int)."""
+    value = getattr(member, "value", member)
+    assert isinstance(value, int)
+    return value
 
 
 @dataclass(frozen=True)
@@ -275,37 +159,17 @@ class AclFilter:
     principal: str | None = None
     operation: int = OP_ANY
 
-    def wire(self) -> tuple[Any, ...]:
+    def confluent(self) -> AclBindingFilter:
         principal = None if self.principal is None else f"User:{self.principal}"
-        return (
-            self.resource_type,
-            self.resource_name,
-            self.pattern_type,
-            principal,
-            None,
-            self.operation,
-            PERMISSION_ANY,
+        return AclBindingFilter(
+            ResourceType(self.resource_type),
+            self.resource_name,  # type: ignore[arg-type]  # None matches any name
+            ResourcePatternType(self.pattern_type),
+            principal,  # type: ignore[arg-type]  # None matches any principal
+            None,  # type: ignore[arg-type]  # any host
+            AclOperation(self.operation),
+            AclPermissionType.ANY,
         )
-
-
-class _DeleteAcls(Request[DeleteAclsRequest_v1]):
-    API_KEY = 31
-
-    def __init__(self, filters: Sequence[AclFilter]) -> None:
-        self._filters = [f.wire() for f in filters]
-
-    def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
-        return request_struct_class(self._filters)
-
-
-class _DescribeAcls(Request[DescribeAclsRequest_v1]):
-    API_KEY = 29
-
-    def __init__(self, acl_filter: AclFilter) -> None:
-        self._filter = acl_filter
-
-    def build(self, request_struct_class: type[DescribeAclsRequest_v1]) -> DescribeAclsRequest_v1:
-        return request_struct_class(*self._filter.wire())
 
 
 # --- results --------------------------------------------------------------------------------
@@ -459,52 +323,63 @@ def admin_settings(settings: Settings) -> Settings:
 
 
 class AccessAdmin:
-    """An authenticated admin connection that speaks the ACL and SCRAM requests."""
+    """An authenticated admin connection (the admin principal) for ACLs and SCRAM users."""
 
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
-        self._settings = settings
-        self._timeout = timeout
-        self._admin = AIOKafkaAdminClient(
-            **client_kwargs(admin_settings(settings)), request_timeout_ms=int(timeout * 1000)
-        )
+        self._session = AdminSession(admin_settings(settings), timeout)
 
     async def __aenter__(self) -> AccessAdmin:
+        # Connect and log in now, so an unreachable broker or a refused login is said once.
+        session = self._session
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._admin.start()
-        except (KafkaError, OSError, TimeoutError) as exc:
-            await self._admin.close()
-            raise ServiceUnavailableError(
-                f"Kafka at {self._settings.kafka_bootstrap} is unreachable: {exc!r}"
-            ) from exc
+            await session.call(
+                lambda: session.wait(
+                    session.client.describe_cluster(request_timeout=session.timeout)
+                ),
+                "connecting to Kafka",
+            )
+        except KafkaException as exc:
+            raise AccessError(f"connecting to Kafka failed: {_text(exc)}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._admin.close()
-
-    async def _send(self, request: Request[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self._timeout):
-                node = self._admin._client.get_random_node()
-                return await self._admin._client.send(node, request)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise ServiceUnavailableError(f"Kafka admin request failed: {exc!r}") from exc
+        return None  # the AdminClient closes its connections when it is collected
 
     async def users(self, names: Sequence[str] | None = None) -> set[str]:
         """SCRAM users that exist (all of them with `names=None`)."""
-        response = await self._send(_DescribeUserScramCredentials(names))
-        if response.error_code:
-            raise AccessError(f"describing SCRAM users failed: {response.error_message}")
-        found: set[str] = set()
-        for user, code, message, infos, _tags in response.results:
-            if code == 0 and infos:
-                found.add(user)
-            elif code != _RESOURCE_NOT_FOUND:
-                raise AccessError(f"describing SCRAM user {user!r} failed: {message}")
-        return found
+        session = self._session
+
+        def describe() -> set[str]:
+            answer = session.client.describe_user_scram_credentials(
+                None if names is None else list(names), request_timeout=session.timeout
+            )
+            if isinstance(answer, dict):
+                found: set[str] = set()
+                for user, future in answer.items():
+                    try:
+                        description = session.wait(future)
+                    except KafkaException as exc:
+                        if _code(exc) != RESOURCE_NOT_FOUND:
+                            raise
+                        continue
+                    if description.scram_credential_infos:
+                        found.add(user)
+                return found
+            described = session.wait(answer)
+            return {u for u, d in described.items() if d.scram_credential_infos}
+
+        try:
+            return await session.call(describe, "describing SCRAM users")
+        except KafkaException as exc:
+            raise AccessError(f"describing SCRAM users failed: {_text(exc)}") from exc
 
     async def set_password(self, name: str, password: str) -> None:
-        await self._alter(_AlterUserScramCredentials(upsertions=[(name, password)]))
+        upsertion = UserScramCredentialUpsertion(
+            name,
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
+            password.encode(),
+        )
+        await self._alter(upsertion)
 
     async def delete_user(self, name: str) -> bool:
         """Delete the SCRAM credential; False when there was none.
@@ -513,52 +388,103 @@ class AccessAdmin:
         user without a credential. Asking DescribeUserScramCredentials first would ask the
         broker's metadata image, which may not yet hold a user created a moment ago.
         """
-        response = await self._send(_AlterUserScramCredentials(deletions=[name]))
-        deleted = True
-        for user, code, message, _tags in response.results:
-            if code == _RESOURCE_NOT_FOUND:
-                deleted = False
-            elif code:
-                raise AccessError(f"changing SCRAM user {user!r} failed: error {code} {message}")
-        return deleted
+        try:
+            await self._alter(UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_512))
+        except AccessError as exc:
+            if isinstance(exc.__cause__, KafkaException) and (
+                _code(exc.__cause__) == RESOURCE_NOT_FOUND
+            ):
+                return False
+            raise
+        return True
 
-    async def _alter(self, request: _AlterUserScramCredentials) -> None:
-        response = await self._send(request)
-        for user, code, message, _tags in response.results:
-            if code:
-                raise AccessError(f"changing SCRAM user {user!r} failed: error {code} {message}")
+    async def _alter(
+        self, alteration: UserScramCredentialUpsertion | UserScramCredentialDeletion
+    ) -> None:
+        session = self._session
+
+        def alter() -> None:
+            futures = session.client.alter_user_scram_credentials(
+                [alteration], request_timeout=session.timeout
+            )
+            for future in futures.values():
+                session.wait(future)
+
+        try:
+            await session.call(alter, "changing a SCRAM user")
+        except KafkaException as exc:
+            raise AccessError(
+                f"changing SCRAM user {alteration.user!r} failed: {_text(exc)}"
+            ) from exc
 
     async def create_acls(self, bindings: Sequence[AclBinding]) -> None:
         if not bindings:
             return
-        response = await self._send(_CreateAcls(bindings))
-        problems = [f"error {c} {m or ''}" for c, m in response.creation_responses if c]
-        if problems:
-            raise AccessError("the broker refused ACLs: " + "; ".join(problems))
+        session = self._session
+
+        def create() -> None:
+            wanted = [b.confluent() for b in dict.fromkeys(bindings)]
+            futures = session.client.create_acls(wanted, request_timeout=session.timeout)
+            problems: list[str] = []
+            for binding, future in futures.items():
+                try:
+                    session.wait(future)
+                except KafkaException as exc:
+                    problems.append(f"{binding.name}: {_text(exc)}")
+            if problems:
+                raise AccessError("the broker refused ACLs: " + "; ".join(problems))
+
+        try:
+            await session.call(create, "creating ACLs")
+        except KafkaException as exc:
+            raise AccessError(f"creating ACLs failed: {_text(exc)}") from exc
 
     async def delete_acls(self, filters: Sequence[AclFilter]) -> list[AclBinding]:
         """Delete what the filters match; return the deleted bindings."""
         if not filters:
             return []
-        response = await self._send(_DeleteAcls(filters))
-        deleted: list[AclBinding] = []
-        for code, message, matching in response.filter_responses:
-            if code:
-                raise AccessError(f"deleting ACLs failed: error {code} {message}")
-            for _c, _m, rtype, rname, ptype, principal, _host, op, _perm in matching:
-                deleted.append(AclBinding(rtype, rname, ptype, principal.split(":", 1)[1], op))
-        return deleted
+        session = self._session
+
+        def delete() -> list[AclBinding]:
+            wanted = [f.confluent() for f in dict.fromkeys(filters)]
+            futures = session.client.delete_acls(wanted, request_timeout=session.timeout)
+            deleted: list[AclBinding] = []
+            for future in futures.values():
+                for binding in session.wait(future):
+                    ours = AclBinding.from_confluent(binding)
+                    if ours is not None:
+                        deleted.append(ours)
+            return deleted
+
+        try:
+            return await session.call(delete, "deleting ACLs")
+        except KafkaException as exc:
+            raise AccessError(f"deleting ACLs failed: {_text(exc)}") from exc
 
     async def describe_acls(self, acl_filter: AclFilter | None = None) -> list[AclBinding]:
-        response = await self._send(_DescribeAcls(acl_filter or AclFilter()))
-        if response.error_code:
-            raise AccessError(f"describing ACLs failed: {response.error_message}")
-        found: list[AclBinding] = []
-        for rtype, rname, ptype, acls in response.resources:
-            for principal, _host, op, permission in acls:
-                if permission == PERMISSION_ALLOW and principal.startswith("User:"):
-                    found.append(AclBinding(rtype, rname, ptype, principal.split(":", 1)[1], op))
-        return found
+        session = self._session
+        wanted = (acl_filter or AclFilter()).confluent()
+
+        def describe() -> list[AclBinding]:
+            found = session.wait(
+                session.client.describe_acls(wanted, request_timeout=session.timeout)
+            )
+            return [b for b in map(AclBinding.from_confluent, found) if b is not None]
+
+        try:
+            return await session.call(describe, "describing ACLs")
+        except KafkaException as exc:
+            raise AccessError(f"describing ACLs failed: {_text(exc)}") from exc
+
+
+def _code(exc: KafkaException) -> int | None:
+    error = kafka_error(exc)
+    return None if error is None else error.code()
+
+
+def _text(exc: KafkaException) -> str:
+    error = kafka_error(exc)
+    return str(exc) if error is None else f"{error.name()}: {error.str()}"
 
 
 async def until_applied(

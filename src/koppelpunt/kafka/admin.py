@@ -1,25 +1,40 @@
-"""Topic administration: one topic per gemeente, created deliberately.
+"""Topic administration and the clients' connection settings.
 
 The broker runs with `auto.create.topics.enable=false`, so a typo in a topic name fails loudly
 instead of silently creating a topic nobody reads. Topics are therefore created here, by
-`koppelpunt topics ensure` and lazily by the publisher before its first send to a topic.
+`koppelpunt topics ensure` and lazily by the publisher before its first send to a topic, with
+the configured replication factor and a topic-level `min.insync.replicas`.
+
+Two clients connect from the same settings: aiokafka (`client_kwargs`) publishes and creates
+topics in the service; confluent-kafka's AdminClient (`confluent_config`, `AdminSession`) runs
+the operator's admin work (ACLs, SCRAM users, consumer-group offsets), which aiokafka has no
+API for. Both take `kafka_bootstrap` as a comma-separated list and try the next address when
+one is down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
 import re
 import ssl
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from confluent_kafka import KafkaError as ConfluentError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
+
+T = TypeVar("T")
 
 _GEMEENTECODE = re.compile(r"GM[0-9]{4}")  # ASCII digits: \d also takes "٣"
 # Kafka error codes that CreateTopics may answer per topic.
@@ -51,15 +66,25 @@ def replay_topic_for(prefix: str, gemeentecode: str) -> str:
     return topic_for(prefix, gemeentecode) + REPLAY_TOPIC_SUFFIX
 
 
+def bootstrap_servers(settings: Settings) -> list[str]:
+    """`kafka_bootstrap` as a list of host:port (comma-separated, blanks ignored)."""
+    return [a.strip() for a in settings.kafka_bootstrap.split(",") if a.strip()]
+
+
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Bootstrap and security arguments shared by every aiokafka client we create."""
     kwargs: dict[str, Any] = {
+        # A comma-separated list: aiokafka tries each address until one answers.
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
-        # aiokafka needs an explicit context; the default one verifies the broker's cert.
-        kwargs["ssl_context"] = ssl.create_default_context()
+        # aiokafka needs an explicit context; the default one verifies the broker's cert
+        # (against the configured CA when there is one).
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+        kwargs["ssl_context"] = context
     if settings.kafka_sasl_mechanism:
         kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
         # aiokafka uses the "plain" field names for SCRAM too.
@@ -68,17 +93,146 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def confluent_config(settings: Settings) -> dict[str, str | int | float | bool]:
+    """The librdkafka configuration of the same connection as `client_kwargs` (bootstrap
+    list, security protocol, SASL user and TLS files), for confluent-kafka's AdminClient.
+
+    Pass `admin_settings(settings)` (kafka/access.py) for the admin principal.
+    """
+    config: dict[str, str | int | float | bool] = {
+        "bootstrap.servers": ",".join(bootstrap_servers(settings)),
+        "security.protocol": settings.kafka_security_protocol,
+        "client.id": "koppelpunt-beheer",
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_username or ""
+        config["sasl.password"] = settings.kafka_password or ""
+    for key, value in (
+        ("ssl.ca.location", settings.kafka_ssl_cafile),
+        ("ssl.certificate.location", settings.kafka_ssl_certfile),
+        ("ssl.key.location", settings.kafka_ssl_keyfile),
+    ):
+        if value:
+            config[key] = value
+    return config
+
+
+# librdkafka's own log lines (a refused connection to one of several bootstrap addresses, a
+# login refused) go to Python logging instead of straight to stderr.
+_LIBRDKAFKA_LOG = logging.getLogger("koppelpunt.kafka.librdkafka")
+
+
+class AdminSession:
+    """confluent-kafka's AdminClient with our settings, timeouts and errors.
+
+    The AdminClient answers with concurrent futures that block: `call` runs the request and
+    waits for its result in a worker thread, so the event loop keeps running, and turns
+    librdkafka's errors into ServiceUnavailableError (unreachable, timed out) or lets the
+    caller map the broker's own error codes (`KafkaException.args[0].code()`).
+    """
+
+    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        try:
+            self.client = AdminClient(
+                {**confluent_config(settings), "socket.timeout.ms": int(timeout * 1000)},
+                logger=_LIBRDKAFKA_LOG,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            # e.g. an unknown security protocol or SASL mechanism, an unreadable TLS file
+            raise ConfigurationError(f"the Kafka client settings are not usable: {exc}") from exc
+
+    async def call(self, request: Callable[[], T], what: str) -> T:
+        """Run `request` (which waits on the client's futures) in a thread; errors that are
+        no answer from the broker become ServiceUnavailableError naming `what`."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return await asyncio.to_thread(request)
+            except KafkaException as exc:
+                error = kafka_error(exc)
+                if error is not None and _retriable(error) and time.monotonic() < deadline:
+                    # e.g. the group coordinator not available yet: the first group on a
+                    # fresh cluster creates __consumer_offsets.
+                    await asyncio.sleep(0.25)
+                    continue
+                if error is not None and no_answer(error):
+                    raise ServiceUnavailableError(
+                        await self.unavailable_message(what, error)
+                    ) from exc
+                raise
+            except concurrent.futures.TimeoutError as exc:
+                raise ServiceUnavailableError(
+                    f"{what}: no answer from Kafka at {self.settings.kafka_bootstrap} within "
+                    f"{self.timeout:.0f} s"
+                ) from exc
+            finally:
+                self.client.poll(0)  # hand librdkafka's queued log lines to _LIBRDKAFKA_LOG
+
+    async def unavailable_message(self, what: str, error: ConfluentError) -> str:
+        refusal = await login_problem(self.settings)
+        if refusal is not None:
+            return f"{what}: {refusal}"
+        return f"{what}: Kafka at {self.settings.kafka_bootstrap} is unreachable: {error.str()}"
+
+    def wait(self, future: concurrent.futures.Future[Any]) -> Any:
+        """The result of one of the client's futures (blocking: call it inside `call`)."""
+        return future.result(timeout=self.timeout + 5)
+
+
+# The broker's answers that mean "no usable connection"; librdkafka's own local errors
+# (transport, timeouts, every broker down, authentication) have negative codes.
+_NO_ANSWER = frozenset(
+    {ConfluentError.REQUEST_TIMED_OUT, ConfluentError.SASL_AUTHENTICATION_FAILED}
+)
+
+
+# Answers that pass by themselves, which librdkafka does not always mark retriable.
+_PASSING = frozenset(
+    {
+        ConfluentError.COORDINATOR_LOAD_IN_PROGRESS,
+        ConfluentError.COORDINATOR_NOT_AVAILABLE,
+        ConfluentError.NOT_COORDINATOR,
+    }
+)
+
+
+def _retriable(error: ConfluentError) -> bool:
+    return bool(error.retriable()) or error.code() in _PASSING
+
+
+def no_answer(error: ConfluentError) -> bool:
+    """The error is librdkafka's (no broker answered) rather than a broker's refusal."""
+    return error.code() < 0 or error.code() in _NO_ANSWER
+
+
+def kafka_error(exc: KafkaException) -> ConfluentError | None:
+    """The KafkaError inside a confluent KafkaException (None when there is none)."""
+    error = exc.args[0] if exc.args else None
+    return error if isinstance(error, ConfluentError) else None
+
+
 async def login_problem(settings: Settings, timeout: float = 3.0) -> str | None:  # noqa: ASYNC109
     """Why the broker refused our login, or None (it accepted it, or is simply unreachable).
 
     aiokafka reports a refused SASL login while bootstrapping as a plain "Unable to
     bootstrap" KafkaConnectionError (the cause only goes to its log). One direct connection
-    to the first bootstrap address brings the broker's own error back, so operators (relay
+    to each bootstrap address in turn brings the broker's own error back, so operators (relay
     last_error, logs) see "authentication refused" rather than "unreachable".
     """
     if not settings.kafka_sasl_mechanism:
         return None
-    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    for address in bootstrap_servers(settings):
+        refusal = await _login_refusal(settings, address, timeout)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+async def _login_refusal(settings: Settings, address: str, timeout: float) -> str | None:  # noqa: ASYNC109
+    host, _, port = address.rpartition(":")
     kwargs = client_kwargs(settings)
     try:
         async with asyncio.timeout(timeout):
@@ -122,17 +276,21 @@ async def describe_unavailable(settings: Settings, exc: BaseException) -> str:
 
 
 async def _accepts_tcp(settings: Settings, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
-    """Whether the first bootstrap address accepts a TCP connection at all."""
-    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
-    try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(host.strip("[]") or "localhost", int(port))
-    except (OSError, TimeoutError, ValueError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    """Whether any bootstrap address accepts a TCP connection at all."""
+    for address in bootstrap_servers(settings):
+        host, _, port = address.rpartition(":")
+        try:
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(
+                    host.strip("[]") or "localhost", int(port)
+                )
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 async def _admin(settings: Settings, timeout: float) -> AIOKafkaAdminClient:  # noqa: ASYNC109
@@ -171,7 +329,15 @@ async def ensure_topics(
             for i in range(0, len(missing), _CREATE_BATCH):
                 batch = missing[i : i + _CREATE_BATCH]
                 response = await admin.create_topics(
-                    [NewTopic(t, num_partitions, settings.topic_replication_factor) for t in batch]
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions,
+                            settings.topic_replication_factor,
+                            topic_configs=topic_configs(settings),
+                        )
+                        for t in batch
+                    ]
                 )
                 created += _check_created(response.topic_errors)
             await _wait_visible(admin, created)
@@ -180,6 +346,13 @@ async def ensure_topics(
     finally:
         await admin.close()
     return created
+
+
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Topic-level configs of the topics we create: with acks=all a write needs this many
+    in-sync replicas, so a topic of replication factor 3 with 2 survives a lost broker
+    without accepting writes that only one broker holds."""
+    return {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
