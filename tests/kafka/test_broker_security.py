@@ -1,4 +1,4 @@
-"""The local/test broker (kafka/broker.py) runs with SASL/SCRAM and deny-by-default ACLs."""
+"""The local/test broker (dev/localkafka) runs with SASL/SCRAM and deny-by-default ACLs."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ class TestBrokerSecurity:
 
 
 class TestReadinessProbe:
-    """LocalBroker's readiness is "a client can log in and read metadata", checked in stdlib
-    Python (kafka/broker.py runs before the venv exists), so it must speak SCRAM correctly."""
+    """LocalBroker's readiness is "a client can log in and read metadata"; its probe must
+    speak SCRAM correctly and refuse a wrong password."""
 
     def test_running_broker_is_usable_for_admin_and_service(self, own_broker: Any) -> None:
         """Both principals log in with SCRAM-SHA-512 and the metadata lists the broker."""

@@ -1,18 +1,18 @@
-#!/usr/bin/env python3
 """Run a real single-node Kafka 4.x broker (KRaft, combined broker+controller) without Docker.
 
 Why: the delivery tests and `make run` need the real protocol (Kafka 4 dropped old protocol
 versions, idempotence and ACLs behave as in production), and a fake would prove nothing. The
-jars come from Maven Central (`make kafka-jars`, see kafka/pom.xml); this module only needs the
-standard library and Java 17, so it runs before the venv exists.
+jars come from Maven Central (`make kafka-jars`, see kafka/pom.xml); Java 17 runs them. The
+Makefile runs this with the venv's Python (`make kafka` creates the venv first).
 
-    python kafka/broker.py start [--dir var/kafka] [--port 9092] [--controller-port 9093]
-    python kafka/broker.py status [--dir var/kafka]
-    python kafka/broker.py stop [--dir var/kafka]
-    python kafka/broker.py env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
+    python -m dev.localkafka start [--dir var/kafka] [--port 9092] [--controller-port 9093]
+    python -m dev.localkafka status [--dir var/kafka]
+    python -m dev.localkafka stop [--dir var/kafka]
+    python -m dev.localkafka env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
 
-Importable too: `LocalBroker(data_dir, port=..., controller_port=...).start()`. Tests and the
-benchmark pass `stop_with_parent=True`: a watchdog process (`broker.py watch`, started by
+Importable: `from dev.localkafka import LocalBroker`;
+`LocalBroker(data_dir, port=..., controller_port=...).start()`. Tests and the
+benchmark pass `stop_with_parent=True`: a watchdog process (`localkafka watch`, started by
 start()) stops the broker when the process that started it ends, however it ends (a pytest
 killed by the kernel or at a CI time limit runs no teardown). `make kafka` leaves it running.
 
@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LIBS = REPO_ROOT / ".cache" / "kafka" / "libs"
 NODE_ID = 1
 ADMIN_USER = "koppelpunt-admin"
@@ -465,7 +465,8 @@ def _is_kafka_process(pid: int) -> bool:
 
 
 class _Watchdog:
-    """A `broker.py watch` process holding the read end of a pipe whose write end only we hold.
+    """A `python -m dev.localkafka watch` process holding the read end of a pipe whose write
+    end only we hold.
 
     When this process ends, however it ends, the kernel closes the write end and the watchdog
     reads end-of-file: the lifeline. A pipe and not a poll of our pid (no pid reuse) and not
@@ -485,7 +486,8 @@ class _Watchdog:
                 proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                     [
                         sys.executable,
-                        str(Path(__file__).resolve()),
+                        "-m",
+                        "dev.localkafka",
                         "watch",
                         "--pid",
                         str(broker_pid),
@@ -497,6 +499,7 @@ class _Watchdog:
                     stderr=subprocess.STDOUT,
                     pass_fds=(read_end,),
                     start_new_session=True,  # a Ctrl-C in our terminal does not reach it
+                    cwd=REPO_ROOT,  # `-m dev.localkafka` imports from the repository root
                 )
         except BaseException:
             os.close(write_end)
@@ -1004,7 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kafka {how}: bootstrap {broker.bootstrap} (pid {broker.pid()}, dir {data_dir})")
         return 0
     if args.command == "env":
-        # For `eval "$(python kafka/broker.py env)"`: the service's KOPPELPUNT_KAFKA_* settings.
+        # For `eval "$(python -m dev.localkafka env)"`: the service's KOPPELPUNT_KAFKA_* settings.
         if not broker.credentials_file.exists():
             print(f"no credentials in {data_dir}: start the broker first", file=sys.stderr)
             return 1
@@ -1030,7 +1033,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"kafka running: bootstrap {broker.bootstrap} (pid {pid}, dir {data_dir})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
