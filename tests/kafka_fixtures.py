@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -60,6 +61,10 @@ def admin_kwargs(bootstrap: str | None = None) -> dict[str, Any]:
         "bootstrap_servers": bootstrap or os.environ[EXTERNAL_BOOTSTRAP_ENV],
         "security_protocol": os.environ.get("KOPPELPUNT_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
     }
+    if kwargs["security_protocol"] in {"SSL", "SASL_SSL"}:
+        kwargs["ssl_context"] = ssl.create_default_context(
+            cafile=os.environ.get("KOPPELPUNT_KAFKA_SSL_CAFILE")
+        )
     mechanism = os.environ.get("KOPPELPUNT_KAFKA_SASL_MECHANISM")
     if mechanism:
         kwargs["sasl_mechanism"] = mechanism

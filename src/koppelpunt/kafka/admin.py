@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
+from koppelpunt.kafka.tls import kafka_ssl_context
 
 _GEMEENTECODE = re.compile(r"GM[0-9]{4}")  # ASCII digits: \d also takes "٣"
 # Kafka error codes that CreateTopics may answer per topic.
@@ -58,8 +58,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
         "security_protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
-        # aiokafka needs an explicit context; the default one verifies the broker's cert.
-        kwargs["ssl_context"] = ssl.create_default_context()
+        kwargs["ssl_context"] = kafka_ssl_context(settings)
     if settings.kafka_sasl_mechanism:
         kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
         # aiokafka uses the "plain" field names for SCRAM too.
