@@ -17,7 +17,7 @@ RUN_ENV := KOPPELPUNT_SENDERS_FILE=$${KOPPELPUNT_SENDERS_FILE:-dev/senders.dev.y
            KOPPELPUNT_LOG_JSON=$${KOPPELPUNT_LOG_JSON:-false} \
            KOPPELPUNT_DEVELOPMENT_MODE=$${KOPPELPUNT_DEVELOPMENT_MODE:-true}
 
-LINT_DIRS := $(wildcard src tests bench examples kafka)
+LINT_DIRS := $(wildcard src tests bench examples dev)
 
 include kafka/kafka.mk
 

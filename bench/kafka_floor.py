@@ -8,7 +8,7 @@ reading the signaleringen: the producer (aiokafka, as the relay uses it: `KafkaP
 the broker, and the reader that counts them in `make bench` (`harness.SignaleringConsumer`).
 This measures that part with nothing else running: no HTTP, no database, no parsing.
 
-Starts its own broker (kafka/broker.py, SASL/SCRAM with ACLs, free ports, temp dir), creates
+Starts its own broker (dev/localkafka, SASL/SCRAM with ACLs, free ports, temp dir), creates
 the 342 gemeente topics (one partition each, as `make bench`), builds `records` signaleringen
 in memory (~1 KB XML payloads and the CloudEvents headers of bench/profile_relay.py, keyed by
 BSN, gemeenten Zipf-weighted as in bench/generate.py), then, one after the other:

@@ -2,7 +2,7 @@
 
     python -m bench.profile_relay [signaleringen] [rounds] [--profile] [--batch N]
 
-Starts its own broker (kafka/broker.py, SASL/SCRAM with ACLs, free ports, temp dir), fills a
+Starts its own broker (dev/localkafka, SASL/SCRAM with ACLs, free ports, temp dir), fills a
 SQLite outbox with `signaleringen` rows (~1 KB payloads, spread Zipf-like over the 342 gemeente
 topics, one partition each as in `make bench`, 500 per bericht), then times
 `OutboxRelay.drain()` over them: CPU of this process (all threads, aiosqlite's too) and of the

@@ -1,6 +1,6 @@
 """`make bench`: measure koppelpunt end to end on this machine and write bench/results/<date>.json.
 
-Starts its own Kafka broker (kafka/broker.py, free ports), uses SQLite in a temporary directory
+Starts its own Kafka broker (dev/localkafka, free ports), uses SQLite in a temporary directory
 (or a fresh database on the PostgreSQL server of KOPPELPUNT_DATABASE_URL), runs the service as a
 real `koppelpunt serve` process and drives it with an async aiohttp load generator
 (bench/load_client.py). See bench/README.md for what each figure means. BENCH_SCALE (default
@@ -35,34 +35,22 @@ from bench import generate as gen
 from bench import harness
 from bench.harness import Process, SignaleringConsumer
 from bench.load_client import Answer, ClientErrors, LoadClient
+from dev.localkafka import LocalBroker
 
 ROOT = harness.ROOT
 RESULTS = ROOT / "bench" / "results"
 TARGETS = {"ratio": 0.5, "batch_records_per_s": 20_000, "year_seconds": 300, "p99_ms": 50}
 
 
-def load_broker_module() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "koppelpunt_local_broker", ROOT / "kafka" / "broker.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
-def local_broker(data_dir: Path) -> Iterator[Any]:
-    """The benchmarks' own broker (kafka/broker.py: SASL/SCRAM-only with ACLs) on free ports,
+def local_broker(data_dir: Path) -> Iterator[LocalBroker]:
+    """The benchmarks' own broker (dev/localkafka: SASL/SCRAM-only with ACLs) on free ports,
     stopped afterwards and also when this process is killed (stop_with_parent).
 
     Its settings go into this process's environment, the admin's too: a service started as a
     child process inherits the service principal's; readers use koppelpunt's `admin_settings`.
     """
-    broker = load_broker_module().LocalBroker(
+    broker = LocalBroker(
         data_dir,
         port=harness.free_port(),
         controller_port=harness.free_port(),

@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,10 +154,16 @@ def process(
 
 # --- the Kafka side ---------------------------------------------------------------------------
 def consumer_from(config: dict[str, Any], group_suffix: str) -> AIOKafkaConsumer:
+    # Trust the broker's CA from the connection file (sslCaPem); the host name is checked.
+    # Without sslCaPem: the system's trust store (a broker with a public certificate).
+    ssl_context = None
+    if config["securityProtocol"] in {"SSL", "SASL_SSL"}:
+        ssl_context = ssl.create_default_context(cadata=config.get("sslCaPem"))
     return AIOKafkaConsumer(
         *config["topics"],
         bootstrap_servers=config["bootstrapServers"],
-        security_protocol=config["securityProtocol"],  # SASL_SSL in production
+        security_protocol=config["securityProtocol"],  # SASL_SSL
+        ssl_context=ssl_context,
         sasl_mechanism=config["saslMechanism"],  # SCRAM-SHA-512
         sasl_plain_username=config["username"],  # aiokafka uses these names for SCRAM too
         sasl_plain_password=config["password"],

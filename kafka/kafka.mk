@@ -4,14 +4,15 @@
 #   make kafka-stop   stop it (SIGTERM, then SIGKILL after 30 s)
 #   make -s kafka-env export lines with the service and admin credentials (SASL/SCRAM), for
 #                     eval "$(make -s kafka-env)"; passwords live in $(KAFKA_DIR)/credentials (0600)
-# kafka/broker.py is stdlib-only, so PY may be any python3 (e.g. before the venv exists).
+# The launcher is the package dev/localkafka (`python -m dev.localkafka`), run with the venv's
+# Python from the repository root; `make kafka` creates the venv first.
 
 PY ?= .venv/bin/python
 KAFKA_LIBS ?= .cache/kafka/libs
 KAFKA_DIR ?= var/kafka
 
 # Prefix for commands of `make run`: the service principal's KOPPELPUNT_KAFKA_* settings.
-KAFKA_ENV = kenv="$$($(PY) kafka/broker.py env --dir $(KAFKA_DIR))" && eval "$$kenv" &&
+KAFKA_ENV = kenv="$$($(PY) -m dev.localkafka env --dir $(KAFKA_DIR))" && eval "$$kenv" &&
 
 .PHONY: kafka-jars kafka kafka-stop kafka-status kafka-env
 
@@ -25,14 +26,14 @@ $(KAFKA_LIBS)/.complete: kafka/pom.xml
 		-DoutputDirectory=$(abspath $(KAFKA_LIBS))
 	touch $@
 
-kafka: kafka-jars
-	$(PY) kafka/broker.py start --dir $(KAFKA_DIR) --libs $(KAFKA_LIBS)
+kafka: kafka-jars $(VENV)/.installed
+	$(PY) -m dev.localkafka start --dir $(KAFKA_DIR) --libs $(KAFKA_LIBS)
 
 kafka-stop:
-	$(PY) kafka/broker.py stop --dir $(KAFKA_DIR)
+	$(PY) -m dev.localkafka stop --dir $(KAFKA_DIR)
 
 kafka-status:
-	$(PY) kafka/broker.py status --dir $(KAFKA_DIR)
+	$(PY) -m dev.localkafka status --dir $(KAFKA_DIR)
 
 kafka-env:
-	@$(PY) kafka/broker.py env --admin --dir $(KAFKA_DIR)
+	@$(PY) -m dev.localkafka env --admin --dir $(KAFKA_DIR)

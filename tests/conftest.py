@@ -1,6 +1,6 @@
 """Shared fixtures: a real Kafka broker per session, a real database per test, the app.
 
-The broker is started from the Maven Central jars (kafka/broker.py) unless
+The broker is started from the Maven Central jars (dev/localkafka) unless
 KOPPELPUNT_KAFKA_BOOTSTRAP points at one; the database is SQLite unless
 KOPPELPUNT_DATABASE_URL points at PostgreSQL. Each test gets its own topic prefix, so tests
 never read each other's signaleringen.

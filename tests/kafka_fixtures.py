@@ -1,6 +1,6 @@
 """Fixtures for tests against the real Kafka broker (imported by tests/conftest.py).
 
-One broker per test session, started from kafka/broker.py on free ports in a temporary
+One broker per test session, started from dev/localkafka on free ports in a temporary
 directory; or an external one when KOPPELPUNT_KAFKA_BOOTSTRAP is set (CI service, a running
 `make kafka`). Tests that stop the broker need the session's own broker and skip otherwise.
 
@@ -14,21 +14,20 @@ admin (super user): `admin_kwargs()`. With an external broker, set those variabl
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import socket
-import sys
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from dev.localkafka import LocalBroker
+from dev.localkafka import broker as localkafka_broker
 from koppelpunt.config import Settings
 
 __all__ = [
@@ -43,28 +42,10 @@ __all__ = [
     "unique_topic",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
 EXTERNAL_BOOTSTRAP_ENV = "KOPPELPUNT_KAFKA_BOOTSTRAP"
 
 
-def _load_broker_module() -> ModuleType:
-    """kafka/broker.py is a script, not a package module: load it by path.
-
-    (A top-level `kafka` package would shadow kafka-python for anyone who has it installed.)
-    """
-    name = "koppelpunt_local_broker"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "kafka" / "broker.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-broker_module = _load_broker_module()
-LocalBroker = broker_module.LocalBroker
+broker_module = localkafka_broker
 
 
 def free_port() -> int:
@@ -80,6 +61,10 @@ def admin_kwargs(bootstrap: str | None = None) -> dict[str, Any]:
         "bootstrap_servers": bootstrap or os.environ[EXTERNAL_BOOTSTRAP_ENV],
         "security_protocol": os.environ.get("KOPPELPUNT_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
     }
+    if kwargs["security_protocol"] in {"SSL", "SASL_SSL"}:
+        kwargs["ssl_context"] = ssl.create_default_context(
+            cafile=os.environ.get("KOPPELPUNT_KAFKA_SSL_CAFILE")
+        )
     mechanism = os.environ.get("KOPPELPUNT_KAFKA_SASL_MECHANISM")
     if mechanism:
         kwargs["sasl_mechanism"] = mechanism

@@ -1,13 +1,11 @@
 """docker/: no Docker engine runs here, so the compose file, its scripts and the Dockerfile are
 checked for structure and for agreement with the system: the broker's security as in
-kafka/broker.py (the broker the tests run), every KOPPELPUNT_* variable a real setting, the
+dev/localkafka (the broker the tests run), every KOPPELPUNT_* variable a real setting, the
 migration before the service, every secret in the example .env."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from dev.localkafka import broker as localkafka_broker
 from koppelpunt.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +31,7 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def broker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kafka_broker", ROOT / "kafka" / "broker.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("kafka_broker", module)
-    spec.loader.exec_module(module)
-    return module
+    return localkafka_broker
 
 
 def start_properties() -> dict[str, str]:
@@ -101,7 +95,7 @@ def test_service_uses_its_scram_principal(compose: dict[str, Any], broker: Modul
     assert not any(k.startswith("KOPPELPUNT_KAFKA_ADMIN") for k in env)
 
 
-def test_broker_security_matches_kafka_broker_py(broker: ModuleType, tmp_path: Path) -> None:
+def test_broker_security_matches_localkafka(broker: ModuleType, tmp_path: Path) -> None:
     ours = start_properties()
     theirs = broker._base_properties(tmp_path, 9092, 9093, "x")
     for key in (

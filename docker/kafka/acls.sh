@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-shot, after the broker is healthy: the service principal may write, create and
 # describe the topics with the prefix vva.signalering., and describe groups (consumer lag),
-# and nothing else (as kafka/broker.py's _grant_service). Idempotent: adding an existing ACL
+# and nothing else (as dev/localkafka's _grant_service). Idempotent: adding an existing ACL
 # again changes nothing.
 set -eu
 : "${KAFKA_ADMIN_PASSWORD:?set KOPPELPUNT_KAFKA_ADMIN_PASSWORD in docker/.env}"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Start a single-node KRaft broker secured like kafka/broker.py (the broker the tests run):
+# Start a single-node KRaft broker secured like dev/localkafka (the broker the tests run):
 # SASL/SCRAM-SHA-512 on every client listener, the StandardAuthorizer denying by default
 # (allow.everyone.if.no.acl.found=false), the admin principal as the only super user, and the
 # controller listener on SASL/PLAIN for the admin (SCRAM users live in the metadata log the

@@ -51,12 +51,12 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_username: str | None = None
     kafka_password: str | None = None
-    # TLS to the broker (security protocol SSL or SASL_SSL): the CA that signed the broker's
-    # certificate (PEM; default: the system's CAs), and a client certificate and key (PEM)
-    # when the broker asks for one.
-    kafka_ssl_cafile: str | None = None
-    kafka_ssl_certfile: str | None = None
-    kafka_ssl_keyfile: str | None = None
+    # TLS to Kafka (SSL/SASL_SSL): the CA bundle (PEM) that signs the broker's certificate
+    # (unset: the system's trust store) and, for brokers that want mutual TLS, the client's
+    # certificate chain and key (PEM). The broker's host name is always checked.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     # The admin principal `koppelpunt access` uses to manage SCRAM users and ACLs (needs
     # ALTER on the cluster); falls back to kafka_username/kafka_password when unset.
     kafka_admin_username: str | None = None

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -30,6 +33,7 @@ from aiokafka.errors import (
 from aiokafka.structs import TopicPartition
 from typer.testing import CliRunner
 
+from dev.localkafka import broker as localkafka_broker
 from koppelpunt.cli.main import app
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError
@@ -52,6 +56,10 @@ def vendor_kwargs(config: access.ConnectionConfig) -> dict[str, Any]:
     return {
         "bootstrap_servers": config.bootstrap,
         "security_protocol": config.security_protocol,
+        # The config's own CA (sslCaPem), as a vendor would trust it; None on plaintext.
+        "ssl_context": ssl.create_default_context(cadata=config.ssl_ca_pem)
+        if config.ssl_ca_pem
+        else None,
         "sasl_mechanism": config.sasl_mechanism,
         "sasl_plain_username": config.name,
         "sasl_plain_password": config.password,
@@ -67,6 +75,7 @@ async def authenticate(config: access.ConnectionConfig) -> None:
         host,
         int(port),
         security_protocol=kwargs["security_protocol"],
+        ssl_context=kwargs["ssl_context"],
         sasl_mechanism=kwargs["sasl_mechanism"],
         sasl_plain_username=kwargs["sasl_plain_username"],
         sasl_plain_password=kwargs["sasl_plain_password"],
@@ -356,6 +365,7 @@ class TestServicePrincipal:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             security_protocol=settings.kafka_security_protocol,
+            ssl_context=client_kwargs(settings).get("ssl_context"),
             sasl_mechanism=settings.kafka_sasl_mechanism,
             sasl_plain_username=settings.kafka_username,
             sasl_plain_password=settings.kafka_password,
@@ -450,7 +460,9 @@ class TestCli:
             app, ["access", "grant", name, "--gemeente", "0363", "--gemeente", "GM0599"], env=env
         )
         assert granted.exit_code == 0, granted.output
-        assert "security.protocol=SASL_PLAINTEXT" in granted.output
+        assert "security.protocol=SASL_SSL" in granted.output
+        assert "ssl.truststore.type=PEM" in granted.output
+        assert "ssl.truststore.certificates=-----BEGIN CERTIFICATE-----" in granted.output
         assert "sasl.mechanism=SCRAM-SHA-512" in granted.output
         assert f'username="{name}"' in granted.output
         listed = runner.invoke(app, ["access", "list", "--json"], env=env)
@@ -462,11 +474,17 @@ class TestCli:
         listed = runner.invoke(app, ["access", "list", "--json"], env=env)
         assert name not in {r["naam"] for r in json.loads(listed.stdout)}
 
-    def test_librdkafka_format_for_kcat(self, settings: Settings) -> None:
-        """`--format librdkafka` gives sasl.username/sasl.password (kcat -F) and no JAAS line."""
+    def test_librdkafka_format_for_kcat(
+        self, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`--format librdkafka` gives sasl.username/sasl.password (kcat -F) and no JAAS line;
+        the broker's CA goes into a file beside it (here: the working directory), named by
+        `ssl.ca.location`."""
+        name = unique_name()
+        monkeypatch.chdir(tmp_path)
         result = CliRunner().invoke(
             app,
-            ["access", "grant", unique_name(), "--gemeente", "GM0363", "--format", "librdkafka"],
+            ["access", "grant", name, "--gemeente", "GM0363", "--format", "librdkafka"],
             env={
                 "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
                 "KOPPELPUNT_DATABASE_URL": settings.database_url,
@@ -476,6 +494,30 @@ class TestCli:
         assert "sasl.mechanisms=SCRAM-SHA-512" in result.output
         assert "sasl.password=" in result.output
         assert "jaas" not in result.output
+        ca_file = tmp_path / f"{name}-kafka-ca.pem"
+        assert f"ssl.ca.location={ca_file.resolve()}" in result.stdout
+        broker_ca = Path(os.environ["KOPPELPUNT_KAFKA_SSL_CAFILE"])
+        assert ca_file.read_text() == broker_ca.read_text()
+
+    async def test_vendor_without_the_ca_cannot_connect(self, settings: Settings) -> None:
+        """TLS is real: the vendor's config works with its CA (sslCaPem), and a client that
+        trusts only the system's CAs is refused in the handshake, before any SASL."""
+        config = await access.grant(settings, unique_name(), ["GM0363"], table=TABLE)
+        assert config.ssl_ca_pem and config.ssl_ca_pem.startswith("-----BEGIN CERTIFICATE-----")
+        assert json.loads(config.as_json())["sslCaPem"] == config.ssl_ca_pem
+        await authenticate(config)
+        host, port = config.bootstrap.rsplit(":", 1)
+        with pytest.raises(ssl.SSLCertVerificationError, match="CERTIFICATE_VERIFY_FAILED"):
+            conn = await create_conn(
+                host,
+                int(port),
+                security_protocol="SASL_SSL",
+                ssl_context=ssl.create_default_context(),
+                sasl_mechanism="SCRAM-SHA-512",
+                sasl_plain_username=config.name,
+                sasl_plain_password=config.password,
+            )
+            conn.close()
 
     def test_unknown_gemeente_exits_2(self, settings: Settings) -> None:
         """A wrong gemeentecode is a usage error with a clear message."""
@@ -580,6 +622,62 @@ class TestLibrdkafkaClient:
         lines = result.stdout.splitlines()
         assert [line.split()[-1] for line in lines] == ["id-0", "id-1"]
         assert all(line.startswith(f"{topic}[0]@") for line in lines)
+
+
+class TestJavaClient:
+    def test_java_console_consumer_reads_with_the_properties_file(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        """The Java client (the broker's own ConsoleConsumer) with the `--format properties`
+        file: the inline PEM truststore makes it trust the broker's CA over SASL_SSL."""
+        java = shutil.which("java")
+        libs = localkafka_broker.DEFAULT_LIBS
+        if java is None or not libs.is_dir():
+            pytest.skip("no Java or no Kafka jars")
+        topic = topic_for(settings.topic_prefix, "GM0363")
+
+        async def produce() -> None:
+            await ensure_topics(settings, [topic], 1)
+            producer = AIOKafkaProducer(**client_kwargs(access.admin_settings(settings)))
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, b"<java/>", key=b"k")
+            finally:
+                await producer.stop()
+
+        asyncio.run(produce())
+        name = unique_name()
+        out = tmp_path / "verbinding.properties"
+        granted = CliRunner().invoke(
+            app,
+            ["access", "grant", name, "--gemeente", "GM0363", "--output", str(out)],
+            env={
+                "KOPPELPUNT_TOPIC_PREFIX": settings.topic_prefix,
+                "KOPPELPUNT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "KOPPELPUNT_DATABASE_URL": settings.database_url,
+            },
+        )
+        assert granted.exit_code == 0, granted.output
+        assert "ssl.truststore.type=PEM" in out.read_text()
+        result = subprocess.run(
+            [
+                java,
+                "-Xmx128m",
+                "-cp",
+                f"{libs}/*",
+                "org.apache.kafka.tools.consumer.ConsoleConsumer",
+                *("--bootstrap-server", settings.kafka_bootstrap),
+                *("--consumer.config", str(out)),
+                *("--topic", topic, "--group", f"{name}.console", "--from-beginning"),
+                *("--max-messages", "1", "--timeout-ms", "60000"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "<java/>" in result.stdout.splitlines()
 
 
 class TestCliOutput:

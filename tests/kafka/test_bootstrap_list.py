@@ -14,13 +14,13 @@ from aiokafka import AIOKafkaConsumer
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, ResourceType
 from pydantic import ValidationError
 
+from koppelpunt.app.offsets import consumer_lag, describe_group, reset_offsets
 from koppelpunt.config import Settings
 from koppelpunt.errors import ServiceUnavailableError
 from koppelpunt.kafka import access
 from koppelpunt.kafka.access import admin_settings
 from koppelpunt.kafka.admin import client_kwargs, confluent_config, ensure_topics, topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher, OutboundMessage
-from koppelpunt.app.offsets import consumer_lag, describe_group, reset_offsets
 from koppelpunt.pipeline.gemeenten import GemeenteTable
 from tests.kafka.test_access import PACKAGED, read_one
 from tests.kafka_fixtures import free_port

@@ -1,7 +1,9 @@
-"""The local/test broker (kafka/broker.py) runs with SASL/SCRAM and deny-by-default ACLs."""
+"""The local/test broker (dev/localkafka) runs with SASL/SCRAM and deny-by-default ACLs."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import stat
 from typing import Any
 
@@ -25,8 +27,13 @@ class TestBrokerSecurity:
     def test_no_plaintext_client_listener_and_deny_by_default(self, own_broker: Any) -> None:
         """Only SASL listeners; StandardAuthorizer; no ACL means no access; one super user."""
         props = own_broker.properties()
-        assert props["listeners"].startswith("SASL_PLAINTEXT://127.0.0.1:")
-        assert "PLAINTEXT://" not in props["listeners"].replace("SASL_PLAINTEXT://", "")
+        assert props["listeners"].startswith("SASL_SSL://127.0.0.1:")
+        assert props["advertised.listeners"].startswith("SASL_SSL://127.0.0.1:")
+        assert props["inter.broker.listener.name"] == "SASL_SSL"
+        # The only plaintext-transport listener is the controller's (loopback, SASL/PLAIN).
+        assert props["listener.security.protocol.map"] == (
+            "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT"
+        )
         assert all(
             v.startswith("SASL_")
             for v in (p.split(":")[1] for p in props["listener.security.protocol.map"].split(","))
@@ -44,8 +51,55 @@ class TestBrokerSecurity:
             own_broker.credentials_file,
             own_broker.properties_file,
             own_broker.admin_client_file,
+            own_broker.tls.key_file,
+            own_broker.tls.ca_key_file,
         ):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+class TestBrokerTls:
+    """The client listener is SASL_SSL with a certificate of the broker's own local CA."""
+
+    def test_client_trusting_the_ca_logs_in(self, own_broker: Any) -> None:
+        creds = own_broker.credentials()
+        login = [(creds["service_username"], creds["service_password"])]
+        context = own_broker.tls.client_context()
+        assert context.check_hostname
+        assert broker_module.broker_usable("127.0.0.1", own_broker.port, login, 5, context) is None
+
+    def test_client_without_the_ca_fails(self, own_broker: Any) -> None:
+        """The system's trust store does not know the local CA: the handshake fails."""
+        creds = own_broker.credentials()
+        login = [(creds["service_username"], creds["service_password"])]
+        reason = broker_module.broker_usable(
+            "127.0.0.1", own_broker.port, login, 5, ssl.create_default_context()
+        )
+        assert reason is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in reason
+
+    def test_wrong_host_name_fails(self, own_broker: Any) -> None:
+        """The certificate names 127.0.0.1 and localhost only; the host name is checked."""
+        context = own_broker.tls.client_context()
+        with (
+            socket.create_connection(("127.0.0.1", own_broker.port), timeout=5) as sock,
+            pytest.raises(ssl.SSLCertVerificationError, match="mismatch"),
+        ):
+            context.wrap_socket(sock, server_hostname="broker.elders.example")
+
+    async def test_plaintext_sasl_client_cannot_connect(self, own_broker: Any) -> None:
+        """A SASL client without TLS gets nothing from the listener."""
+        creds = own_broker.credentials()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=own_broker.bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_plain_username=creds["service_username"],
+            sasl_plain_password=creds["service_password"],
+            request_timeout_ms=3000,
+        )
+        with pytest.raises(KafkaConnectionError):
+            await consumer.start()
+        await consumer.stop()
 
     async def test_unauthenticated_client_cannot_connect(self, own_broker: Any) -> None:
         """A PLAINTEXT client gets no metadata from the SASL listener."""
@@ -56,8 +110,8 @@ class TestBrokerSecurity:
 
 
 class TestReadinessProbe:
-    """LocalBroker's readiness is "a client can log in and read metadata", checked in stdlib
-    Python (kafka/broker.py runs before the venv exists), so it must speak SCRAM correctly."""
+    """LocalBroker's readiness is "a client can log in and read metadata"; its probe must
+    speak SCRAM correctly and refuse a wrong password."""
 
     def test_running_broker_is_usable_for_admin_and_service(self, own_broker: Any) -> None:
         """Both principals log in with SCRAM-SHA-512 and the metadata lists the broker."""
@@ -68,7 +122,10 @@ class TestReadinessProbe:
         """The probe really authenticates: a wrong password is a reason, not a success."""
         creds = own_broker.credentials()
         reason = broker_module.broker_usable(
-            "127.0.0.1", own_broker.port, [(creds["service_username"], "not-the-password")]
+            "127.0.0.1",
+            own_broker.port,
+            [(creds["service_username"], "not-the-password")],
+            ssl_context=own_broker.tls.client_context(),
         )
         assert reason is not None
         assert "authentication failed" in reason.lower()
@@ -76,7 +133,10 @@ class TestReadinessProbe:
     def test_unknown_user_is_reported_not_usable(self, own_broker: Any) -> None:
         """A principal the broker has no SCRAM credential for cannot be "ready"."""
         reason = broker_module.broker_usable(
-            "127.0.0.1", own_broker.port, [("nobody-here", "secret")]
+            "127.0.0.1",
+            own_broker.port,
+            [("nobody-here", "secret")],
+            ssl_context=own_broker.tls.client_context(),
         )
         assert reason is not None
         assert "authentication failed" in reason.lower()

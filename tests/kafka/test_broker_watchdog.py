@@ -23,17 +23,15 @@ from tests.kafka_fixtures import broker_module, free_port
 
 pytestmark = pytest.mark.kafka
 
-BROKER_PY = Path(broker_module.__file__).resolve()
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # The parent: starts a broker with the watchdog, says the pids, then waits to be killed.
 PARENT = """
-import importlib.util, sys, time
+import sys, time
 from pathlib import Path
-spec = importlib.util.spec_from_file_location("kp_broker_child", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules["kp_broker_child"] = module
-spec.loader.exec_module(module)
-broker = module.LocalBroker(
+sys.path.insert(0, sys.argv[1])
+from dev.localkafka import LocalBroker
+broker = LocalBroker(
     Path(sys.argv[2]), port=int(sys.argv[3]), controller_port=int(sys.argv[4]),
     stop_with_parent=True,
 )
@@ -72,7 +70,7 @@ def test_broker_stops_when_its_parent_is_killed(kafka_broker: Any, tmp_path: Pat
     """SIGKILL to the process that started the broker: broker and watchdog end by themselves."""
     if kafka_broker is None:
         pytest.skip("KOPPELPUNT_KAFKA_BOOTSTRAP points at an external broker (jars maybe absent)")
-    argv = [str(BROKER_PY), str(tmp_path / "kafka"), str(free_port()), str(free_port())]
+    argv = [str(REPO_ROOT), str(tmp_path / "kafka"), str(free_port()), str(free_port())]
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, *argv],
         stdout=subprocess.PIPE,

@@ -2,12 +2,13 @@
 
 The logic is in koppelpunt.kafka.access; the broker enforces it (SCRAM users + ACLs). These
 commands need the admin principal: KOPPELPUNT_KAFKA_ADMIN_USERNAME/_PASSWORD (for the local
-broker: `eval "$(python kafka/broker.py env --admin)"`).
+broker: `eval "$(make -s kafka-env)"`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -97,6 +98,12 @@ def grant(
         if output is not None and output.suffix == ".json"
         else ConfigFormat.properties
     )
+    if chosen is ConfigFormat.librdkafka and config.ssl_ca_pem:
+        # librdkafka reads its CA from a file: write it beside the config (it is public).
+        ca_file = (output.parent if output is not None else Path()) / f"{name}-kafka-ca.pem"
+        ca_file.write_text(config.ssl_ca_pem, encoding="ascii")
+        config = dataclasses.replace(config, ssl_ca_location=str(ca_file.resolve()))
+        typer.echo(f"the broker's CA for {name} written to {ca_file}", err=True)
     text = config.render(chosen.value)
     if output is None:
         typer.echo(text, nl=False)

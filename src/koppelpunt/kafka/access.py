@@ -187,6 +187,11 @@ class ConnectionConfig:
     # The gemeenten's replay topics: re-sent signaleringen (same ce_id) when an operator
     # replays to them instead of to the gemeente topic.
     replay_topics: tuple[str, ...] = ()
+    # The CA (PEM) the broker's certificate chains to (KOPPELPUNT_KAFKA_SSL_CAFILE), handed to
+    # the vendor in every format: a private CA is in no client's default trust store.
+    ssl_ca_pem: str | None = None
+    # librdkafka reads a CA from a file only (`ssl.ca.location`): where the CLI wrote it.
+    ssl_ca_location: str | None = None
 
     @property
     def group_prefix(self) -> str:
@@ -205,6 +210,7 @@ class ConnectionConfig:
                     "topics": list(self.topics),
                     "replayTopics": list(self.replay_topics),
                     "groupPrefix": self.group_prefix,
+                    **({"sslCaPem": self.ssl_ca_pem} if self.ssl_ca_pem else {}),
                 },
                 indent=2,
             )
@@ -236,10 +242,18 @@ class ConnectionConfig:
                     *self._header(),
                     f"sasl.mechanism={self.sasl_mechanism}",
                     f"sasl.jaas.config={jaas}",
+                    *self._java_truststore(),
                 ]
             )
             + "\n"
         )
+
+    def _java_truststore(self) -> list[str]:
+        """The CA inline as a PEM truststore (java.util.Properties reads `\\n` as a newline)."""
+        if not self.ssl_ca_pem:
+            return []
+        pem = self.ssl_ca_pem.strip().replace("\n", "\\n")
+        return ["ssl.truststore.type=PEM", f"ssl.truststore.certificates={pem}"]
 
     def as_librdkafka(self) -> str:
         """librdkafka properties (kcat -F FILE, confluent-kafka-python, ...)."""
@@ -251,6 +265,7 @@ class ConnectionConfig:
                     f"sasl.mechanisms={self.sasl_mechanism}",
                     f"sasl.username={self.name}",
                     f"sasl.password={password}",
+                    *([f"ssl.ca.location={self.ssl_ca_location}"] if self.ssl_ca_location else []),
                 ]
             )
             + "\n"
@@ -580,7 +595,21 @@ async def grant(
         gemeenten=tuple(codes),
         topics=tuple(topics),
         replay_topics=tuple(replay_topics),
+        ssl_ca_pem=_ca_pem(settings),
     )
+
+
+def _ca_pem(settings: Settings) -> str | None:
+    """The CA a vendor needs to trust the broker: the one the service trusts, on TLS only."""
+    if settings.kafka_ssl_cafile is None or settings.kafka_security_protocol not in {
+        "SSL",
+        "SASL_SSL",
+    }:
+        return None
+    try:
+        return settings.kafka_ssl_cafile.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"KOPPELPUNT_KAFKA_SSL_CAFILE unreadable: {exc}") from exc
 
 
 async def revoke(

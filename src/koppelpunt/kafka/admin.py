@@ -19,7 +19,6 @@ import concurrent.futures
 import contextlib
 import logging
 import re
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -33,6 +32,7 @@ from confluent_kafka.admin import AdminClient
 
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
+from koppelpunt.kafka.tls import kafka_ssl_context
 
 T = TypeVar("T")
 
@@ -79,12 +79,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
         "security_protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
-        # aiokafka needs an explicit context; the default one verifies the broker's cert
-        # (against the configured CA when there is one).
-        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-        if settings.kafka_ssl_certfile:
-            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
-        kwargs["ssl_context"] = context
+        kwargs["ssl_context"] = kafka_ssl_context(settings)
     if settings.kafka_sasl_mechanism:
         kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
         # aiokafka uses the "plain" field names for SCRAM too.
@@ -114,7 +109,7 @@ def confluent_config(settings: Settings) -> dict[str, str | int | float | bool]:
         ("ssl.key.location", settings.kafka_ssl_keyfile),
     ):
         if value:
-            config[key] = value
+            config[key] = str(value)
     return config
 
 

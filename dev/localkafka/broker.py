@@ -1,18 +1,18 @@
-#!/usr/bin/env python3
 """Run a real single-node Kafka 4.x broker (KRaft, combined broker+controller) without Docker.
 
 Why: the delivery tests and `make run` need the real protocol (Kafka 4 dropped old protocol
 versions, idempotence and ACLs behave as in production), and a fake would prove nothing. The
-jars come from Maven Central (`make kafka-jars`, see kafka/pom.xml); this module only needs the
-standard library and Java 17, so it runs before the venv exists.
+jars come from Maven Central (`make kafka-jars`, see kafka/pom.xml); Java 17 runs them. The
+Makefile runs this with the venv's Python (`make kafka` creates the venv first).
 
-    python kafka/broker.py start [--dir var/kafka] [--port 9092] [--controller-port 9093]
-    python kafka/broker.py status [--dir var/kafka]
-    python kafka/broker.py stop [--dir var/kafka]
-    python kafka/broker.py env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
+    python -m dev.localkafka start [--dir var/kafka] [--port 9092] [--controller-port 9093]
+    python -m dev.localkafka status [--dir var/kafka]
+    python -m dev.localkafka stop [--dir var/kafka]
+    python -m dev.localkafka env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
 
-Importable too: `LocalBroker(data_dir, port=..., controller_port=...).start()`. Tests and the
-benchmark pass `stop_with_parent=True`: a watchdog process (`broker.py watch`, started by
+Importable: `from dev.localkafka import LocalBroker`;
+`LocalBroker(data_dir, port=..., controller_port=...).start()`. Tests and the
+benchmark pass `stop_with_parent=True`: a watchdog process (`localkafka watch`, started by
 start()) stops the broker when the process that started it ends, however it ends (a pytest
 killed by the kernel or at a CI time limit runs no teardown). `make kafka` leaves it running.
 
@@ -43,6 +43,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -51,7 +52,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from koppelpunt.pki import CertificateAuthority
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LIBS = REPO_ROOT / ".cache" / "kafka" / "libs"
 NODE_ID = 1
 ADMIN_USER = "koppelpunt-admin"
@@ -69,10 +72,23 @@ class BrokerError(RuntimeError):
     """The broker could not be started or stopped; the message says what to do."""
 
 
+def _pem_property(pem: bytes) -> str:
+    """PEM text as one properties value (java.util.Properties reads `\\n` as a newline)."""
+    return pem.decode("ascii").strip().replace("\n", "\\n")
+
+
 def _base_properties(
-    data_dir: Path, port: int, controller_port: int, admin_password: str
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    admin_password: str,
+    tls: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Properties of a combined node on loopback, tuned for a fast start and one replica."""
+    """Properties of a combined node on loopback, tuned for a fast start and one replica.
+
+    `tls`: the broker's `ssl.*` properties (LocalTls.properties); without it the docker
+    structure test reads the security properties only.
+    """
     scram_login = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{ADMIN_USER}" password="{admin_password}";'
@@ -88,17 +104,15 @@ def _base_properties(
         # Static voters (not `--standalone`): the voter endpoint is read from this file at
         # every start, so the same data dir survives a change of controller port.
         "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
-        "listeners": (
-            f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
-        ),
-        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+        "inter.broker.listener.name": "SASL_SSL",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
         # Clients and the broker itself: SCRAM-SHA-512 (users live in the metadata log).
         "sasl.enabled.mechanisms": SCRAM_MECHANISM,
         "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
-        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram_login,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram_login,
         # Broker -> controller: PLAIN with a static admin entry (SCRAM cannot bootstrap the
         # quorum that stores the SCRAM users).
         "sasl.mechanism.controller.protocol": "PLAIN",
@@ -126,7 +140,51 @@ def _base_properties(
         "default.replication.factor": "1",
         "num.network.threads": "2",
         "num.io.threads": "4",
+        **(tls or {}),
     }
+
+
+class LocalTls:
+    """The broker's TLS material in `<data dir>/tls`: a local CA and a broker certificate.
+
+    Created on the first start with koppelpunt.pki (the CA key and the broker key 0600);
+    clients trust `ca.pem` (KOPPELPUNT_KAFKA_SSL_CAFILE). The broker certificate names
+    127.0.0.1 and localhost, so clients check the host name as in production.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ca_file = directory / "ca.pem"
+        self.ca_key_file = directory / "ca.key"
+        self.cert_file = directory / "broker.pem"
+        self.key_file = directory / "broker.key"
+
+    def ensure(self) -> None:
+        if self.ca_file.exists() and self.cert_file.exists() and self.key_file.exists():
+            return
+        if self.ca_file.exists() and self.ca_key_file.exists():
+            ca = CertificateAuthority.load(self.ca_file, self.ca_key_file)
+        else:
+            ca = CertificateAuthority.create("koppelpunt local Kafka CA")
+            ca.write(self.ca_file, self.ca_key_file)
+        ca.issue_server(("127.0.0.1", "localhost")).write(self.cert_file, self.key_file)
+        os.chmod(self.directory, 0o700)
+
+    def properties(self) -> dict[str, str]:
+        """The broker's keystore (PEM inline: the key is unencrypted) and truststore (the CA,
+        for the broker's own inter-broker connections)."""
+        return {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.certificate.chain": _pem_property(self.cert_file.read_bytes()),
+            "ssl.keystore.key": _pem_property(self.key_file.read_bytes()),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.ca_file),
+            "ssl.endpoint.identification.algorithm": "https",
+        }
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context trusting only the local CA, host name checked."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
 
 def _log4j2_config(log_file: Path) -> str:
@@ -285,11 +343,26 @@ def _metadata_brokers(wire: _KafkaWire, ranges: Mapping[int, tuple[int, int]]) -
     return int(count)
 
 
+def _connect(
+    host: str, port: int, timeout: float, ssl_context: ssl.SSLContext | None
+) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.settimeout(timeout)
+    if ssl_context is None:
+        return sock
+    try:
+        return ssl_context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def broker_usable(
     host: str,
     port: int,
     logins: Sequence[tuple[str, str]],
     timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> str | None:
     """None when a client can use the broker now, else why not (for the start-up log).
 
@@ -300,8 +373,7 @@ def broker_usable(
     """
     for username, password in logins:
         try:
-            with socket.create_connection((host, port), timeout=timeout) as sock:
-                sock.settimeout(timeout)
+            with _connect(host, port, timeout, ssl_context) as sock:
                 wire = _KafkaWire(sock)
                 ranges = wire.api_versions()
                 _scram_authenticate(wire, ranges, username, password)
@@ -415,7 +487,9 @@ def restore_scram_credentials(
                 raise _ProbeFailed(f"restoring {user!r} failed: error {error_code} {message}")
 
 
-def api_versions_roundtrip(host: str, port: int, timeout: float = 2.0) -> bool:
+def api_versions_roundtrip(
+    host: str, port: int, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None
+) -> bool:
     """True when a Kafka ApiVersions (v0) request is answered without error.
 
     ApiVersions is the one request a SASL listener serves before authentication, so this
@@ -423,8 +497,7 @@ def api_versions_roundtrip(host: str, port: int, timeout: float = 2.0) -> bool:
     connect alone is not enough: the port may belong to something else.
     """
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
+        with _connect(host, port, timeout, ssl_context) as sock:
             _KafkaWire(sock).api_versions()
     except (_ProbeFailed, OSError, struct.error, ConnectionError):
         return False
@@ -465,7 +538,8 @@ def _is_kafka_process(pid: int) -> bool:
 
 
 class _Watchdog:
-    """A `broker.py watch` process holding the read end of a pipe whose write end only we hold.
+    """A `python -m dev.localkafka watch` process holding the read end of a pipe whose write
+    end only we hold.
 
     When this process ends, however it ends, the kernel closes the write end and the watchdog
     reads end-of-file: the lifeline. A pipe and not a poll of our pid (no pid reuse) and not
@@ -485,7 +559,8 @@ class _Watchdog:
                 proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                     [
                         sys.executable,
-                        str(Path(__file__).resolve()),
+                        "-m",
+                        "dev.localkafka",
                         "watch",
                         "--pid",
                         str(broker_pid),
@@ -497,6 +572,7 @@ class _Watchdog:
                     stderr=subprocess.STDOUT,
                     pass_fds=(read_end,),
                     start_new_session=True,  # a Ctrl-C in our terminal does not reach it
+                    cwd=REPO_ROOT,  # `-m dev.localkafka` imports from the repository root
                 )
         except BaseException:
             os.close(write_end)
@@ -570,6 +646,7 @@ class LocalBroker:
         # Overrides and additions (e.g. a SASL_SCRAM listener, an authorizer) win over the
         # defaults; a value of "" removes a default.
         self.extra_properties = dict(extra_properties or {})
+        self.tls = LocalTls(self.data_dir / "tls")
         self.stop_with_parent = stop_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._watchdog: _Watchdog | None = None
@@ -630,7 +707,8 @@ class LocalBroker:
         creds = self.credentials()
         env = {
             "KOPPELPUNT_KAFKA_BOOTSTRAP": self.bootstrap,
-            "KOPPELPUNT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KOPPELPUNT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KOPPELPUNT_KAFKA_SSL_CAFILE": str(self.tls.ca_file),
             "KOPPELPUNT_KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
             "KOPPELPUNT_KAFKA_USERNAME": creds["service_username"],
             "KOPPELPUNT_KAFKA_PASSWORD": creds["service_password"],
@@ -642,7 +720,11 @@ class LocalBroker:
 
     def properties(self) -> dict[str, str]:
         props = _base_properties(
-            self.data_dir, self.port, self.controller_port, self.credentials()["admin_password"]
+            self.data_dir,
+            self.port,
+            self.controller_port,
+            self.credentials()["admin_password"],
+            self.tls.properties(),
         )
         for key, value in self.extra_properties.items():
             if value == "":
@@ -663,7 +745,11 @@ class LocalBroker:
         return pid if _pid_alive(pid) and _is_kafka_process(pid) else None
 
     def answers(self, timeout: float = 2.0) -> bool:
-        return api_versions_roundtrip("127.0.0.1", self.port, timeout)
+        """A Kafka broker answers on our port (TLS unverified: any broker counts here)."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return api_versions_roundtrip("127.0.0.1", self.port, timeout, context)
 
     def not_usable_because(self, timeout: float = 5.0) -> str | None:
         """None when clients can log in (admin and service) and read metadata, else why not."""
@@ -672,7 +758,7 @@ class LocalBroker:
             (creds["admin_username"], creds["admin_password"]),
             (creds["service_username"], creds["service_password"]),
         ]
-        return broker_usable("127.0.0.1", self.port, logins, timeout)
+        return broker_usable("127.0.0.1", self.port, logins, timeout, self.tls.client_context())
 
     def is_running(self) -> bool:
         """Our process is alive and usable by clients (not merely listening)."""
@@ -695,6 +781,7 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         creds = self.credentials()  # before logs/ exists: a fresh dir gets new credentials
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        self.tls.ensure()
         # The properties hold the admin password (JAAS): owner-only, like the credentials.
         _write_private(
             self.properties_file,
@@ -702,7 +789,9 @@ class LocalBroker:
         )
         _write_private(
             self.admin_client_file,
-            "security.protocol=SASL_PLAINTEXT\n"
+            "security.protocol=SASL_SSL\n"
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={self.tls.ca_file}\n"
             f"sasl.mechanism={SCRAM_MECHANISM}\n"
             "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="{creds["admin_username"]}" password="{creds["admin_password"]}";\n',
@@ -1004,7 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kafka {how}: bootstrap {broker.bootstrap} (pid {broker.pid()}, dir {data_dir})")
         return 0
     if args.command == "env":
-        # For `eval "$(python kafka/broker.py env)"`: the service's KOPPELPUNT_KAFKA_* settings.
+        # For `eval "$(python -m dev.localkafka env)"`: the service's KOPPELPUNT_KAFKA_* settings.
         if not broker.credentials_file.exists():
             print(f"no credentials in {data_dir}: start the broker first", file=sys.stderr)
             return 1
@@ -1030,7 +1119,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"kafka running: bootstrap {broker.bootstrap} (pid {pid}, dir {data_dir})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
