@@ -40,6 +40,7 @@ from koppelpunt.cli import (
     purge,
     rejected,
     replay,
+    rmc,
     rules,
     topics,
 )
@@ -76,6 +77,7 @@ app.add_typer(parked.app, name="parked")
 app.command("peildatum")(peildatum.peildatum)
 app.command("inzage")(inzage.inzage)
 app.add_typer(gemeenten.app, name="gemeenten")
+app.add_typer(rmc.app, name="rmc")
 app.add_typer(rules.app, name="rules")
 app.add_typer(access.app, name="access")
 app.command("replay")(replay.replay)
