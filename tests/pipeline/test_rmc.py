@@ -157,3 +157,19 @@ class TestOverrides:
         overrides, issues = parse_overrides_csv(text, TABLE, rmc_table().regios)
         assert overrides is None
         assert [i.line for i in issues] == [3, 4, 5]
+
+
+class TestSyncPlan:
+    def test_joined_granted_left_revoked_other_region_kept(self) -> None:
+        from koppelpunt.pipeline.rmc import plan_region_sync
+
+        a = assign_regions(rmc_table(), TABLE, TODAY, {"0363": 21})
+        region21 = tuple(f"GM{c}" for c in a.members[21])
+        before = (*(c for c in region21 if c != "GM0384"), "GM9999")
+        granted = {("bureau", 21): before, ("bureau", 20): ("GM0363",)}
+        changes = {(c.naam, c.regio): c for c in plan_region_sync(granted, a)}
+        assert changes[("bureau", 21)].grant == ("GM0384",)
+        assert changes[("bureau", 21)].revoke == ("GM9999",)
+        # GM0363 left regio 20 (override to 21) but the bureau still holds it through 21.
+        assert changes[("bureau", 20)].revoke == ()
+        assert plan_region_sync({("b", 21): region21}, a) == []

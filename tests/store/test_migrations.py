@@ -36,6 +36,7 @@ TABLES = {
     "beheer_sessions",
     # imported RMC-regio tables (0011)
     "rmc_tabellen",
+    "rmc_toegang",
 }
 
 

@@ -264,3 +264,38 @@ def assign_regions(
         else:
             uncovered.append(g.code)
     return RegionAssignment(on, dict(table.regios), members, conflicts, uncovered, overridden)
+
+
+def region_codes(assignment: RegionAssignment, regio: int) -> list[str]:
+    """The topics' gemeentecodes (GMnnnn) of a region on the assignment's date."""
+    return [f"GM{code}" for code in assignment.members.get(regio, [])]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncChange:
+    """What `access sync` does for one recorded region grant."""
+
+    naam: str
+    regio: int
+    grant: tuple[str, ...]  # GMnnnn now in the region and not yet granted through it
+    revoke: tuple[str, ...]  # GMnnnn granted through it that left, not covered otherwise
+    now: tuple[str, ...]  # the region's gemeenten to record after the change
+
+
+def plan_region_sync(
+    granted: Mapping[tuple[str, int], tuple[str, ...]], assignment: RegionAssignment
+) -> list[SyncChange]:
+    """For each recorded (name, region) grant: the gemeenten to grant and to revoke so the
+    principal reads exactly the region's gemeenten of the assignment's date. A gemeente that
+    left one region but is in another region the same principal holds is not revoked."""
+    covered: dict[str, set[str]] = {}
+    for naam, regio in granted:
+        covered.setdefault(naam, set()).update(region_codes(assignment, regio))
+    changes: list[SyncChange] = []
+    for (naam, regio), before in sorted(granted.items()):
+        now = region_codes(assignment, regio)
+        add = tuple(sorted(set(now) - set(before)))
+        remove = tuple(sorted(set(before) - set(now) - covered[naam]))
+        if add or remove or set(before) != set(now):
+            changes.append(SyncChange(naam, regio, add, remove, tuple(sorted(now))))
+    return changes

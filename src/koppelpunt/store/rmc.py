@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.errors import ConfigurationError
 from koppelpunt.pipeline.gemeenten import GemeenteTable
 from koppelpunt.pipeline.rmc import RmcTable, parse_overrides_csv, parse_rmc_csv
-from koppelpunt.store.tables import rmc_tabellen
+from koppelpunt.store.tables import rmc_tabellen, rmc_toegang
 
 
 def rmc_sha256(csv_text: str, overrides_csv: str | None) -> str:
@@ -101,3 +102,65 @@ def read_packaged(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"cannot read RMC-regio table {path}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RegionGrant:
+    """A recorded region grant: NAME was granted region N, i.e. these gemeenten's topics."""
+
+    naam: str
+    regio: int
+    gemeenten: tuple[str, ...]  # GMnnnn, as granted (or last synced)
+    granted_at: datetime
+    actor: str
+
+
+async def record_region_grant(
+    session: AsyncSession,
+    *,
+    naam: str,
+    regio: int,
+    gemeenten: Sequence[str],
+    at: datetime,
+    actor: str,
+) -> None:
+    """Record (or replace) NAME's grant of region `regio` with the gemeenten granted now."""
+    await session.execute(
+        delete(rmc_toegang).where(rmc_toegang.c.naam == naam, rmc_toegang.c.rmc_regio == regio)
+    )
+    await session.execute(
+        insert(rmc_toegang).values(
+            naam=naam,
+            rmc_regio=regio,
+            gemeenten=",".join(sorted(set(gemeenten))),
+            granted_at=at,
+            actor=actor[:255],
+        )
+    )
+
+
+async def delete_region_grants(
+    session: AsyncSession, naam: str, regios: Sequence[int] | None = None
+) -> int:
+    """Forget NAME's region grants (all of them when `regios` is None); returns how many."""
+    stmt = delete(rmc_toegang).where(rmc_toegang.c.naam == naam)
+    if regios is not None:
+        stmt = stmt.where(rmc_toegang.c.rmc_regio.in_(list(regios)))
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def list_region_grants(session: AsyncSession) -> list[RegionGrant]:
+    rows = await session.execute(
+        select(rmc_toegang).order_by(rmc_toegang.c.naam, rmc_toegang.c.rmc_regio)
+    )
+    return [
+        RegionGrant(
+            r.naam,
+            r.rmc_regio,
+            tuple(c for c in r.gemeenten.split(",") if c),
+            r.granted_at,
+            r.actor,
+        )
+        for r in rows
+    ]

@@ -271,6 +271,19 @@ rmc_tabellen = Table(
     Column("overrides_csv", Text, nullable=True),
 )
 
+# Region grants (`koppelpunt access grant NAME --rmc-regio N`, 0011): per principal and region
+# the gemeenten (comma-separated GMnnnn) whose topics were granted through the region, so
+# `access sync` can grant new members and revoke those that left.
+rmc_toegang = Table(
+    "rmc_toegang",
+    metadata,
+    Column("naam", String(63), primary_key=True),
+    Column("rmc_regio", Integer, primary_key=True),
+    Column("gemeenten", Text, nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("actor", String(255), nullable=False),
+)
+
 # One row per replay (`koppelpunt replay`, POST /v1/beheer/replays): its parameters, its state
 # and the outbox id of the last signalering re-published, so an interrupted replay resumes
 # after that signalering instead of starting over.

@@ -1,4 +1,4 @@
-"""Imported RMC-regio tables (`koppelpunt rmc import`), with the operator's overrides.
+"""Imported RMC-regio tables (`koppelpunt rmc import`) with overrides; region access grants.
 
 Revision ID: 0011
 Revises: 0009
@@ -34,7 +34,17 @@ def upgrade() -> None:
         sa.Column("overrides_csv", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_rmc_tabellen"),
     )
+    op.create_table(
+        "rmc_toegang",
+        sa.Column("naam", sa.String(63), nullable=False),
+        sa.Column("rmc_regio", sa.Integer(), nullable=False),
+        sa.Column("gemeenten", sa.Text(), nullable=False),
+        sa.Column("granted_at", TIMESTAMP, nullable=False),
+        sa.Column("actor", sa.String(255), nullable=False),
+        sa.PrimaryKeyConstraint("naam", "rmc_regio", name="pk_rmc_toegang"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rmc_toegang")
     op.drop_table("rmc_tabellen")
