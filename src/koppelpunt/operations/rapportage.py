@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from koppelpunt.errors import ConfigurationError
+from koppelpunt.errors import KoppelpuntError
 from koppelpunt.model import SignaleringType
 from koppelpunt.operations.audit import log_action
 from koppelpunt.pipeline.rapportage import build_report, parse_schooljaar
@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
-class RapportageError(ConfigurationError):
-    """A region or schooljaar that gives no report (a 4xx / exit 2, never a 500)."""
+class RapportageError(KoppelpuntError, ValueError):
+    """A region or schooljaar that gives no report (422 in the API, exit 1 in the CLI)."""
+
+    status = 422
+    code = "rapportage-niet-mogelijk"
+    title = "Rapportage niet mogelijk"
 
 
 def _midnight(day: date) -> datetime:
