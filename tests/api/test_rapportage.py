@@ -49,6 +49,7 @@ class TestPage:
         await fill(running.runtime)
         login = await client.post("/beheer/login", data={"sleutel": "test-operator-key"})
         assert login.status_code in (200, 303)
+        assert 'href="/beheer/rapportage"' in (await client.get("/beheer")).text
         r = await client.get("/beheer/rapportage?rmcRegio=21&schooljaar=2026-2027")
         assert r.status_code == 200, r.text
         assert "Agglomeratie Amsterdam" in r.text
