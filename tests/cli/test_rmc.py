@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+from koppelpunt.store.db import create_engine, session_factory
+from koppelpunt.store.verwerkingenlog import list_lines
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 PACKAGED = DATA / "rmc-regios-bijlage-c-2012.csv"
@@ -25,6 +29,20 @@ def invoke(*args: str) -> tuple[int, str, str]:
 def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("KOPPELPUNT_DATABASE_URL", database_url)
     return database_url
+
+
+def logged_imports(url: str) -> int:
+    """The verwerkingenlog lines of `rmc import` (an operator action)."""
+
+    async def run() -> int:
+        engine = create_engine(url)
+        try:
+            async with session_factory(engine)() as session:
+                return len(await list_lines(session, name_prefix="beheer.rmc_import"))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def listed(*extra: str) -> dict:  # type: ignore[type-arg]
@@ -87,6 +105,7 @@ class TestImport:
         code, out, err = invoke("rmc", "import", str(PACKAGED), "--overrides", str(overrides))
         assert code == 0, err
         assert "imported as region table 1" in out
+        assert logged_imports(db) == 1
         data = listed("--datum", "2024-06-01")
         assert data["bron"].startswith("import 1")
         regio21 = next(r for r in data["regios"] if r["rmcRegio"] == 21)

@@ -16,6 +16,8 @@ from koppelpunt.config import Settings
 from koppelpunt.kafka import access
 from koppelpunt.kafka.admin import ensure_topics, topic_for
 from koppelpunt.kafka.publisher import KafkaPublisher, OutboundMessage
+from koppelpunt.store.db import create_engine, session_factory
+from koppelpunt.store.verwerkingenlog import list_lines
 from tests.kafka.test_access import read_one, unique_name
 
 pytestmark = pytest.mark.kafka
@@ -81,6 +83,20 @@ def config_from(path: Path) -> access.ConnectionConfig:
     )
 
 
+def logged(settings: Settings, name: str) -> int:
+    """How many verwerkingenlog lines `beheer.NAME` there are."""
+
+    async def count() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return len(await list_lines(session, name_prefix=f"beheer.{name}"))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
 def listed(settings: Settings) -> dict[str, dict]:  # type: ignore[type-arg]
     return {r["naam"]: r for r in json.loads(run(settings, "access", "list", "--json"))}
 
@@ -144,4 +160,5 @@ class TestRegionGrant:
         assert "GM1998" in row["gemeenten"] and "GM0437" not in row["gemeenten"]
         assert "GM0384" in row["gemeenten"]
         assert name not in run(settings, "access", "sync")
+        assert logged(settings, "access_sync") == 1  # the applied sync, not the dry runs
         run(settings, "access", "revoke", name)

@@ -260,6 +260,7 @@ def sync(
     table import: grant the topics of gemeenten that joined a region, revoke those that left.
     A dry run unless --apply; passwords are kept."""
     from koppelpunt.operations import rmc_access
+    from koppelpunt.operations.audit import ACCESS_SYNC
     from koppelpunt.store.db import upgrade_sync
 
     s = Settings()
@@ -283,7 +284,7 @@ def sync(
     if apply and changes:
         log_cli_action(
             actor_name(actor),
-            "access_sync",
+            ACCESS_SYNC,
             {
                 "wijzigingen": [
                     {"naam": c.naam, "rmcRegio": c.regio, "grant": c.grant, "revoke": c.revoke}

@@ -67,7 +67,7 @@ def import_table(
     Every problem in either file is reported as FILE:LINE: reason and nothing is imported then
     (exit 1). Names are mapped to codes with the gemeente table in use.
     """
-    from koppelpunt.operations.audit import log_action
+    from koppelpunt.operations.audit import RMC_IMPORT, log_action
     from koppelpunt.store.rmc import add_rmc_tabel, rmc_sha256, rmc_table_in_use
 
     text = _read(file)
@@ -104,7 +104,7 @@ def import_table(
         await log_action(
             rt.sessions,
             actor_name(actor),
-            "rmc_import",
+            RMC_IMPORT,
             {
                 "bron": file.name,
                 "tabel": pk,

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.model import SignaleringType
-from koppelpunt.operations.audit import log_action
+from koppelpunt.operations.audit import RAPPORTAGE, log_action
 from koppelpunt.pipeline.rapportage import build_report, parse_schooljaar
 from koppelpunt.pipeline.rmc import assign_regions
 from koppelpunt.store.rapportage import count_signaleringen
@@ -83,7 +83,7 @@ async def rapportage(
     await log_action(
         rt,
         actor,
-        "rapportage",
+        RAPPORTAGE,
         {"rmcRegio": regio, "schooljaar": periode.schooljaar, "gemeenten": len(members)},
     )
     return report
