@@ -179,6 +179,10 @@ class Settings(BaseSettings):
     senders_file: Path = Path("senders.yaml")
     rules_dir: Path = PROJECT_ROOT / "routing_rules"
     gemeenten_file: Path = PROJECT_ROOT / "data" / "rvig-tabel33-gemeenten.csv"
+    # RMC-regio's (bijlage C): in use until `koppelpunt rmc import` stores a newer table.
+    rmc_regios_file: Path = PROJECT_ROOT / "data" / "rmc-regios-bijlage-c-2012.csv"
+    # `koppelpunt rapportage`: counts from 1 up to this minus one are shown as "<N".
+    rapportage_min_cell: int = Field(default=5, ge=1)
     schemas_dir: Path = PROJECT_ROOT / "schemas"
 
     # --- woongemeente lookup (BRP) -------------------------------------------------------

@@ -34,6 +34,9 @@ TABLES = {
     "replays",
     # server-side /beheer sessions (0008)
     "beheer_sessions",
+    # imported RMC-regio tables (0011)
+    "rmc_tabellen",
+    "rmc_toegang",
 }
 
 

@@ -50,3 +50,7 @@ AFWIJZING_ID = r"^R?[0-9]{1,19}$"
 
 # A sender's own id (berichtId: the schemas' Token64, 1-64 characters without control ones).
 TOKEN64 = r"^[^\x00-\x1f\x7f]{1,64}$"
+
+# A schooljaar (verslagperiode) as 2026-2027; that the second year follows the first is checked
+# after it (422): a pattern cannot compare the two numbers.
+SCHOOLJAAR = r"^(?:19[0-9]{2}|2[0-9]{3})-(?:19[0-9]{2}|2[0-9]{3})$"

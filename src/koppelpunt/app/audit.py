@@ -32,6 +32,9 @@ ACCESS_REVOKE = "access_revoke"
 PEILDATUM = "peildatum"
 RULES_DRY_RUN = "rules_dry_run"
 INZAGE = "inzage"
+ACCESS_SYNC = "access_sync"
+RMC_IMPORT = "rmc_import"
+RAPPORTAGE = "rapportage"
 
 
 async def log_action(

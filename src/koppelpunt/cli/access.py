@@ -42,9 +42,17 @@ def _fail(exc: KoppelpuntError) -> typer.Exit:
 def grant(
     name: Annotated[str, typer.Argument(help="Kafka user, e.g. rmc-amsterdam (lowercase).")],
     gemeente: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--gemeente", help="Gemeentecode (GM0363, gm0363 or 0363); repeatable."),
-    ],
+    ] = None,
+    rmc_regio: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--rmc-regio",
+            help="RMC-regio number: the topics of all its gemeenten today (recorded, so "
+            "`access sync` follows it); repeatable, may be combined with --gemeente.",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(help="Write the connection config to FILE (mode 0600) instead of stdout."),
@@ -72,13 +80,30 @@ def grant(
     Granting again adds gemeenten (and gives a new password unless --keep-password).
     """
     s = Settings()
+    per_regio: dict[int, list[str]] = {}
     try:
         from koppelpunt.kafka import access
 
-        table = gemeenten_in_use(s)
-        config = asyncio.run(
-            access.grant(s, name, gemeente, table=table, keep_password=keep_password)
-        )
+        if rmc_regio:
+            from koppelpunt.app.rmc_access import grant_regions
+            from koppelpunt.store.db import upgrade_sync
+
+            upgrade_sync(s.database_url)
+            config, per_regio = asyncio.run(
+                grant_regions(
+                    s,
+                    name,
+                    rmc_regio,
+                    gemeente or [],
+                    keep_password=keep_password,
+                    actor=actor_name(actor),
+                )
+            )
+        else:
+            table = gemeenten_in_use(s)
+            config = asyncio.run(
+                access.grant(s, name, gemeente or [], table=table, keep_password=keep_password)
+            )
     except KoppelpuntError as exc:
         raise _fail(exc) from exc
     # Who granted what; never the password.
@@ -90,6 +115,7 @@ def grant(
             "gemeenten": list(config.gemeenten),
             "groepPrefix": config.group_prefix,
             "nieuwWachtwoord": bool(config.password),
+            **({"rmcRegios": sorted(per_regio)} if per_regio else {}),
         },
         settings=s,
     )
@@ -124,24 +150,54 @@ def revoke(
         list[str] | None,
         typer.Option("--gemeente", help="Revoke only these gemeenten; repeatable."),
     ] = None,
+    rmc_regio: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--rmc-regio",
+            help="Revoke a region grant: its gemeenten, except those of NAME's other regions.",
+        ),
+    ] = None,
     actor: ActorOption = None,
 ) -> None:
-    """Take NAME's access to some gemeenten, or (without --gemeente) all of it and its user."""
+    """Take NAME's access to some gemeenten or regions, or (without --gemeente/--rmc-regio) all
+    of it and its user."""
+    from koppelpunt.app import rmc_access
+    from koppelpunt.store.db import upgrade_sync
+
     s = Settings()
+    upgrade_sync(s.database_url)
     try:
         from koppelpunt.kafka import access
 
-        table = gemeenten_in_use(s)
-        removed = asyncio.run(access.revoke(s, name, gemeente or [], table=table))
+        if rmc_regio:
+            removed, codes = asyncio.run(
+                rmc_access.revoke_regions(s, name, rmc_regio, gemeente or [])
+            )
+            gemeente = codes
+        else:
+            table = gemeenten_in_use(s)
+            removed = asyncio.run(access.revoke(s, name, gemeente or [], table=table))
+            if not gemeente:
+                asyncio.run(rmc_access.forget_all(s, name))
     except KoppelpuntError as exc:
         raise _fail(exc) from exc
     log_cli_action(
         actor_name(actor),
         "access_revoke",
-        {"naam": name, "gemeenten": list(gemeente or []), "aclEntries": len(removed)},
+        {
+            "naam": name,
+            "gemeenten": list(gemeente or []),
+            "aclEntries": len(removed),
+            **({"rmcRegios": sorted(rmc_regio)} if rmc_regio else {}),
+        },
         settings=s,
     )
-    what = f"{', '.join(gemeente)}" if gemeente else "all access and the user"
+    if rmc_regio:
+        what = f"regio {', '.join(map(str, rmc_regio))} ({', '.join(gemeente or []) or '-'})"
+    elif gemeente:
+        what = ", ".join(gemeente)
+    else:
+        what = "all access and the user"
     typer.echo(f"revoked {name}: {what} ({len(removed)} ACL entries removed)")
 
 
@@ -155,6 +211,7 @@ def list_(
         from koppelpunt.kafka import access
 
         entries = asyncio.run(access.list_access(s))
+        regios = _region_grants(s)
     except KoppelpuntError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -166,6 +223,7 @@ def list_(
                 "replayGemeenten": e.replay_gemeenten,
                 "groepPrefixen": e.group_prefixes,
                 "overig": e.other,
+                "rmcRegios": regios.get(e.name, []),
             }
             for e in entries
         ]
@@ -180,5 +238,65 @@ def list_(
         typer.echo(f"  gemeenten: {', '.join(e.gemeenten) or '-'}")
         typer.echo(f"  replay:    {', '.join(e.replay_gemeenten) or '-'}")
         typer.echo(f"  groups:    {', '.join(p + '*' for p in e.group_prefixes) or '-'}")
+        if e.name in regios:
+            typer.echo(f"  regio's:   {', '.join(map(str, regios[e.name]))}")
         for line in e.other:
             typer.echo(f"  also:      {line}")
+
+
+def _region_grants(s: Settings) -> dict[str, list[int]]:
+    """Recorded region grants per principal (`grant --rmc-regio`)."""
+    from koppelpunt.app.rmc_access import regions_in_use
+    from koppelpunt.store.db import upgrade_sync
+
+    upgrade_sync(s.database_url)
+    result: dict[str, list[int]] = {}
+    for g in asyncio.run(regions_in_use(s)).grants:
+        result.setdefault(g.naam, []).append(g.regio)
+    return result
+
+
+@app.command("sync")
+def sync(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Make the changes (default: only show them).")
+    ] = False,
+    actor: ActorOption = None,
+) -> None:
+    """Re-apply the recorded region grants to today's regions, after a gemeente or region
+    table import: grant the topics of gemeenten that joined a region, revoke those that left.
+    A dry run unless --apply; passwords are kept."""
+    from koppelpunt.app import rmc_access
+    from koppelpunt.app.audit import ACCESS_SYNC
+    from koppelpunt.store.db import upgrade_sync
+
+    s = Settings()
+    upgrade_sync(s.database_url)
+    try:
+        changes = asyncio.run(rmc_access.plan_sync(s))
+        if apply and changes:
+            asyncio.run(rmc_access.apply_sync(s, changes, actor_name(actor)))
+    except KoppelpuntError as exc:
+        raise _fail(exc) from exc
+    verb = "" if apply else "would "
+    for c in changes:
+        typer.echo(
+            f"{c.naam}\tregio {c.regio}\t{verb}grant: {', '.join(c.grant) or '-'}"
+            f"\t{verb}revoke: {', '.join(c.revoke) or '-'}"
+        )
+    if not changes:
+        typer.echo("region grants are up to date")
+    elif not apply:
+        typer.echo("dry run: nothing changed; run with --apply to make these changes")
+    if apply and changes:
+        log_cli_action(
+            actor_name(actor),
+            ACCESS_SYNC,
+            {
+                "wijzigingen": [
+                    {"naam": c.naam, "rmcRegio": c.regio, "grant": c.grant, "revoke": c.revoke}
+                    for c in changes
+                ]
+            },
+            settings=s,
+        )

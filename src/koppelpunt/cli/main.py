@@ -38,8 +38,10 @@ from koppelpunt.cli import (
     parked,
     peildatum,
     purge,
+    rapportage,
     rejected,
     replay,
+    rmc,
     rules,
     tls,
     topics,
@@ -76,7 +78,9 @@ app.add_typer(brp.app, name="brp")
 app.add_typer(parked.app, name="parked")
 app.command("peildatum")(peildatum.peildatum)
 app.command("inzage")(inzage.inzage)
+app.command("rapportage")(rapportage.rapportage)
 app.add_typer(gemeenten.app, name="gemeenten")
+app.add_typer(rmc.app, name="rmc")
 app.add_typer(rules.app, name="rules")
 app.add_typer(access.app, name="access")
 app.command("replay")(replay.replay)

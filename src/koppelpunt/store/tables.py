@@ -261,6 +261,33 @@ gemeentetabellen = Table(
     Column("csv", Text, nullable=False),
 )
 
+# Imported RMC-regio tables (`koppelpunt rmc import`, 0011): the region CSV and the operator's
+# override CSV as imported; the newest row is the region table in use.
+rmc_tabellen = Table(
+    "rmc_tabellen",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("imported_at", UTCDateTime, nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("csv", Text, nullable=False),
+    Column("overrides_source", String(255), nullable=True),
+    Column("overrides_csv", Text, nullable=True),
+)
+
+# Region grants (`koppelpunt access grant NAME --rmc-regio N`, 0011): per principal and region
+# the gemeenten (comma-separated GMnnnn) whose topics were granted through the region, so
+# `access sync` can grant new members and revoke those that left.
+rmc_toegang = Table(
+    "rmc_toegang",
+    metadata,
+    Column("naam", String(63), primary_key=True),
+    Column("rmc_regio", Integer, primary_key=True),
+    Column("gemeenten", Text, nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("actor", String(255), nullable=False),
+)
+
 # One row per replay (`koppelpunt replay`, POST /v1/beheer/replays): its parameters, its state
 # and the outbox id of the last signalering re-published, so an interrupted replay resumes
 # after that signalering instead of starting over.

@@ -21,6 +21,7 @@ from koppelpunt.api.json_body import (
 )
 from koppelpunt.app import failing, offsets, rejected
 from koppelpunt.app.moments import parse_moment
+from koppelpunt.app.rapportage import rapportage
 from koppelpunt.app.replay import ReplayRequest, get_replay, list_replays, start_replay
 from koppelpunt.errors import KoppelpuntError
 from koppelpunt.store import parked
@@ -308,3 +309,27 @@ async def get_parked(
             for r in rows
         ],
     }
+
+
+# --- RMC-effectrapportage ---------------------------------------------------------------------
+
+
+@router.get(
+    "/rapportage",
+    responses={**_AUTH, 400: _PROBLEM, 422: _PROBLEM},
+    summary="Counts for a region's RMC-effectrapportage (no person in it; small cells <N)",
+)
+async def get_rapportage(
+    request: Request,
+    sender: Operator,
+    rmc_regio: Annotated[
+        int, Query(alias="rmcRegio", ge=1, le=999, description="RMC-regio number, e.g. 21")
+    ],
+    schooljaar: Annotated[
+        str, Query(pattern=parameters.SCHOOLJAAR, description="studiejaar, e.g. 2026-2027")
+    ],
+) -> JSONResponse:
+    report = await rapportage(
+        runtime_of(request), regio=rmc_regio, schooljaar=schooljaar, actor=sender.name
+    )
+    return JSONResponse(report, headers={"Cache-Control": "no-store"})

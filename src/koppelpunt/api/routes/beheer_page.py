@@ -596,3 +596,85 @@ async def replay_start(request: Request) -> Response:
         tekst=f"Replay {replay_id} voor {params['gemeente']} is gestart.",
         replay_id=replay_id,
     )
+
+
+# --- RMC-effectrapportage ---------------------------------------------------------------------
+
+AGE_LABELS = {"onder18": "< 18", "18tot23": "18-22", "23plus": "23+", "onbekend": "onbekend"}
+
+
+def age_chart(title: str, jongeren: dict[str, int | str]) -> Markup:
+    """Bars of distinct young people per age group (the region total) as inline SVG; a masked
+    cell (<N) is drawn as an outline, so the chart shows no more than the table."""
+    width, height, bottom = 360, 120, 20
+    values = [v for v in jongeren.values() if isinstance(v, int)]
+    groups = [g for g in AGE_LABELS if g in jongeren]
+    top = max([*values, 1])
+    slot = width / max(len(groups), 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="360" role="img" aria-label="{escape(title)}: jongeren per leeftijdsgroep">'
+    ]
+    for i, g in enumerate(groups):
+        value = jongeren[g]
+        x = i * slot + slot * 0.15
+        label = f"{AGE_LABELS[g]}: {value}"
+        if isinstance(value, int):
+            h = value / top * (height - bottom - 16)
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{slot * 0.7:.1f}" '
+                f'height="{h:.1f}" fill="{COLOURS.get(title, "#154273")}">'
+                f"<title>{escape(label)}</title></rect>"
+            )
+        else:
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - bottom - 8}" width="{slot * 0.7:.1f}" '
+                f'height="8" fill="none" stroke="#999"><title>{escape(label)}</title></rect>'
+            )
+        parts.append(f'<text x="{x:.1f}" y="{height - 5}" font-size="10">{escape(label)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
+
+
+@router.get("/rapportage")
+async def rapportage_page(request: Request) -> Response:
+    """The RMC-effectrapportage of a region and schooljaar: a table and a chart per type."""
+    session_info = await _authenticate(request)
+    if session_info is None:
+        return _to_login()
+    from koppelpunt.app.rapportage import RapportageError, rapportage
+    from koppelpunt.pipeline.rapportage import report_csv_rows
+
+    regio_text = request.query_params.get("rmcRegio", "")[:8]
+    schooljaar = request.query_params.get("schooljaar", "")[:16]
+    context: dict[str, Any] = {
+        "operator": session_info.operator,
+        "regio": regio_text,
+        "schooljaar": schooljaar,
+        "report": None,
+        "fout": None,
+    }
+    if not regio_text and not schooljaar:
+        return _page("rapportage.html", **context)
+    if not (regio_text.isascii() and regio_text.isdigit()):
+        return _page("rapportage.html", 400, **{**context, "fout": "RMC-regio is een nummer"})
+    try:
+        report = await rapportage(
+            runtime_of(request),
+            regio=int(regio_text),
+            schooljaar=schooljaar,
+            actor=session_info.operator,
+        )
+    except RapportageError as exc:
+        return _page("rapportage.html", 422, **{**context, "fout": exc.detail})
+    rows = report_csv_rows(report)
+    charts = [
+        (t, age_chart(t, measures["jongeren"]))
+        for t, measures in report["totaal"].items()
+        if measures["signaleringen"]["totaal"] != 0
+    ]
+    return _page(
+        "rapportage.html",
+        **{**context, "report": report, "header": rows[0], "rows": rows[1:]},
+        charts=charts,
+    )
