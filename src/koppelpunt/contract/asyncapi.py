@@ -278,8 +278,8 @@ def build(schemas_dir: Path | None = None, topic_prefix: str = "vva.signalering"
                     "type": "scramSha512",
                     "description": (
                         "SASL/SCRAM-SHA-512 met de gebruikersnaam en het wachtwoord uit de "
-                        "verbindingsconfiguratie (security.protocol SASL_SSL in productie, "
-                        "SASL_PLAINTEXT op de lokale ontwikkelbroker)."
+                        "verbindingsconfiguratie, over TLS (security.protocol SASL_SSL; het "
+                        "CA-certificaat van de broker staat in die configuratie)."
                     ),
                 }
             },
