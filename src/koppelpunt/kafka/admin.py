@@ -18,7 +18,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -33,27 +32,15 @@ from confluent_kafka.admin import AdminClient
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, ServiceUnavailableError
 from koppelpunt.kafka.tls import kafka_ssl_context
+from koppelpunt.pipeline.envelope import topic_for as topic_for  # one rule, re-exported
 
 T = TypeVar("T")
 
-_GEMEENTECODE = re.compile(r"GM[0-9]{4}")  # ASCII digits: \d also takes "٣"
 # Kafka error codes that CreateTopics may answer per topic.
 _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36
 # Keep CreateTopics requests small: the controller handles each as one metadata batch.
 _CREATE_BATCH = 100
-
-
-def topic_for(prefix: str, gemeentecode: str) -> str:
-    """`vva.signalering` + `GM0363` -> `vva.signalering.gm0363` (lowercase, validated).
-
-    Raises ValueError for anything but a CBS gemeentecode: a wrong code here is a bug
-    upstream, and publishing it would create a topic no gemeente reads.
-    """
-    code = gemeentecode.strip().upper()
-    if not _GEMEENTECODE.fullmatch(code):
-        raise ValueError(f"not a gemeentecode (GM + 4 digits): {gemeentecode!r}")
-    return f"{prefix.rstrip('.')}.{code.lower()}".lower()
 
 
 # A gemeente's replay topic is its own topic plus this suffix: a replay may go there (or to
