@@ -78,7 +78,7 @@ run: $(VENV)/.installed kafka
 	@echo "   mbo      : dev-mbo-key-NOT-FOR-PRODUCTION"
 	@echo "   operator : dev-operator-key-NOT-FOR-PRODUCTION"
 	@echo " API  https://127.0.0.1:8000/docs (client certificates: var/tls/, see README)"
-	@echo " Kafka 127.0.0.1:9092 (SASL/SCRAM-SHA-512)"
+	@echo " Kafka 127.0.0.1:9092 (SASL_SSL, SCRAM-SHA-512; CA var/kafka/tls/ca.pem)"
 	@echo " Kafka passwords: $(KAFKA_DIR)/credentials. Vendor access:"
 	@echo '   eval "$$(make -s kafka-env)"; .venv/bin/koppelpunt access grant NAME --gemeente GM0363'
 	@echo "=================================================================="

@@ -1,7 +1,7 @@
 """Regenerate schemas/examples/signaleringen/ from the example messages, through the service's
 own receive path: `.venv/bin/python schemas/examples/generate.py`.
 
-The two messages are received as the service receives them (koppelpunt.receive, a throwaway
+The two messages are received as the service receives them (koppelpunt.app.receive, a throwaway
 SQLite database, the local woonregister from woonregister.csv), so derived signaleringen such
 as GEEN_PLAATSING are in the output too. The clock is fixed so the files are stable;
 tests/test_examples.py checks they equal what the service produces.
@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from koppelpunt.config import Settings
 from koppelpunt.model import Soort
-from koppelpunt.receive import receive
+from koppelpunt.app.receive import receive
 from koppelpunt.runtime import Runtime
 from koppelpunt.store.db import upgrade_sync
 from koppelpunt.store.register import upsert_woonregister

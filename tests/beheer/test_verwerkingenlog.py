@@ -169,6 +169,8 @@ class TestHooks:
             "record": 1,
             "uitkomst": "gefilterd",
             "reden": "geenWoongemeente",
+            # The request's FSC transaction id (issue 24), as the response returned it.
+            "transactionId": r.headers["fsc-transaction-id"],
         }
         # Filtered before any lookup: no lookup line.
         assert [x.name for x in havo] == ["ontvangen", "beslissen"]

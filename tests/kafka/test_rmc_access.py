@@ -80,6 +80,7 @@ def config_from(path: Path) -> access.ConnectionConfig:
         gemeenten=tuple(data["gemeenten"]),
         topics=tuple(data["topics"]),
         replay_topics=tuple(data["replayTopics"]),
+        ssl_ca_pem=data.get("sslCaPem"),
     )
 
 
