@@ -18,9 +18,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from koppelpunt.app.receive import receive
 from koppelpunt.config import Settings
 from koppelpunt.model import Soort
-from koppelpunt.app.receive import receive
 from koppelpunt.runtime import Runtime
 from koppelpunt.store.db import upgrade_sync
 from koppelpunt.store.register import upsert_woonregister
