@@ -204,6 +204,8 @@ _STATUS_COLUMNS = (
     "received_at",
     "bericht_pk",
 )
+# StateRows.with_bericht_pks replaces the last value of these rows.
+assert _PROGNOSE_COLUMNS[-1] == _STATUS_COLUMNS[-1] == "bericht_pk"
 
 
 @dataclass
@@ -229,6 +231,18 @@ class StateRows:
         self.aanmeldingen += other.aanmeldingen
         self.new_facts += other.new_facts
         self.flag_changes += other.flag_changes
+
+    def with_bericht_pks(self, pks: Sequence[int]) -> StateRows:
+        """These rows with the pk of the message each came from, for rows made before the
+        messages were stored (state_rows with `bericht_pk` = the message's index in `pks`):
+        the messages of a receipt are stored once their receipts are final, after their
+        pupils' state is derived."""
+        return StateRows(
+            [(*row[:-1], pks[row[-1]]) for row in self.prognoses],
+            self.aanmeldingen,
+            [(seq, (*row[:-1], pks[row[-1]])) for seq, row in self.new_facts],
+            self.flag_changes,
+        )
 
 
 def state_rows(
@@ -448,7 +462,8 @@ async def list_buiten_flow(session: AsyncSession, *, limit: int = 100) -> list[B
 
 
 async def existing_signalering_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
-    """Which of these signalering ids are already stored (dry runs count only the new ones)."""
+    """Which of these signalering ids are already stored (a receipt and a peildatum run count
+    only the new ones)."""
     found: set[str] = set()
     for chunk in chunks(sorted(set(ids)), BATCH):
         result = await session.execute(
