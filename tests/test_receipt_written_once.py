@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import event, select
 
-from koppelpunt.app.receive import receive
+from koppelpunt.app.receive import ReceiptRaceError, receive
 from koppelpunt.config import Settings
 from koppelpunt.model import Parsed, Soort
 from koppelpunt.pipeline import run
@@ -238,3 +238,22 @@ class TestAConcurrentWriter:
             stored = await berichten.find_bericht(session, "meanwhile")
         assert stored is not None
         assert stored.receipt == receipt
+
+    async def test_a_signalering_stored_without_the_lock_fails_the_message(
+        self, lone: Runtime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A writer that skipped the lock stored an id after the SELECT: the receipt would
+        count a signalering its message did not store, so nothing is kept and the sender is
+        asked to send again (503). Simulated by a SELECT that misses the stored id."""
+        await accept(lone, STATUS)
+
+        async def sees_nothing(_session: Any, _ids: Any) -> set[str]:
+            return set()
+
+        monkeypatch.setattr(leerlingen, "existing_signalering_ids", sees_nothing)
+        with pytest.raises(ReceiptRaceError) as raised:
+            await receive(lone, SAME_STATUS, Soort.AANMELDSTATUS, SENDER)
+        assert raised.value.status == 503
+        assert "status-again" not in await stored_receipts(lone)
+        monkeypatch.undo()
+        assert (await accept(lone, SAME_STATUS))["aantalSignaleringen"] == 0

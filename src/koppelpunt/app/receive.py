@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.app.derived import derive_group, write_derived
 from koppelpunt.app.group_commit import DEFERRED, Deferred, GroupCommit
-from koppelpunt.errors import ConflictError, InvalidMessageError
+from koppelpunt.errors import ConflictError, InvalidMessageError, ServiceUnavailableError
 from koppelpunt.masking import mask_json
 from koppelpunt.model import (
     AanmeldstatusRecord,
@@ -545,7 +545,8 @@ async def _write(
         # A writer that held no lock stored one of these ids meanwhile: the receipts would
         # count it. Rolled back; the group is retried message by message (_receive_group).
         raise ReceiptRaceError(
-            f"{len(new_signaleringen) - len(added)} signalering(en) stored meanwhile"
+            "het bericht kon niet worden opgeslagen door een gelijktijdige verwerking; "
+            "er is niets van bewaard, stuur het opnieuw"
         )
     return [
         _Stored(bericht.receipt, verwerking, made, mine)
@@ -555,10 +556,11 @@ async def _write(
     ]
 
 
-class ReceiptRaceError(RuntimeError):
+class ReceiptRaceError(ServiceUnavailableError):
     """A signalering id counted as new by a receipt was stored by another transaction before
     this one's INSERT: that writer held neither SQLite's write lock nor the pupil's lock (a
-    fault); nothing of the transaction is kept."""
+    fault). Nothing of the transaction is kept and the sender is asked to retry (503), which
+    then counts it as stored before."""
 
 
 async def _resend(
