@@ -307,7 +307,9 @@ async def begin_write(session: AsyncSession) -> None:
     store/leerlingen.py `lock_pupils`.
     """
     if dialect_name(session) == "sqlite":
-        await session.execute(text("BEGIN IMMEDIATE"))
+        # The driver's SQL as is: nothing for SQLAlchemy to compile, on every receipt.
+        connection = await session.connection()
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def ping(engine: AsyncEngine) -> bool:

@@ -461,13 +461,17 @@ async def list_buiten_flow(session: AsyncSession, *, limit: int = 100) -> list[B
     return [BuitenFlow(**row._mapping) for row in result]
 
 
+# Built once, as the state queries (every receipt runs it).
+_EXISTING_SIGNALERING_IDS = select(signaleringen.c.signalering_id).where(
+    signaleringen.c.signalering_id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def existing_signalering_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
     """Which of these signalering ids are already stored (a receipt and a peildatum run count
     only the new ones)."""
     found: set[str] = set()
     for chunk in chunks(sorted(set(ids)), BATCH):
-        result = await session.execute(
-            select(signaleringen.c.signalering_id).where(signaleringen.c.signalering_id.in_(chunk))
-        )
+        result = await session.execute(_EXISTING_SIGNALERING_IDS, {"ids": chunk})
         found.update(result.scalars())
     return found
