@@ -174,20 +174,35 @@ class TestNoUpdateOfTheReceipt:
         assert [stored["moved"], stored["status-again"], stored["plain"]] == receipts
 
     async def test_a_lone_message_takes_the_lock_before_reading_state(self, lone: Runtime) -> None:
-        """SQLite: the write transaction starts with BEGIN IMMEDIATE, before the pupil state
-        is read and before any write (a deferred transaction would take the lock only at its
-        first write, after reads another writer could make stale)."""
+        """SQLite: the write transaction's first statement is a write (the verwerkingenlog
+        rows), which takes the write lock before the pupil state is read (reads before the
+        first write would take no lock, and another writer could make them stale)."""
         if lone.engine.dialect.name != "sqlite":
             pytest.skip("SQLite's write lock")
         with statements(lone) as seen:
             await accept(lone, PLAIN)
-        begin = seen.index("BEGIN IMMEDIATE")
+        first_write = next(n for n, s in enumerate(seen) if s.lstrip().startswith("INSERT"))
         first_state_read = next(
             n for n, s in enumerate(seen) if "FROM leerling_prognoses" in s and "SELECT" in s
         )
-        first_write = next(n for n, s in enumerate(seen) if s.lstrip().startswith("INSERT"))
-        assert begin < first_state_read
-        assert begin < first_write
+        assert "INTO verwerkingenlog" in seen[first_write]
+        assert first_write < first_state_read
+
+    async def test_without_verwerkingenlog_rows_the_lock_is_taken_by_itself(
+        self, lone: Runtime
+    ) -> None:
+        """SQLite: a message whose every record is rejected has no verwerkingenlog rows; its
+        transaction starts with BEGIN IMMEDIATE."""
+        if lone.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite's write lock")
+        body = aanmeldstatus_xml("rejected", [A(bsn="999990008", aanmelding_id="R-9")])
+        with statements(lone) as seen:
+            receipt = await accept(lone, body)
+        assert len(receipt["afgewezen"]) == 1
+        first_write = next(
+            n for n, s in enumerate(seen) if s.lstrip().startswith(("INSERT", "BEGIN"))
+        )
+        assert seen[first_write] == "BEGIN IMMEDIATE"
 
 
 class TestAConcurrentWriter:

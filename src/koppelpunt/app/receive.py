@@ -495,13 +495,18 @@ async def _write(
     state is read and derived, and the signalering ids stored before are looked up, before
     the messages are stored. That needs no message pk; the rows that refer to a message (its
     beslissingen, pupil state, signaleringen) come after it. What is read stays as read until
-    the commit: on SQLite the transaction holds the write lock from its first statement
-    (db.begin_write), on PostgreSQL every writer of a pupil's state or signaleringen (whose
-    ids contain the BSN) holds that pupil's lock (derive_group: leerlingen.lock_pupils).
+    the commit: on SQLite the transaction holds the write lock from its first statement (the
+    verwerkingenlog rows' INSERT, or db.begin_write without any); on PostgreSQL every writer
+    of a pupil's state or signaleringen (whose ids contain the BSN) holds that pupil's lock
+    (derive_group: leerlingen.lock_pupils).
     """
     decided = prepared.decided
-    await begin_write(session)
-    await verwerkingenlog.insert_line_rows(session, prepared.log_rows)
+    if prepared.log_rows:
+        # The transaction's first statement is a write: on SQLite it takes the write lock
+        # (the driver begins the transaction there), before anything is read for the writes.
+        await verwerkingenlog.insert_line_rows(session, prepared.log_rows)
+    else:
+        await begin_write(session)
     # From here on the group's pupils are locked until the commit (PostgreSQL).
     derived = await derive_group(session, runtime, [v for _, v in decided], now)
     signaleringen = [
