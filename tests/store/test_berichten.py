@@ -18,7 +18,6 @@ from koppelpunt.store.berichten import (
     get_afwijzing_raw,
     list_afwijzingen,
     list_beslissingen,
-    set_receipt,
 )
 from koppelpunt.store.db import session_factory
 
@@ -57,15 +56,6 @@ class TestBerichten:
         async with factory() as session:
             with pytest.raises(IntegrityError):
                 await add_test_bericht(session, "B-1")
-
-    async def test_set_receipt(self, session: AsyncSession) -> None:
-        """set_receipt replaces the stored receipt."""
-        pk = await add_test_bericht(session, "B-1")
-        await set_receipt(session, pk, {"berichtId": "B-1", "doorgestuurd": 3})
-        await session.commit()
-        found = await find_bericht(session, "B-1")
-        assert found is not None
-        assert found.receipt == {"berichtId": "B-1", "doorgestuurd": 3}
 
 
 class TestBeslissingen:

@@ -1,9 +1,9 @@
 """The adapter for pupil state and derived signaleringen: loads state, calls the pure
 pipeline/derive.py, stores state + signaleringen + outbox rows.
 
-    on_receipt        one message in the caller's transaction: state, moves, GEEN_PLAATSING
-                      (parked.py: records decided later, apply_state=False)
-    on_receipt_group  the same for the messages of one transaction (receive: one or a group)
+    derive_group      the messages of one transaction (receive: one or a group; parked.py:
+                      records decided later, apply_state=False): lock, read state, derive
+                      state, moves, GEEN_PLAATSING; write_derived then writes the state
     run_peildatum     NIET_AANGEMELD / NIET_INGESCHREVEN (and moves) for one date, in batches
 """
 
@@ -37,55 +37,75 @@ log = structlog.get_logger(__name__)
 PEILDATUM_BATCH = 500
 
 
-async def on_receipt_group(
+@dataclass(frozen=True, slots=True)
+class DerivedGroup:
+    """What derive_group found for decided messages, to be written by write_derived."""
+
+    results: list[derive.Derived]  # per message, in arrival order
+    # The pupil state rows; their bericht_pk is the message's index in the group until
+    # write_derived puts in the pks (leerlingen.StateRows.with_bericht_pks).
+    rows: leerlingen.StateRows
+    changed: dict[str, derive.LastGemeente]
+
+
+async def derive_group(
     session: AsyncSession,
     runtime: Runtime,
-    group: Sequence[tuple[Verwerking, int | None]],
+    group: Sequence[Verwerking],
     now: datetime,
     *,
     apply_state: bool = True,
-) -> list[derive.Derived]:
-    """Update pupil state for decided messages and derive (pipeline/derive.on_receipt), all in
-    the caller's transaction: (verwerking, bericht pk) in arrival order, a group commit or a
-    single message (a group of one). With `apply_state=False` (parked records decided later:
-    their state was stored at receipt) the state is read, not written.
+) -> DerivedGroup:
+    """Lock the pupils of decided messages, read their state and derive
+    (pipeline/derive.on_receipt), in the caller's transaction: the messages in arrival order,
+    a group commit or a single message (a group of one). Nothing is written yet (write_derived),
+    so the signaleringen are known before the messages are stored: a receipt is written once,
+    with its final count. With `apply_state=False` (parked records decided later: their state
+    was stored at receipt) the state is read, not changed.
 
     The group's messages are about different pupils and aanmeldingen (receive._Claims), so
     each is derived on its pupils' state as stored, exactly as on its own; its changes become
     the rows it would write on its own (leerlingen.StateRows, in the same order), and the rows
-    of all messages are written at the end.
+    of all messages are written at once.
     """
-    bsns = {r.leerling.bsn for v, _ in group for r in v.bericht.records if r.leerling.bsn}
+    bsns = {r.leerling.bsn for v in group for r in v.bericht.records if r.leerling.bsn}
     await leerlingen.lock_pupils(session, bsns)
     states = await leerlingen.load_states(session, bsns)
     last = await leerlingen.load_last_gemeenten(session, bsns)
-    records = sum(len(v.bericht.records) for v, _ in group)
+    records = sum(len(v.bericht.records) for v in group)
     # Pure: for a large message or group in a thread, so the loop keeps answering (off_loop.py).
     rows, changed, results = await run_pure(
         records, _derive_group, runtime, group, states, last, now, apply_state
     )
     for result in results:
         _warn_buiten_flow(result)
-    if apply_state:
-        await leerlingen.write_state_rows(session, rows)
-    await leerlingen.save_last_gemeenten(session, changed, now)
-    return results
+    return DerivedGroup(results, rows, changed)
+
+
+async def write_derived(
+    session: AsyncSession, derived: DerivedGroup, pks: Sequence[int], now: datetime
+) -> None:
+    """Write the pupil state and last gemeenten derive_group found; `pks` are the stored
+    messages', in the group's order."""
+    await leerlingen.write_state_rows(session, derived.rows.with_bericht_pks(pks))
+    await leerlingen.save_last_gemeenten(session, derived.changed, now)
 
 
 def _derive_group(
     runtime: Runtime,
-    group: Sequence[tuple[Verwerking, int | None]],
+    group: Sequence[Verwerking],
     states: dict[str, PupilState],
     last: dict[str, derive.LastGemeente],
     now: datetime,
     apply_state: bool,
 ) -> tuple[leerlingen.StateRows, dict[str, derive.LastGemeente], list[derive.Derived]]:
-    """on_receipt_group's derivation, message by message, on the loaded `states` and `last`
-    (both updated): the state rows to write, the changed last gemeenten, a result each."""
+    """derive_group's derivation, message by message, on the loaded `states` and `last`
+    (both updated): the state rows to write (bericht_pk: the message's index), the changed
+    last gemeenten, a result each."""
     changed: dict[str, derive.LastGemeente] = {}
     rows = leerlingen.StateRows()
     results: list[derive.Derived] = []
-    for verwerking, pk in group:
+    for index, verwerking in enumerate(group):
         mine = {r.leerling.bsn for r in verwerking.bericht.records if r.leerling.bsn}
         # In the order on_receipt would see them: loaded (sorted by BSN), then new pupils.
         before = {bsn: state for bsn, state in states.items() if bsn in mine}
@@ -101,7 +121,7 @@ def _derive_group(
         )
         if apply_state:
             after = {bsn: state for bsn, state in states.items() if bsn in mine}
-            rows.add(leerlingen.state_rows(before, after, bericht_pk=pk, now=now))
+            rows.add(leerlingen.state_rows(before, after, bericht_pk=index, now=now))
         last.update(result.last)
         changed.update(result.last)
         results.append(result)

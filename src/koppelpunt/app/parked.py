@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from koppelpunt.app.derived import on_receipt_group
+from koppelpunt.app.derived import derive_group, write_derived
 from koppelpunt.model import Parsed, Soort
 from koppelpunt.off_loop import records_in, run_pure
 from koppelpunt.pipeline import run
@@ -76,10 +76,9 @@ async def retry_parked(runtime: Runtime, *, limit: int = 10_000) -> RetryResult:
             }
             # A record another retry decided first yields the same signalering ids: the store
             # skips them, so nothing is published twice.
-            (derived,) = await on_receipt_group(
-                session, runtime, [(done, None)], now, apply_state=False
-            )
-            made = (*done.signaleringen, *derived.signaleringen)
+            group = await derive_group(session, runtime, [done], now, apply_state=False)
+            await write_derived(session, group, [pk], now)
+            made = (*done.signaleringen, *group.results[0].signaleringen)
             rendered = await run_pure(
                 len(made), render_all, runtime.settings.topic_prefix, made, pk
             )

@@ -1,7 +1,8 @@
 """Receive one inbound message: the adapter that wires the pure pipeline to storage.
 
-    parse/validate ─▶ ONE session: (idempotency check) ─▶ lookup ─▶ decide ─▶
-    bericht + beslissingen + signaleringen + outbox rows ─▶ commit ─▶ receipt ─▶ wake relay
+    parse/validate ─▶ ONE session: (idempotency check) ─▶ lookup ─▶ decide ─▶ lock ─▶
+    pupil state read and derived ─▶ bericht with its final receipt + beslissingen + pupil
+    state + signaleringen + outbox rows ─▶ commit ─▶ receipt ─▶ wake relay
 
 (A remote BRP lookup is the exception: the session's read transaction ends before it.)
 
@@ -28,9 +29,9 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koppelpunt.app.derived import on_receipt_group
+from koppelpunt.app.derived import derive_group, write_derived
 from koppelpunt.app.group_commit import DEFERRED, Deferred, GroupCommit
-from koppelpunt.errors import ConflictError, InvalidMessageError
+from koppelpunt.errors import ConflictError, InvalidMessageError, ServiceUnavailableError
 from koppelpunt.masking import mask_json
 from koppelpunt.model import (
     AanmeldstatusRecord,
@@ -53,8 +54,9 @@ from koppelpunt.pipeline.envelope import (
 )
 from koppelpunt.pipeline.parse import parse_message
 from koppelpunt.runtime import Runtime
-from koppelpunt.store import berichten, outbox, verwerkingenlog
+from koppelpunt.store import berichten, leerlingen, outbox, verwerkingenlog
 from koppelpunt.store.berichten import NewBericht, StoredBericht
+from koppelpunt.store.db import begin_write
 
 log = structlog.get_logger(__name__)
 
@@ -332,8 +334,8 @@ async def _store_group(
     One session, so one pooled connection, per group: idempotency check, lookup (when the
     lookup reads the local register) and writes. The check comes first, so a resend is
     answered before any lookup. The berichtId's unique index still decides a race between
-    two deliveries (IntegrityError). On SQLite the reads take no lock (the driver begins the
-    transaction at the first INSERT); on PostgreSQL they run in the same READ COMMITTED
+    two deliveries (IntegrityError). On SQLite the check and the lookup take no lock (the write
+    transaction begins after them, _write); on PostgreSQL they run in the same READ COMMITTED
     transaction, which sees every commit up to each statement.
     """
     results: list[_Stored | StoredBericht | BaseException | Deferred] = [DEFERRED] * len(group)
@@ -387,8 +389,8 @@ async def _store_group(
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """The rows of one message or a group that do not depend on the pupils' stored state,
-    made before their pupils are locked (PostgreSQL: leerlingen.lock_pupils): a concurrent
-    message about the same pupils waits only for the part that needs their state."""
+    made before the transaction takes any lock (SQLite: the write lock, PostgreSQL: the pupils'):
+    a concurrent writer waits only for the part that needs the stored state."""
 
     decided: list[tuple[_Pending, run.Verwerking]]
     expected: list[int]  # per message: its distinct signalering ids
@@ -412,9 +414,8 @@ def _prepare(
     decided = [
         (p, run.decide(p.parsed, runtime.rules, runtime.gemeenten, found, now)) for p in messages
     ]
-    # The receipt is written by the INSERT itself, counting every signalering of the decision
-    # as new; only when some were stored before (deterministic ids: a derived signalering
-    # already sent) or derived ones were added is it corrected, in the transaction.
+    # The receipt counting every signalering of the decision as new: _write makes another one
+    # only when some were stored before (deterministic ids) or derived ones are added.
     expected = [len({s.signalering_id for s in v.signaleringen}) for _, v in decided]
     receipts = [run.receipt(v, n) for (_, v), n in zip(decided, expected, strict=True)]
     # A message without a W3C traceparent gets its own trace id (verwerkingenlog).
@@ -475,11 +476,10 @@ async def _store(
     state the ones before it left; a signalering id two messages derive is stored for the
     first), with one statement per table for the whole group.
 
-    The pupils are locked (PostgreSQL) only for their state, the signaleringen and the
-    outbox: the rendering, encryption and the rows that do not depend on that state (the
-    messages, their beslissingen, the verwerkingenlog) come first, so a concurrent message
-    about the same pupils does not wait for them. For a large message or group that pure
-    part runs in a thread (off_loop.py). The caller commits.
+    The decisions, the rendering, the encryption and the verwerkingenlog rows do not depend
+    on the stored state: they are made before any lock is taken (_prepare), so a concurrent
+    message waits only for the part that needs that state (_write). For a large message or
+    group that pure part runs in a thread (off_loop.py). The caller commits.
     """
     records = sum(len(p.parsed.bericht.records) for p in messages)
     prepared = await run_pure(records, _prepare, runtime, messages, found, lookup_started, now)
@@ -489,43 +489,83 @@ async def _store(
 async def _write(
     session: AsyncSession, runtime: Runtime, prepared: _Prepared, now: datetime
 ) -> list[_Stored]:
-    """_store's writes (the caller commits)."""
+    """_store's writes (the caller commits).
+
+    Each receipt is written once, by its message's INSERT, with its final count: the pupils'
+    state is read and derived, and the signalering ids stored before are looked up, before
+    the messages are stored. That needs no message pk; the rows that refer to a message (its
+    beslissingen, pupil state, signaleringen) come after it. What is read stays as read until
+    the commit: on SQLite the transaction holds the write lock from its first statement (the
+    verwerkingenlog rows' INSERT, or db.begin_write without any); on PostgreSQL every writer
+    of a pupil's state or signaleringen (whose ids contain the BSN) holds that pupil's lock
+    (derive_group: leerlingen.lock_pupils).
+    """
     decided = prepared.decided
-    pks = await berichten.add_berichten(session, prepared.new_berichten)
-    await berichten.add_beslissingen_of(session, list(zip(pks, prepared.beslissingen, strict=True)))
-    await verwerkingenlog.insert_line_rows(session, prepared.log_rows)
-    # From here on the group's pupils are locked until the commit (on_receipt_group).
-    derived = await on_receipt_group(
-        session, runtime, [(v, pk) for (_, v), pk in zip(decided, pks, strict=True)], now
-    )
+    if prepared.log_rows:
+        # The transaction's first statement is a write: on SQLite it takes the write lock
+        # (the driver begins the transaction there), before anything is read for the writes.
+        await verwerkingenlog.insert_line_rows(session, prepared.log_rows)
+    else:
+        await begin_write(session)
+    # From here on the group's pupils are locked until the commit (PostgreSQL).
+    derived = await derive_group(session, runtime, [v for _, v in decided], now)
     signaleringen = [
-        (*v.signaleringen, *d.signaleringen) for (_, v), d in zip(decided, derived, strict=True)
+        (*v.signaleringen, *d.signaleringen)
+        for (_, v), d in zip(decided, derived.results, strict=True)
     ]
+    stored_before = await leerlingen.existing_signalering_ids(
+        session, [s.signalering_id for made in signaleringen for s in made]
+    )
     rendered = prepared.rendered
     prefix = runtime.settings.topic_prefix
-    new_signaleringen: list[NewSignalering] = []
-    for made, pk in zip(signaleringen, pks, strict=True):
+    # The ids each message stores: its own, in order, unless stored before or by an earlier
+    # message of the group (what add_signaleringen's ON CONFLICT DO NOTHING would skip).
+    taken = set(stored_before)
+    inserted: list[list[str]] = []
+    new: list[tuple[int, Signalering]] = []
+    new_berichten = list(prepared.new_berichten)
+    for n, ((_, verwerking), made) in enumerate(zip(decided, signaleringen, strict=True)):
+        mine: list[str] = []
         for s in made:
-            item = rendered.get(id(s))
-            # Derived signaleringen depend on the stored state: rendered only now.
-            new_signaleringen.append(
-                to_outbox(prefix, s, pk) if item is None else replace(item, bericht_pk=pk)
-            )
-    inserted_ids = set(await outbox.add_signaleringen(session, new_signaleringen))
-    stored: list[_Stored] = []
-    for n, (_, verwerking) in enumerate(decided):
-        # The ids this message stored: its own, in order, unless an earlier one had them.
-        inserted: list[str] = []
-        for s in signaleringen[n]:
-            if s.signalering_id in inserted_ids:
-                inserted_ids.discard(s.signalering_id)
-                inserted.append(s.signalering_id)
-        receipt = prepared.new_berichten[n].receipt
-        if len(inserted) != prepared.expected[n]:
-            receipt = run.receipt(verwerking, len(inserted))
-            await berichten.set_receipt(session, pks[n], receipt)
-        stored.append(_Stored(receipt, verwerking, signaleringen[n], inserted))
-    return stored
+            if s.signalering_id not in taken:
+                taken.add(s.signalering_id)
+                mine.append(s.signalering_id)
+                new.append((n, s))
+        inserted.append(mine)
+        if len(mine) != prepared.expected[n]:
+            receipt = run.receipt(verwerking, len(mine))
+            new_berichten[n] = replace(new_berichten[n], receipt=receipt)
+    pks = await berichten.add_berichten(session, new_berichten)
+    await berichten.add_beslissingen_of(session, list(zip(pks, prepared.beslissingen, strict=True)))
+    await write_derived(session, derived, pks, now)
+    new_signaleringen: list[NewSignalering] = []
+    for n, s in new:
+        item = rendered.get(id(s))
+        # Derived signaleringen depend on the stored state: rendered only now.
+        new_signaleringen.append(
+            to_outbox(prefix, s, pks[n]) if item is None else replace(item, bericht_pk=pks[n])
+        )
+    added = await outbox.add_signaleringen(session, new_signaleringen)
+    if len(added) != len(new_signaleringen):
+        # A writer that held no lock stored one of these ids meanwhile: the receipts would
+        # count it. Rolled back; the group is retried message by message (_receive_group).
+        raise ReceiptRaceError(
+            "het bericht kon niet worden opgeslagen door een gelijktijdige verwerking; "
+            "er is niets van bewaard, stuur het opnieuw"
+        )
+    return [
+        _Stored(bericht.receipt, verwerking, made, mine)
+        for bericht, (_, verwerking), made, mine in zip(
+            new_berichten, decided, signaleringen, inserted, strict=True
+        )
+    ]
+
+
+class ReceiptRaceError(ServiceUnavailableError):
+    """A signalering id counted as new by a receipt was stored by another transaction before
+    this one's INSERT: that writer held neither SQLite's write lock nor the pupil's lock (a
+    fault). Nothing of the transaction is kept and the sender is asked to retry (503), which
+    then counts it as stored before."""
 
 
 async def _resend(

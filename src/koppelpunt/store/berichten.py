@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.origin import Origin
@@ -212,11 +212,6 @@ async def add_berichten(session: AsyncSession, items: Sequence[NewBericht]) -> l
         ):
             pks[bericht_id] = int(pk)
     return [pks[item.bericht_id] for item in items]
-
-
-async def set_receipt(session: AsyncSession, pk: int, receipt: dict[str, Any]) -> None:
-    """Replace the receipt once the records are decided (the message is stored first)."""
-    await session.execute(update(berichten).where(berichten.c.id == pk).values(receipt=receipt))
 
 
 async def add_beslissingen(

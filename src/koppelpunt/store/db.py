@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolResetState
 
 from koppelpunt.errors import ConfigurationError
+from koppelpunt.store._dialect import dialect_name
 from koppelpunt.store.sqlite_driver import inline_dbapi, statements_on_loop
 from koppelpunt.store.tables import heartbeat
 
@@ -292,6 +293,23 @@ def describe_database(url: str) -> str:
             return "SQLite in memory"
         return f"SQLite {Path(database).resolve()}"
     return parsed.render_as_string(hide_password=True)
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """SQLite: take the database's write lock now, for a transaction that reads what it then
+    writes (BEGIN IMMEDIATE; it waits for another writer as any write does, store/sqlite_driver.py).
+
+    The driver begins a transaction only at the first INSERT or UPDATE, and reads before it see
+    each commit up to themselves: another writer could change what was read before this
+    transaction writes. With the write lock taken first, the reads and the writes see one state
+    of the database. It must come before the session's first write (sqlite3 begins a transaction
+    there itself). PostgreSQL: nothing; its READ COMMITTED reads are serialised per pupil by
+    store/leerlingen.py `lock_pupils`.
+    """
+    if dialect_name(session) == "sqlite":
+        # The driver's SQL as is: nothing for SQLAlchemy to compile, on every receipt.
+        connection = await session.connection()
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def ping(engine: AsyncEngine) -> bool:

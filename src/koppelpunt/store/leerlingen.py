@@ -34,7 +34,6 @@ from koppelpunt.store.tables import (
     leerling_gemeenten,
     leerling_prognoses,
     peildatum_runs,
-    signaleringen,
 )
 
 BATCH = 500
@@ -204,6 +203,8 @@ _STATUS_COLUMNS = (
     "received_at",
     "bericht_pk",
 )
+# StateRows.with_bericht_pks replaces the last value of these rows.
+assert _PROGNOSE_COLUMNS[-1] == _STATUS_COLUMNS[-1] == "bericht_pk"
 
 
 @dataclass
@@ -229,6 +230,18 @@ class StateRows:
         self.aanmeldingen += other.aanmeldingen
         self.new_facts += other.new_facts
         self.flag_changes += other.flag_changes
+
+    def with_bericht_pks(self, pks: Sequence[int]) -> StateRows:
+        """These rows with the pk of the message each came from, for rows made before the
+        messages were stored (state_rows with `bericht_pk` = the message's index in `pks`):
+        the messages of a receipt are stored once their receipts are final, after their
+        pupils' state is derived."""
+        return StateRows(
+            [(*row[:-1], pks[row[-1]]) for row in self.prognoses],
+            self.aanmeldingen,
+            [(seq, (*row[:-1], pks[row[-1]])) for seq, row in self.new_facts],
+            self.flag_changes,
+        )
 
 
 def state_rows(
@@ -447,12 +460,29 @@ async def list_buiten_flow(session: AsyncSession, *, limit: int = 100) -> list[B
     return [BuitenFlow(**row._mapping) for row in result]
 
 
+# The driver's SQL as is, per dialect: every receipt runs it, and through SQLAlchemy (an
+# expanding IN list rendered per execution) it cost the event loop twice as much (~150 against
+# ~75 µs on SQLite; bench/ROUNDS.md, receipt written once).
+_EXISTING_IDS_POSTGRESQL = (
+    "SELECT signalering_id FROM signaleringen WHERE signalering_id = ANY($1::VARCHAR[])"
+)
+_EXISTING_IDS_SQLITE = "SELECT signalering_id FROM signaleringen WHERE signalering_id IN ({})"
+
+
 async def existing_signalering_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
-    """Which of these signalering ids are already stored (dry runs count only the new ones)."""
+    """Which of these signalering ids are already stored (a receipt and a peildatum run count
+    only the new ones)."""
     found: set[str] = set()
-    for chunk in chunks(sorted(set(ids)), BATCH):
-        result = await session.execute(
-            select(signaleringen.c.signalering_id).where(signaleringen.c.signalering_id.in_(chunk))
-        )
+    wanted = sorted(set(ids))
+    if not wanted:
+        return found
+    connection = await session.connection()
+    postgresql = connection.dialect.name == "postgresql"
+    for chunk in chunks(wanted, BATCH):
+        if postgresql:
+            result = await connection.exec_driver_sql(_EXISTING_IDS_POSTGRESQL, (list(chunk),))
+        else:
+            sql = _EXISTING_IDS_SQLITE.format(", ".join("?" * len(chunk)))
+            result = await connection.exec_driver_sql(sql, tuple(chunk))
         found.update(result.scalars())
     return found
