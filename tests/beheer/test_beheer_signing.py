@@ -5,12 +5,13 @@ issued a value, the database says whether its session is still open (issue 25)."
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import httpx
 
 from koppelpunt.api.auth import key_id
-from koppelpunt.api.beheer_signing import FORM_TOKEN_SECONDS
+from koppelpunt.api.beheer_signing import CLOCK_SKEW_SECONDS, FORM_TOKEN_SECONDS, BeheerSigning
 from koppelpunt.api.routes.beheer_page import COOKIE
 from koppelpunt.store import beheer_sessions
 from tests.beheer.test_beheer_page import csrf_of, login
@@ -24,6 +25,10 @@ OTHER_KEY = secrets.token_urlsafe(32)
 def _flip(text: str, index: int) -> str:
     """`text` with the character at `index` replaced by another of the same alphabet."""
     return text[:index] + ("A" if text[index] != "A" else "B") + text[index + 1 :]
+
+
+def _fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 async def _token(client: httpx.AsyncClient) -> str:
@@ -173,3 +178,24 @@ class TestSessionCookie:
         client.cookies.set(COOKIE, cookie, path="/beheer")
         r = await client.get("/beheer")
         assert r.status_code == 303 and r.headers["location"] == "/beheer/login"
+
+    async def test_a_replica_whose_clock_is_a_little_ahead_is_believed(
+        self, client: httpx.AsyncClient, running: Running
+    ) -> None:
+        """Replicas share the key. A cookie or token signed by one whose clock runs up to
+        CLOCK_SKEW_SECONDS ahead of this one passes here (a fresh login must not fail on the
+        next request); one further ahead is a signature from the future: refused."""
+        session_id = await _live_session_id(client, running)
+        runtime = running.runtime
+        now = runtime.clock()
+        runtime.clock = lambda: now
+        secret = runtime.settings.beheer_secret_key.get_secret_value()
+        for ahead, passes in ((CLOCK_SKEW_SECONDS - 5, True), (CLOCK_SKEW_SECONDS + 5, False)):
+            other = BeheerSigning(secret, _fixed(now + timedelta(seconds=ahead)))
+            token = other.form_token(beheer_sessions.digest(session_id))
+            client.cookies.set(COOKIE, signing(running).cookie(session_id), path="/beheer")
+            r = await client.post("/beheer/replay", data={**REPLAY, "csrf": token})
+            assert r.status_code == (200 if passes else 403), ahead
+            client.cookies.set(COOKIE, other.cookie(session_id), path="/beheer")
+            r = await client.get("/beheer")
+            assert r.status_code == (200 if passes else 303), ahead
