@@ -4,10 +4,10 @@ Login with the operator key, either per request (Authorization: Bearer …) or o
 login form, which opens a server-side session (store/beheer_sessions.py): the cookie holds a
 random id, signed (api/beheer_signing.py; HttpOnly, SameSite=Strict, Secure over https,
 Path=/beheer), checked against the database and the senders file on every request; logout
-revokes it. Forms carry a signed CSRF token bound to the session (synchronizer token) on top
-of SameSite=Strict and an Origin check. Failed logins are
-throttled per address and per key (api/auth.py AuthThrottle): 429 with Retry-After. Charts
-are inline SVG made here, so the page works offline (no CDN, no script).
+revokes it. Forms carry a signed CSRF token bound to the session (synchronizer token) on top of
+SameSite=Strict and an Origin check. Failed logins are throttled per address and per key
+(api/auth.py AuthThrottle): 429 with Retry-After. Charts are inline SVG made here, so the page
+works offline (no CDN, no script).
 
 Shows per gemeente the signaleringen per day and type, the refused messages with their reasons,
 the outbox backlog and relay state, consumer lag, records parked while the woongemeente lookup
