@@ -9,7 +9,8 @@ BIN    := $(VENV)/bin
 
 # `make run` uses embedded defaults: SQLite in var/, the local broker on 127.0.0.1:9092, the
 # development sender keys from dev/senders.dev.yaml (DEV ONLY, printed at start) and, through
-# KOPPELPUNT_DEVELOPMENT_MODE, the public development log encryption key (refused without it).
+# KOPPELPUNT_DEVELOPMENT_MODE, the public development log encryption and /beheer signing keys
+# (refused without it).
 RUN_ENV := KOPPELPUNT_SENDERS_FILE=$${KOPPELPUNT_SENDERS_FILE:-dev/senders.dev.yaml} \
            KOPPELPUNT_TLS_CERT_FILE=$${KOPPELPUNT_TLS_CERT_FILE:-var/tls/server.crt} \
            KOPPELPUNT_TLS_KEY_FILE=$${KOPPELPUNT_TLS_KEY_FILE:-var/tls/server.key} \
@@ -72,8 +73,9 @@ install: $(VENV)/.installed $(ASYNCAPI_TOOLS)
 # `make run` needs no Node.js: only the tests use the AsyncAPI parser.
 run: $(VENV)/.installed kafka
 	@echo "=================================================================="
-	@echo " DEVELOPMENT MODE: sender keys from dev/senders.dev.yaml and the log"
-	@echo " encryption key are public (KOPPELPUNT_DEVELOPMENT_MODE=true)"
+	@echo " DEVELOPMENT MODE: sender keys from dev/senders.dev.yaml, the log"
+	@echo " encryption key and the /beheer signing key are public"
+	@echo " (KOPPELPUNT_DEVELOPMENT_MODE=true)"
 	@echo "   vo       : dev-vo-key-NOT-FOR-PRODUCTION"
 	@echo "   mbo      : dev-mbo-key-NOT-FOR-PRODUCTION"
 	@echo "   operator : dev-operator-key-NOT-FOR-PRODUCTION"

@@ -19,6 +19,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # DEVELOPMENT ONLY (public in this repository): base64 of b"koppelpunt-dev-log-key-NOT-PROD!"
 DEV_LOG_ENCRYPTION_KEY = "a29wcGVscHVudC1kZXYtbG9nLWtleS1OT1QtUFJPRCE="
+# DEVELOPMENT ONLY (public in this repository): the /beheer signing key of `make run` and tests.
+DEV_BEHEER_SECRET_KEY = "koppelpunt-dev-beheer-secret-key-NOT-FOR-PRODUCTION"  # noqa: S105
+# The shortest /beheer signing key accepted: 32 characters of secrets.token_urlsafe are 192 bits.
+MIN_BEHEER_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -243,10 +247,17 @@ class Settings(BaseSettings):
     # How long a /beheer login session lasts (a working day; logout or removing the operator
     # from the senders file ends it earlier).
     beheer_session_minutes: int = Field(default=480, ge=1)
-    # DEVELOPMENT ONLY: allows the public development log encryption key above. Without it the
-    # service and every command refuse to start with that key (exit code 2), because anyone can
-    # read the repository: with it, the verwerkingenlog's BSNs are readable by anyone who gets
-    # the database. `make run` and the tests set it; production must never set it.
+    # Signs the /beheer session cookie and the forms' CSRF tokens (itsdangerous, HMAC-SHA256):
+    # at least 32 characters, the same on every replica and kept across restarts (a new key
+    # ends every session: the operators log in again). The default is a PUBLIC DEVELOPMENT KEY,
+    # refused like the log key unless development_mode is set. Generate one with
+    # `python -c "import secrets; print(secrets.token_urlsafe(32))"`.
+    beheer_secret_key: SecretStr = SecretStr(DEV_BEHEER_SECRET_KEY)
+    # DEVELOPMENT ONLY: allows the public development keys above (log encryption, /beheer
+    # signing). Without it the service and every command refuse to start with such a key (exit
+    # code 2), because anyone can read the repository: with the log key, the verwerkingenlog's
+    # BSNs are readable by anyone who gets the database; with the /beheer key, anyone can sign
+    # cookies and form tokens. `make run` and the tests set it; production must never set it.
     development_mode: bool = False
 
     # --- failed authentication (API bearer keys and the /beheer login) ------------------
@@ -280,6 +291,28 @@ class Settings(BaseSettings):
                 "KOPPELPUNT_LOG_ENCRYPTION_KEY is the public development key from the "
                 "repository: set a key of your own (base64 of 32 random bytes, see "
                 "docs/beheer.md) or, for development only, KOPPELPUNT_DEVELOPMENT_MODE=true"
+            )
+
+    @property
+    def uses_public_beheer_key(self) -> bool:
+        """The public development key (in this repository) signs the /beheer cookies."""
+        return self.beheer_secret_key.get_secret_value() == DEV_BEHEER_SECRET_KEY
+
+    def refuse_public_beheer_key(self) -> None:
+        """ConfigurationError (exit code 2) while the /beheer signing key is the public
+        development key without KOPPELPUNT_DEVELOPMENT_MODE, or shorter than 32 characters.
+        Checked here rather than by a field constraint, whose error would quote the value."""
+        if self.uses_public_beheer_key and not self.development_mode:
+            raise ConfigurationError(
+                "KOPPELPUNT_BEHEER_SECRET_KEY is the public development key from the "
+                'repository: set a key of your own (e.g. `python -c "import secrets; '
+                'print(secrets.token_urlsafe(32))"`, the same on every replica) or, for '
+                "development only, KOPPELPUNT_DEVELOPMENT_MODE=true"
+            )
+        if len(self.beheer_secret_key.get_secret_value()) < MIN_BEHEER_SECRET_CHARS:
+            raise ConfigurationError(
+                f"KOPPELPUNT_BEHEER_SECRET_KEY must be at least {MIN_BEHEER_SECRET_CHARS} "
+                "characters (e.g. secrets.token_urlsafe(32))"
             )
 
     @model_validator(mode="after")

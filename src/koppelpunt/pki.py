@@ -13,9 +13,11 @@ docs/beheer.md.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,15 +76,33 @@ class Issued:
         write_private(key_path, self.key_pem)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600 before any byte is written (no window where it is 0644)."""
+def write_private(path: Path, data: bytes | str) -> None:
+    """Write `data` (text as UTF-8) to a file only its owner can read: a private key, a
+    connection config (it holds a password), an export of rejected messages (they hold BSNs).
+
+    A new file is created 0600 beside `path` (mkstemp: os.open with O_EXCL and mode 0o600,
+    whatever the umask, so there is no moment it is readable by others) and renamed over it.
+    An existing file is thereby replaced, not rewritten: whoever could read it, or had it open,
+    does not see the new content, and the result is 0600 whatever the old file's mode.
+    Something that is not a regular file (/dev/stdout, a pipe) is written as it is.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if path.exists() and not path.is_file():
+        with path.open("wb") as fh:
+            fh.write(raw)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def write_public(path: Path, data: bytes) -> None:

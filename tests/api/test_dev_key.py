@@ -1,12 +1,13 @@
 """The public development log encryption key is refused unless KOPPELPUNT_DEVELOPMENT_MODE is
 set: by create_app, by `koppelpunt serve` (exit code 2, before it listens) and by every command
-that uses the key (issue 21, finding 3)."""
+that uses the key (issue 21, finding 3). So is the public /beheer signing key (issue 25)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
+import secrets
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from koppelpunt.errors import ConfigurationError
 from tests.messages import BSN
 
 OWN_KEY = base64.b64encode(os.urandom(32)).decode()
+OWN_BEHEER_KEY = secrets.token_urlsafe(32)
 
 
 def test_the_default_is_production(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,16 +33,30 @@ def test_the_default_is_production(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.development_mode is False and s.uses_public_log_key
     with pytest.raises(ConfigurationError, match="KOPPELPUNT_DEVELOPMENT_MODE"):
         s.refuse_public_log_key()
+    assert s.uses_public_beheer_key
+    with pytest.raises(ConfigurationError, match="KOPPELPUNT_DEVELOPMENT_MODE"):
+        s.refuse_public_beheer_key()
 
 
 def test_create_app_refuses_the_public_key_without_the_switch(settings: Settings) -> None:
     with pytest.raises(ConfigurationError, match="public development key"):
         create_app(settings.model_copy(update={"development_mode": False}))
     create_app(settings)  # development_mode=True: the tests' own settings
-    own = settings.model_copy(
+    own_log_key = settings.model_copy(
         update={"development_mode": False, "log_encryption_key": SecretStr(OWN_KEY)}
     )
-    create_app(own)
+    with pytest.raises(ConfigurationError, match="KOPPELPUNT_BEHEER_SECRET_KEY is the public"):
+        create_app(own_log_key)
+    create_app(own_log_key.model_copy(update={"beheer_secret_key": SecretStr(OWN_BEHEER_KEY)}))
+
+
+def test_a_short_beheer_key_is_refused_without_quoting_it(settings: Settings) -> None:
+    """Under 32 characters is too short to sign with, in development mode too; the error names
+    the setting, not the value."""
+    short = settings.model_copy(update={"beheer_secret_key": SecretStr("kort-geheim-1234")})
+    with pytest.raises(ConfigurationError, match="at least 32 characters") as raised:
+        create_app(short)
+    assert "kort-geheim" not in str(raised.value)
 
 
 def test_commands_that_use_the_key_refuse_it(

@@ -52,7 +52,7 @@ class TestLogin:
         assert "beheer" in page.text  # the operator's name in the header
 
     async def test_tampered_cookie_is_refused(self, client: httpx.AsyncClient) -> None:
-        """Changing one character of the session id makes it worthless."""
+        """Changing one character of the signed cookie makes it worthless."""
         await login(client)
         value = client.cookies[COOKIE]
         client.cookies.clear()

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
+from koppelpunt.api.beheer_signing import BeheerSigning
 from koppelpunt.api.routes.beheer_page import COOKIE
 from koppelpunt.config import DEV_LOG_ENCRYPTION_KEY
 from koppelpunt.store.tables import beheer_sessions
@@ -40,6 +41,13 @@ def forged_cookie(operator: str) -> str:
     payload = {"o": operator, "e": int(time.time()) + 3600, "c": secrets.token_urlsafe(24)}
     body = _b64(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
     return body + "." + _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
+
+
+def signing(running: Running, key: str | None = None) -> BeheerSigning:
+    """The app's signing (its key and clock), or the same with another key."""
+    settings = running.runtime.settings
+    secret = key or settings.beheer_secret_key.get_secret_value()
+    return BeheerSigning(secret, lambda: running.runtime.clock())
 
 
 def write_senders(path: Path, keys: dict[str, tuple[str, str]]) -> None:
@@ -69,14 +77,16 @@ async def test_a_forged_cookie_for_a_made_up_operator_is_refused(
 async def test_the_cookie_is_a_random_id_stored_only_as_its_hash(
     client: httpx.AsyncClient, running: Running
 ) -> None:
+    """The cookie carries a random id, signed; the database keeps only the id's SHA-256."""
     await login(client)
     value = client.cookies[COOKIE]
-    assert len(value) >= 43  # secrets.token_urlsafe(32): 256 bits
+    session_id = signing(running).session_id(value, 60)
+    assert session_id is not None and len(session_id) >= 43  # token_urlsafe(32): 256 bits
     async with running.runtime.sessions() as s:
         rows = (await s.execute(select(beheer_sessions))).all()
-    assert [r.id_sha256 for r in rows] == [hashlib.sha256(value.encode()).hexdigest()]
+    assert [r.id_sha256 for r in rows] == [hashlib.sha256(session_id.encode()).hexdigest()]
     assert rows[0].operator == "beheer" and rows[0].revoked_at is None
-    assert value not in repr(rows)
+    assert value not in repr(rows) and session_id not in repr(rows)
 
 
 async def test_a_cookie_kept_after_logout_is_refused(

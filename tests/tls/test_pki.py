@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import ssl
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from koppelpunt.pki import CertificateAuthority, subject_oin
+from koppelpunt.pki import CertificateAuthority, subject_oin, write_private
 
 OIN = "00000001234567890000"
 
@@ -34,6 +36,36 @@ def test_keys_are_written_0600_and_load_back(tmp_path: Path) -> None:
     again = CertificateAuthority.load(tmp_path / "ca.pem", tmp_path / "ca.key")
     assert again.certificate == ca.certificate
     assert len(x509.load_pem_x509_certificates((tmp_path / "s.pem").read_bytes())) == 2
+
+
+def test_write_private_replaces_an_existing_file_with_a_0600_one(tmp_path: Path) -> None:
+    """The one write_private (keys, connection configs, exports): text is written as UTF-8, an
+    existing 0644 file is replaced by a new 0600 one (a reader of the old file sees nothing
+    new), no temporary file is left, and a missing directory is made."""
+    path = tmp_path / "sub" / "verbinding.json"
+    write_private(path, "wachtwoord ë\n")
+    assert path.read_bytes() == "wachtwoord ë\n".encode()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o644)
+    with path.open("rb") as before:
+        write_private(path, b"nieuw\n")
+        assert before.read() == "wachtwoord ë\n".encode()
+    assert path.read_bytes() == b"nieuw\n" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["verbinding.json"]
+
+
+def test_write_private_writes_into_a_pipe_as_it_is(tmp_path: Path) -> None:
+    """Something that is not a regular file (a named pipe, /dev/stdout) is written to, not
+    replaced by a regular file."""
+    fifo = tmp_path / "pijp"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_private(fifo, "door de pijp\n")
+    reader.join(timeout=30)
+    assert received == [b"door de pijp\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 @pytest.mark.parametrize("key_type", ["ec", "rsa"])

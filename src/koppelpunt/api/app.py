@@ -47,6 +47,7 @@ def create_app(
     garbage collector's reach and makes full collections rare (runtime.frozen_heap): fewer,
     shorter pauses under load."""
     settings.refuse_public_log_key()  # unless KOPPELPUNT_DEVELOPMENT_MODE
+    settings.refuse_public_beheer_key()  # the same rule for the /beheer signing key
     senders = SenderRegistry.load(  # fail fast on a bad file
         settings.senders_file, throttle=AuthThrottle.from_settings(settings)
     )
@@ -55,6 +56,11 @@ def create_app(
         log.warning(
             "log_encryption_key_is_dev_default",
             hint="KOPPELPUNT_DEVELOPMENT_MODE is set: the log key is public (dev/tests only)",
+        )
+    if settings.uses_public_beheer_key:
+        log.warning(
+            "beheer_secret_key_is_dev_default",
+            hint="KOPPELPUNT_DEVELOPMENT_MODE is set: /beheer cookies can be signed by anyone",
         )
 
     @contextlib.asynccontextmanager

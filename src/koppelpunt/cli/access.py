@@ -17,9 +17,9 @@ from typing import Annotated
 import typer
 
 from koppelpunt.cli._common import ActorOption, actor_name, gemeenten_in_use, log_cli_action
-from koppelpunt.cli.files import write_private
 from koppelpunt.config import Settings
 from koppelpunt.errors import ConfigurationError, KoppelpuntError
+from koppelpunt.pki import write_private
 
 app = typer.Typer(
     help="Vendors' read access to gemeente topics (Kafka SCRAM users and ACLs).",

@@ -112,6 +112,7 @@ def serve(
 
     s = settings()
     s.refuse_public_log_key()  # before anything is migrated or listened on (exit code 2)
+    s.refuse_public_beheer_key()
     configure_logging(s.log_level, s.log_json)
     upgrade_sync(s.database_url, create=True)
     try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from koppelpunt.cli._common import echo_json, iso, moment_option, run_with_runtime
-from koppelpunt.cli.files import write_private
+from koppelpunt.pki import write_private
 
 if TYPE_CHECKING:
     from koppelpunt.app.rejected import Rejection

@@ -1,10 +1,10 @@
 """Repository for /beheer login sessions (table beheer_sessions).
 
-The browser holds a random session id (secrets.token_urlsafe(32): 256 bits); the database holds
-only its SHA-256, so reading the table (or a backup of it) opens no session. A session is valid
-while it is not revoked and not expired; whether its operator still exists with the same key is
-the caller's check (the senders file is not in the database). Expired rows are deleted at each
-login.
+The browser holds a random session id (secrets.token_urlsafe(32): 256 bits), in a cookie that
+api/beheer_signing.py signs; the database holds only its SHA-256, so reading the table (or a
+backup of it) opens no session. A session is valid while it is not revoked and not expired;
+whether its operator still exists with the same key is the caller's check (the senders file is
+not in the database). Expired rows are deleted at each login.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ class BeheerSessionRow:
     expires_at: datetime
 
 
-def _hash(session_id: str) -> str:
+def digest(session_id: str) -> str:
+    """What the table keeps of a session id (its SHA-256, hex); the /beheer forms' CSRF tokens
+    are bound to it (api/beheer_signing.py)."""
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
@@ -44,7 +46,7 @@ async def create(
     session_id = secrets.token_urlsafe(32)
     await session.execute(
         insert(beheer_sessions).values(
-            id_sha256=_hash(session_id),
+            id_sha256=digest(session_id),
             operator=operator,
             key_id=key_id,
             created_at=now,
@@ -66,7 +68,7 @@ async def find(session: AsyncSession, session_id: str, now: datetime) -> BeheerS
                 beheer_sessions.c.created_at,
                 beheer_sessions.c.expires_at,
             ).where(
-                beheer_sessions.c.id_sha256 == _hash(session_id),
+                beheer_sessions.c.id_sha256 == digest(session_id),
                 beheer_sessions.c.revoked_at.is_(None),
                 beheer_sessions.c.expires_at > now,
             )
@@ -86,7 +88,7 @@ async def revoke(session: AsyncSession, session_id: str, now: datetime) -> bool:
     result = await session.execute(
         update(beheer_sessions)
         .where(
-            beheer_sessions.c.id_sha256 == _hash(session_id),
+            beheer_sessions.c.id_sha256 == digest(session_id),
             beheer_sessions.c.revoked_at.is_(None),
         )
         .values(revoked_at=now)

@@ -1,12 +1,13 @@
 """The /beheer web pages: a small server-rendered overview for operators (role operator).
 
 Login with the operator key, either per request (Authorization: Bearer …) or once through the
-login form, which opens a server-side session (store/beheer_sessions.py): the cookie holds only
-a random id (HttpOnly, SameSite=Strict, Secure over https, Path=/beheer), checked against the
-database and the senders file on every request; logout revokes it. Forms carry a CSRF token
-bound to the session (synchronizer token) on top of SameSite=Strict. Failed logins are
-throttled per address and per key (api/auth.py AuthThrottle): 429 with Retry-After. Charts
-are inline SVG made here, so the page works offline (no CDN, no script).
+login form, which opens a server-side session (store/beheer_sessions.py): the cookie holds a
+random id, signed (api/beheer_signing.py; HttpOnly, SameSite=Strict, Secure over https,
+Path=/beheer), checked against the database and the senders file on every request; logout
+revokes it. Forms carry a signed CSRF token bound to the session (synchronizer token) on top of
+SameSite=Strict and an Origin check. Failed logins are throttled per address and per key
+(api/auth.py AuthThrottle): 429 with Retry-After. Charts are inline SVG made here, so the page
+works offline (no CDN, no script).
 
 Shows per gemeente the signaleringen per day and type, the refused messages with their reasons,
 the outbox backlog and relay state, consumer lag, records parked while the woongemeente lookup
@@ -17,7 +18,6 @@ time (Europe/Amsterdam), `until` not included (app/moments.py).
 
 from __future__ import annotations
 
-import hmac
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +33,7 @@ from markupsafe import Markup, escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koppelpunt.api.auth import Kind, Role, SenderRegistry, key_id
+from koppelpunt.api.beheer_signing import BeheerSigning
 from koppelpunt.api.deps import authenticate, runtime_of
 from koppelpunt.app.moments import LOCAL, parse_moment
 from koppelpunt.errors import AuthenticationError, NotFoundError, TooManyRequestsError
@@ -79,22 +80,22 @@ COLOURS = {
 @dataclass(frozen=True, slots=True)
 class BeheerSession:
     operator: str
-    csrf: str | None  # None when authenticated by header (no cookie, so no CSRF risk)
+    csrf: str | None  # a fresh form token; None when authenticated by header (no cookie, no CSRF)
     session_id: str | None = None  # the cookie's id; None when authenticated by header
+    digest: str | None = None  # what the database keeps of the id; the form tokens' binding
 
 
-def csrf_token(session_id: str) -> str:
-    """The session's form token: HMAC-SHA256 keyed with the session id. Only the holder of
-    the session cookie can compute it, it reveals nothing of the id, and it needs no storage;
-    a page of another site sees neither (synchronizer token, next to SameSite=Strict)."""
-    return hmac.new(session_id.encode("utf-8"), b"koppelpunt beheer csrf", "sha256").hexdigest()
+def _signing(request: Request) -> BeheerSigning:
+    runtime = runtime_of(request)
+    return BeheerSigning(runtime.settings.beheer_secret_key.get_secret_value(), runtime.clock)
 
 
 async def _authenticate(request: Request) -> BeheerSession | None:
     """The operator behind this request (header or session cookie), or None.
 
-    A cookie is only a random id: the session must exist in the database, be neither revoked
-    nor expired, and its operator must still be in the senders file with the same key."""
+    A cookie is a signed random id: the signature must hold and be younger than the session's
+    term, and the session must exist in the database, be neither revoked nor expired, and its
+    operator must still be in the senders file with the same key."""
     header = request.headers.get("authorization")
     if header:
         try:
@@ -106,15 +107,20 @@ async def _authenticate(request: Request) -> BeheerSession | None:
     if not cookie:
         return None
     runtime = runtime_of(request)
+    signing = _signing(request)
+    session_id = signing.session_id(cookie, runtime.settings.beheer_session_minutes * 60)
+    if session_id is None:
+        return None
     async with runtime.sessions() as session:
-        row = await beheer_sessions.find(session, cookie, runtime.clock())
+        row = await beheer_sessions.find(session, session_id, runtime.clock())
     if row is None:
         return None
     senders = cast(SenderRegistry, request.state.senders)
     if senders.operator_key_id(row.operator) != row.key_id:
         log.info("beheer_session_operator_gone", operator=row.operator)
         return None
-    return BeheerSession(row.operator, csrf_token(cookie), cookie)
+    digest = beheer_sessions.digest(session_id)
+    return BeheerSession(row.operator, signing.form_token(digest), session_id, digest)
 
 
 def _to_login() -> RedirectResponse:
@@ -139,10 +145,11 @@ def _cross_origin(request: Request) -> bool:
     return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
 
 
-def _csrf_ok(session: BeheerSession, form: dict[str, str]) -> bool:
-    if session.csrf is None:
-        return True
-    return hmac.compare_digest(form.get("csrf", ""), session.csrf)
+def _csrf_ok(request: Request, session: BeheerSession, form: dict[str, str]) -> bool:
+    """A form token of this session, signed at most an hour ago (api/beheer_signing.py)."""
+    if session.digest is None:
+        return True  # authenticated by header: no cookie, so nothing another site could use
+    return _signing(request).form_token_valid(form.get("csrf", ""), session.digest)
 
 
 def _page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -204,7 +211,7 @@ async def login(request: Request) -> Response:
     response = RedirectResponse("/beheer", status_code=303)
     response.set_cookie(
         COOKIE,
-        session_id,
+        _signing(request).cookie(session_id),
         max_age=minutes * 60,
         path="/beheer",
         httponly=True,
@@ -534,9 +541,12 @@ async def _operator_post(request: Request) -> tuple[BeheerSession, dict[str, str
     if session_info is None:
         return _to_login()
     form = await _form(request)
-    if _cross_origin(request) or not _csrf_ok(session_info, form):
+    if _cross_origin(request) or not _csrf_ok(request, session_info, form):
         return _page(
-            "message.html", status_code=403, titel="Geweigerd", tekst="Ongeldig formulier."
+            "message.html",
+            status_code=403,
+            titel="Geweigerd",
+            tekst="Ongeldig of verlopen formulier: open de pagina opnieuw.",
         )
     return session_info, form
 
