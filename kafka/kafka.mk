@@ -4,12 +4,24 @@
 #   make kafka-stop   stop it (SIGTERM, then SIGKILL after 30 s)
 #   make -s kafka-env export lines with the service and admin credentials (SASL/SCRAM), for
 #                     eval "$(make -s kafka-env)"; passwords live in $(KAFKA_DIR)/credentials (0600)
+#   make kafka NODES=3  a three-node KRaft cluster instead (data in var/kafka-cluster, ports
+#                     19092/19094/19096, controllers 19093/19095/19097, so it can run beside the
+#                     single node); the other targets take the same NODES=3 (or KAFKA_DIR=...)
 # The launcher is the package dev/localkafka (`python -m dev.localkafka`), run with the venv's
 # Python from the repository root; `make kafka` creates the venv first.
 
 PY ?= .venv/bin/python
 KAFKA_LIBS ?= .cache/kafka/libs
+NODES ?= 1
+ifeq ($(NODES),1)
 KAFKA_DIR ?= var/kafka
+KAFKA_START_ARGS =
+else
+KAFKA_DIR ?= var/kafka-cluster
+KAFKA_CLUSTER_PORT ?= 19092
+KAFKA_START_ARGS = --nodes $(NODES) --port $(KAFKA_CLUSTER_PORT) \
+	--controller-port $(shell expr $(KAFKA_CLUSTER_PORT) + 1)
+endif
 
 # Prefix for commands of `make run`: the service principal's KOPPELPUNT_KAFKA_* settings.
 KAFKA_ENV = kenv="$$($(PY) -m dev.localkafka env --dir $(KAFKA_DIR))" && eval "$$kenv" &&
@@ -27,7 +39,7 @@ $(KAFKA_LIBS)/.complete: kafka/pom.xml
 	touch $@
 
 kafka: kafka-jars $(VENV)/.installed
-	$(PY) -m dev.localkafka start --dir $(KAFKA_DIR) --libs $(KAFKA_LIBS)
+	$(PY) -m dev.localkafka start --dir $(KAFKA_DIR) --libs $(KAFKA_LIBS)$(if $(KAFKA_START_ARGS), $(KAFKA_START_ARGS))
 
 kafka-stop:
 	$(PY) -m dev.localkafka stop --dir $(KAFKA_DIR)

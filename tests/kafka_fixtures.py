@@ -160,15 +160,19 @@ async def consume_all(
     *,
     timeout: float = 10,  # noqa: ASYNC109 - also the consumer's request timeout
     expect: int | None = None,
+    client: dict[str, Any] | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """All records of `topic`, from the beginning, ordered by (partition, offset).
+
+    `client`: the connection arguments (default: the admin of the session's broker, from the
+    environment; the cluster tests pass their own cluster's admin).
 
     Deterministic rather than idle-based: reads up to the end offsets (no consumer group, so
     nothing is committed). With `expect`, waits (up to `timeout`) until that many records
     exist, then still reads to the end, so a duplicate shows up as an extra record.
     """
     consumer = AIOKafkaConsumer(
-        **admin_kwargs(bootstrap),
+        **(client or admin_kwargs(bootstrap)),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

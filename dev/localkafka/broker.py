@@ -1,4 +1,4 @@
-"""Run a real single-node Kafka 4.x broker (KRaft, combined broker+controller) without Docker.
+"""Run a real Kafka 4.x broker or cluster (KRaft, combined broker+controller nodes) without Docker.
 
 Why: the delivery tests and `make run` need the real protocol (Kafka 4 dropped old protocol
 versions, idempotence and ACLs behave as in production), and a fake would prove nothing. The
@@ -6,6 +6,7 @@ jars come from Maven Central (`make kafka-jars`, see kafka/pom.xml); Java 17 run
 Makefile runs this with the venv's Python (`make kafka` creates the venv first).
 
     python -m dev.localkafka start [--dir var/kafka] [--port 9092] [--controller-port 9093]
+                                   [--nodes 1]   # N > 1: a KRaft cluster (docs/development.md)
     python -m dev.localkafka status [--dir var/kafka]
     python -m dev.localkafka stop [--dir var/kafka]
     python -m dev.localkafka env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
@@ -38,6 +39,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -51,6 +53,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from koppelpunt.pki import CertificateAuthority
 
@@ -83,12 +86,21 @@ def _base_properties(
     controller_port: int,
     admin_password: str,
     tls: Mapping[str, str] | None = None,
+    *,
+    node_id: int = NODE_ID,
+    voters: Mapping[int, int] | None = None,
 ) -> dict[str, str]:
-    """Properties of a combined node on loopback, tuned for a fast start and one replica.
+    """Properties of a combined node on loopback, tuned for a fast start.
 
+    `voters`: {node id: controller port} of every node of the quorum (default: this node
+    alone). Replication follows the cluster's size: internal topics and the default get
+    min(3, N) replicas and need min(2, N) in sync, so one node of three may be lost.
     `tls`: the broker's `ssl.*` properties (LocalTls.properties); without it the docker
     structure test reads the security properties only.
     """
+    voters = dict(voters) if voters else {node_id: controller_port}
+    replicas = str(min(3, len(voters)))
+    in_sync = str(min(2, len(voters)))
     scram_login = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{ADMIN_USER}" password="{admin_password}";'
@@ -100,10 +112,12 @@ def _base_properties(
     )
     return {
         "process.roles": "broker,controller",
-        "node.id": str(NODE_ID),
-        # Static voters (not `--standalone`): the voter endpoint is read from this file at
+        "node.id": str(node_id),
+        # Static voters (not `--standalone`): the voter endpoints are read from this file at
         # every start, so the same data dir survives a change of controller port.
-        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
+        "controller.quorum.voters": ",".join(
+            f"{i}@127.0.0.1:{p}" for i, p in sorted(voters.items())
+        ),
         "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
         "inter.broker.listener.name": "SASL_SSL",
@@ -123,13 +137,14 @@ def _base_properties(
         "allow.everyone.if.no.acl.found": "false",
         "super.users": f"User:{ADMIN_USER}",
         "log.dirs": str(data_dir / "logs"),
-        # One node: every internal topic has one replica and needs one in-sync replica.
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "min.insync.replicas": "1",
+        # One node: every internal topic has one replica and needs one in-sync replica;
+        # a cluster: three replicas (at most N), two in sync.
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
+        "min.insync.replicas": in_sync,
         # Fewer internal partitions: the first consumer group / transaction is ready at once.
         "offsets.topic.num.partitions": "1",
         "transaction.state.log.num.partitions": "1",
@@ -137,7 +152,7 @@ def _base_properties(
         # Topics are created deliberately (koppelpunt.kafka.admin.ensure_topics), never by typo.
         "auto.create.topics.enable": "false",
         "num.partitions": "1",
-        "default.replication.factor": "1",
+        "default.replication.factor": replicas,
         "num.network.threads": "2",
         "num.io.threads": "4",
         **(tls or {}),
@@ -363,12 +378,13 @@ def broker_usable(
     logins: Sequence[tuple[str, str]],
     timeout: float = 5.0,
     ssl_context: ssl.SSLContext | None = None,
+    brokers: int = 1,
 ) -> str | None:
     """None when a client can use the broker now, else why not (for the start-up log).
 
     "Usable" means what a client needs, not merely a listening socket: ApiVersions answers,
     and for every (username, password) in `logins` a SCRAM-SHA-512 login succeeds and a
-    Metadata request lists at least one live broker. A restarted broker may accept
+    Metadata request lists at least `brokers` live brokers. A restarted broker may accept
     connections before it serves every client; this waits until it does.
     """
     for username, password in logins:
@@ -377,8 +393,9 @@ def broker_usable(
                 wire = _KafkaWire(sock)
                 ranges = wire.api_versions()
                 _scram_authenticate(wire, ranges, username, password)
-                if _metadata_brokers(wire, ranges) < 1:
-                    return "metadata lists no live broker yet"
+                listed = _metadata_brokers(wire, ranges)
+                if listed < brokers:
+                    return f"metadata lists {listed} of {brokers} brokers"
         except _ProbeFailed as exc:
             return f"{username}: {exc}"
         except (OSError, struct.error, ConnectionError, KeyError, ValueError) as exc:
@@ -624,8 +641,99 @@ def watch(broker_pid: int, lifeline_fd: int, grace: float = 30.0, poll: float = 
     return 1
 
 
+class _Node:
+    """One node of the cluster: its directory (data, config, pid file, log), its two ports,
+    its process and its watchdog. A single-node broker keeps everything in the data dir
+    itself (the layout `make kafka` has always had); node `i` of a cluster lives in
+    `<data dir>/node-<i>/`."""
+
+    def __init__(self, node_id: int, directory: Path, port: int, controller_port: int) -> None:
+        self.node_id = node_id
+        self.directory = directory
+        self.port = port
+        self.controller_port = controller_port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.watchdog: _Watchdog | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "broker.log"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.directory / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        return self.directory / "log4j2.properties"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.directory / "logs"
+
+    def pid(self) -> int | None:
+        """The pid of this node's process if it is still alive, else None."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if self.proc is not None and self.proc.pid == pid:
+            return pid if self.proc.poll() is None else None
+        return pid if _pid_alive(pid) and _is_kafka_process(pid) else None
+
+    def signal(self, sig: signal.Signals) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+
+    def wait_gone(self, timeout: float) -> bool:
+        """True when the process ended within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.pid() is not None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def forget(self) -> None:
+        """After the process ended: no pid file, no watchdog (its lifeline closed, reaped)."""
+        self.pid_file.unlink(missing_ok=True)
+        self.proc = None
+        if self.watchdog is not None:
+            self.watchdog.end()
+            self.watchdog = None
+
+    def stop(self, timeout: float) -> bool:
+        """SIGTERM the process group (clean shutdown), SIGKILL after `timeout`; False when
+        the node was not running."""
+        running = self.pid() is not None
+        if running:
+            self.signal(signal.SIGTERM)
+            if not self.wait_gone(timeout):
+                self.signal(signal.SIGKILL)
+                self.wait_gone(60)
+        self.forget()
+        return running
+
+
 class LocalBroker:
-    """One broker process owned through a pid file in `data_dir` (logs, config, data too)."""
+    """A local KRaft cluster of `nodes` combined broker+controller nodes (default one), owned
+    through pid files under `data_dir` (logs, config and data too).
+
+    Ports: `ports`/`controller_ports` name each node's client and controller port; without
+    them node `i` (1-based) gets `port + 2*(i-1)` and `controller_port + 2*(i-1)` (9092/9093,
+    9094/9095, 9096/9097 by default). Tests pass free ports explicitly.
+    """
 
     def __init__(
         self,
@@ -636,11 +744,22 @@ class LocalBroker:
         heap: str = "512m",
         extra_properties: Mapping[str, str] | None = None,
         *,
+        nodes: int = 1,
+        ports: Sequence[int] | None = None,
+        controller_ports: Sequence[int] | None = None,
         stop_with_parent: bool = False,
     ) -> None:
+        if nodes < 1:
+            raise ValueError("a cluster has at least one node")
+        ports = list(ports) if ports is not None else [port + 2 * i for i in range(nodes)]
+        controller_ports = (
+            list(controller_ports)
+            if controller_ports is not None
+            else [controller_port + 2 * i for i in range(nodes)]
+        )
+        if len(ports) != nodes or len(controller_ports) != nodes:
+            raise ValueError(f"{nodes} nodes need {nodes} ports and {nodes} controller ports")
         self.data_dir = Path(data_dir).resolve()
-        self.port = port
-        self.controller_port = controller_port
         self.libs_dir = Path(libs_dir).resolve()
         self.heap = heap
         # Overrides and additions (e.g. a SASL_SCRAM listener, an authorizer) win over the
@@ -648,38 +767,89 @@ class LocalBroker:
         self.extra_properties = dict(extra_properties or {})
         self.tls = LocalTls(self.data_dir / "tls")
         self.stop_with_parent = stop_with_parent
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._watchdog: _Watchdog | None = None
+        self._nodes = {
+            i: _Node(
+                i,
+                self.data_dir if nodes == 1 else self.data_dir / f"node-{i}",
+                ports[i - 1],
+                controller_ports[i - 1],
+            )
+            for i in range(1, nodes + 1)
+        }
+        self.port = ports[0]
+        self.controller_port = controller_ports[0]
 
-    # --- paths ----------------------------------------------------------------------------
+    # --- layout ---------------------------------------------------------------------------
+    @property
+    def nodes(self) -> int:
+        return len(self._nodes)
+
+    @property
+    def node_ids(self) -> list[int]:
+        return list(self._nodes)
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self._nodes.values()]
+
+    @property
+    def controller_ports(self) -> list[int]:
+        return [n.controller_port for n in self._nodes.values()]
+
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """All nodes' client addresses, comma-separated (one address for one node)."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
+    def _node(self, node_id: int) -> _Node:
+        try:
+            return self._nodes[node_id]
+        except KeyError:
+            raise ValueError(f"no node {node_id} (nodes: {self.node_ids})") from None
+
+    # Node 1's files (the single node's: data dir itself).
     @property
     def pid_file(self) -> Path:
-        return self.data_dir / "broker.pid"
+        return self._nodes[1].pid_file
 
     @property
     def log_file(self) -> Path:
-        return self.data_dir / "broker.log"
+        return self._nodes[1].log_file
 
     @property
     def properties_file(self) -> Path:
-        return self.data_dir / "server.properties"
+        return self._nodes[1].properties_file
 
     @property
     def log4j_file(self) -> Path:
-        return self.data_dir / "log4j2.properties"
+        return self._nodes[1].log4j_file
 
+    def node_log_file(self, node_id: int) -> Path:
+        return self._node(node_id).log_file
+
+    # Shared by all nodes.
     @property
     def credentials_file(self) -> Path:
         return self.data_dir / "credentials"
 
     @property
+    def cluster_file(self) -> Path:
+        """A cluster's node count and ports (absent for one node), read by the CLI."""
+        return self.data_dir / "cluster.json"
+
+    @property
     def admin_client_file(self) -> Path:
         """Java client properties of the admin (for the broker's own CLI tools)."""
         return self.data_dir / "admin-client.properties"
+
+    @property
+    def controller_client_file(self) -> Path:
+        """Java client properties of the admin on the controller listener (SASL/PLAIN)."""
+        return self.data_dir / "controller-client.properties"
+
+    @property
+    def tools_log4j_file(self) -> Path:
+        return self.data_dir / "tools-log4j2.properties"
 
     def credentials(self) -> dict[str, str]:
         """Passwords of the admin and service principals; generated once, kept 0600."""
@@ -687,7 +857,7 @@ class LocalBroker:
             data = json.loads(self.credentials_file.read_text())
             if isinstance(data, dict) and {"admin_password", "service_password"} <= set(data):
                 return {str(k): str(v) for k, v in data.items()}
-        if (self.data_dir / "logs" / "meta.properties").exists():
+        if any((n.logs_dir / "meta.properties").exists() for n in self._nodes.values()):
             raise BrokerError(
                 f"{self.data_dir} holds a broker formatted without SCRAM users (or its "
                 f"credentials file is gone): remove that directory (make clean) and start again"
@@ -718,13 +888,17 @@ class LocalBroker:
             env["KOPPELPUNT_KAFKA_ADMIN_PASSWORD"] = creds["admin_password"]
         return env
 
-    def properties(self) -> dict[str, str]:
+    def properties(self, node_id: int = 1) -> dict[str, str]:
+        """The server.properties of one node (node 1: the single node's)."""
+        node = self._node(node_id)
         props = _base_properties(
-            self.data_dir,
-            self.port,
-            self.controller_port,
+            node.directory,
+            node.port,
+            node.controller_port,
             self.credentials()["admin_password"],
             self.tls.properties(),
+            node_id=node_id,
+            voters={n.node_id: n.controller_port for n in self._nodes.values()},
         )
         for key, value in self.extra_properties.items():
             if value == "":
@@ -735,58 +909,176 @@ class LocalBroker:
 
     # --- state ----------------------------------------------------------------------------
     def pid(self) -> int | None:
-        """The pid of our broker process if it is still alive, else None."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if self._proc is not None and self._proc.pid == pid:
-            return pid if self._proc.poll() is None else None
-        return pid if _pid_alive(pid) and _is_kafka_process(pid) else None
+        """Node 1's pid if it is alive, else None (a cluster: see node_pid/running_nodes)."""
+        return self._nodes[1].pid()
 
-    def answers(self, timeout: float = 2.0) -> bool:
-        """A Kafka broker answers on our port (TLS unverified: any broker counts here)."""
+    def node_pid(self, node_id: int) -> int | None:
+        return self._node(node_id).pid()
+
+    def node_pids(self) -> dict[int, int]:
+        """{node id: pid} of the nodes that run now."""
+        return {i: pid for i, n in self._nodes.items() if (pid := n.pid()) is not None}
+
+    def watchdog_pid(self, node_id: int = 1) -> int | None:
+        watchdog = self._node(node_id).watchdog
+        return watchdog.pid if watchdog is not None else None
+
+    def answers(self, timeout: float = 2.0, node_id: int = 1) -> bool:
+        """A Kafka broker answers on the node's port (TLS unverified: any broker counts)."""
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        return api_versions_roundtrip("127.0.0.1", self.port, timeout, context)
+        return api_versions_roundtrip("127.0.0.1", self._node(node_id).port, timeout, context)
 
-    def not_usable_because(self, timeout: float = 5.0) -> str | None:
-        """None when clients can log in (admin and service) and read metadata, else why not."""
+    def not_usable_because(self, timeout: float = 5.0, node_id: int | None = None) -> str | None:
+        """None when clients can log in (admin and service) and the metadata lists all the
+        cluster's brokers, else why not. Asked of `node_id`, or of the first running node."""
+        if node_id is None:
+            running = self.node_pids()
+            node_id = min(running) if running else 1
         creds = self.credentials()
         logins = [
             (creds["admin_username"], creds["admin_password"]),
             (creds["service_username"], creds["service_password"]),
         ]
-        return broker_usable("127.0.0.1", self.port, logins, timeout, self.tls.client_context())
+        return broker_usable(
+            "127.0.0.1",
+            self._node(node_id).port,
+            logins,
+            timeout,
+            self.tls.client_context(),
+            brokers=self.nodes,
+        )
 
     def is_running(self) -> bool:
-        """Our process is alive and usable by clients (not merely listening)."""
-        return self.pid() is not None and self.not_usable_because() is None
+        """Every node's process is alive and the cluster is usable by clients."""
+        return len(self.node_pids()) == self.nodes and self.not_usable_because() is None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> None:
-        """Start and wait until the broker serves metadata; a no-op when it already runs."""
-        pid = self.pid()
-        if pid is not None:
-            self._wait_ready(pid, timeout)
+        """Start the nodes that do not run (in parallel) and wait until the cluster is usable;
+        only waits when all run already."""
+        self._check_layout()
+        down = [n for n in self._nodes.values() if n.pid() is None]
+        for node in down:
+            if self.answers(timeout=1, node_id=node.node_id):
+                raise BrokerError(
+                    f"port {node.port} already answers as a Kafka broker that is not ours "
+                    f"(no live pid in {node.pid_file}); stop it or choose another --port"
+                )
+        java = self._java() if down else ""
+        if down:
+            self._prepare(java)
+            self._launch(java, down)
+        try:
+            self._wait_ready(timeout, down)
+            self._grant_service(java or self._java())
+        except BrokerError:
+            for node in down:
+                node.stop(timeout=10)
+            raise
+
+    def start_node(self, node_id: int, timeout: float = 120) -> None:
+        """(Re)start one node; return when the cluster lists all its brokers again and the
+        logins work through that node."""
+        node = self._node(node_id)
+        if node.pid() is not None:
+            self._wait_ready(timeout, [node])
             return
-        if self.answers(timeout=1):
-            raise BrokerError(
-                f"port {self.port} already answers as a Kafka broker that is not ours "
-                f"(no live pid in {self.pid_file}); stop it or choose another --port"
-            )
+        if self.answers(timeout=1, node_id=node_id):
+            raise BrokerError(f"port {node.port} already answers as a Kafka broker not ours")
         java = self._java()
+        self._prepare(java)
+        self._launch(java, [node])
+        try:
+            self._wait_ready(timeout, [node])
+        except BrokerError:
+            node.stop(timeout=10)
+            raise
+
+    def stop_node(self, node_id: int, timeout: float = 30) -> bool:
+        """Stop one node cleanly (SIGTERM; SIGKILL after `timeout`)."""
+        return self._node(node_id).stop(timeout)
+
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node's JVM; return when it is gone."""
+        node = self._node(node_id)
+        node.signal(signal.SIGKILL)
+        node.wait_gone(60)
+        node.forget()
+
+    def stop(self, timeout: float = 30) -> bool:
+        """SIGTERM every node (a clean shutdown; in parallel), SIGKILL after `timeout`.
+
+        Returns False when no node was running.
+        """
+        running = [n for n in self._nodes.values() if n.pid() is not None]
+        for node in running:
+            node.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in running:
+            if not node.wait_gone(max(0.0, deadline - time.monotonic())):
+                node.signal(signal.SIGKILL)
+                node.wait_gone(60)
+        for node in self._nodes.values():
+            node.forget()
+        return bool(running)
+
+    def controller_leader(self, timeout: float = 60) -> int:
+        """The node id of the active KRaft controller, as the quorum reports it (the jar's
+        MetadataQuorumCommand `describe --status` on the controller listeners)."""
+        controllers = ",".join(
+            f"127.0.0.1:{n.controller_port}" for n in self._nodes.values() if n.pid() is not None
+        )
+        if not controllers:
+            raise BrokerError("no node is running")
+        output = self._tool(
+            "org.apache.kafka.tools.MetadataQuorumCommand",
+            "--bootstrap-controller",
+            controllers,
+            "--command-config",
+            str(self.controller_client_file),
+            "describe",
+            "--status",
+            timeout=timeout,
+        )
+        match = re.search(r"^LeaderId:\s*(-?\d+)", output, re.MULTILINE)
+        if match is None or int(match.group(1)) < 0:
+            raise BrokerError(f"the quorum names no leader:\n{output}")
+        return int(match.group(1))
+
+    # --- helpers --------------------------------------------------------------------------
+    def _check_layout(self) -> None:
+        """A data dir holds one layout: a single node, or a cluster of one size."""
+        recorded = _recorded_layout(self.data_dir)
+        single = (self.data_dir / "logs" / "meta.properties").exists()
+        if (recorded is not None and recorded["nodes"] != self.nodes) or (
+            single and self.nodes > 1
+        ):
+            have = recorded["nodes"] if recorded is not None else 1
+            raise BrokerError(
+                f"{self.data_dir} holds a {have}-node broker, not {self.nodes} nodes: "
+                "use another directory or remove it"
+            )
+
+    def _prepare(self, java: str) -> None:
+        """Files shared by the nodes (credentials, TLS, tool configs) and each node's
+        properties; the storage of nodes never formatted is formatted (in parallel)."""
         self._check_libs()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         creds = self.credentials()  # before logs/ exists: a fresh dir gets new credentials
-        (self.data_dir / "logs").mkdir(exist_ok=True)
         self.tls.ensure()
-        # The properties hold the admin password (JAAS): owner-only, like the credentials.
-        _write_private(
-            self.properties_file,
-            "".join(f"{k}={v}\n" for k, v in sorted(self.properties().items())),
-        )
+        if self.nodes > 1:
+            self.cluster_file.write_text(
+                json.dumps(
+                    {
+                        "nodes": self.nodes,
+                        "ports": self.ports,
+                        "controller_ports": self.controller_ports,
+                    }
+                )
+                + "\n"
+            )
         _write_private(
             self.admin_client_file,
             "security.protocol=SASL_SSL\n"
@@ -796,97 +1088,77 @@ class LocalBroker:
             "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="{creds["admin_username"]}" password="{creds["admin_password"]}";\n',
         )
-        self.log4j_file.write_text(_log4j2_config(self.log_file))
+        _write_private(
+            self.controller_client_file,
+            "security.protocol=SASL_PLAINTEXT\n"
+            "sasl.mechanism=PLAIN\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{creds["admin_username"]}" password="{creds["admin_password"]}";\n',
+        )
+        self.tools_log4j_file.write_text(_log4j2_config(self.data_dir / "tools.log"))
+        for node in self._nodes.values():
+            node.logs_dir.mkdir(parents=True, exist_ok=True)
+            # The properties hold the admin password (JAAS): owner-only, like the credentials.
+            _write_private(
+                node.properties_file,
+                "".join(f"{k}={v}\n" for k, v in sorted(self.properties(node.node_id).items())),
+            )
+            node.log4j_file.write_text(_log4j2_config(node.log_file))
         self._format(java, creds)
 
-        cmd = [
-            java,
-            f"-Xms{self.heap}",
-            f"-Xmx{self.heap}",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.log4j_file}",
-            "-cp",
-            str(self.libs_dir / "*"),
-            "kafka.Kafka",
-            str(self.properties_file),
-        ]
-        with self.log_file.open("ab") as log:
-            # Own session/process group: stop() signals the group, and a Ctrl-C in the
-            # terminal that ran `make kafka` does not take the broker down.
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{self._proc.pid}\n")
-        if self.stop_with_parent:
-            self._watchdog = _Watchdog.start(self._proc.pid, self.log_file)
-        try:
-            self._wait_ready(self._proc.pid, timeout)
-            self._grant_service(java)
-        except BrokerError:
-            self.stop(timeout=10)
-            raise
+    def _launch(self, java: str, nodes: Sequence[_Node]) -> None:
+        """Start the nodes' JVMs without waiting (a quorum needs a majority up at once)."""
+        for node in nodes:
+            cmd = [
+                java,
+                f"-Xms{self.heap}",
+                f"-Xmx{self.heap}",
+                "-XX:+ExitOnOutOfMemoryError",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={node.log4j_file}",
+                "-cp",
+                str(self.libs_dir / "*"),
+                "kafka.Kafka",
+                str(node.properties_file),
+            ]
+            with node.log_file.open("ab") as log:
+                # Own session/process group: stop() signals the group, and a Ctrl-C in the
+                # terminal that ran `make kafka` does not take the broker down.
+                node.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=node.directory,
+                    start_new_session=True,
+                )
+            node.pid_file.write_text(f"{node.proc.pid}\n")
+            if self.stop_with_parent:
+                node.watchdog = _Watchdog.start(node.proc.pid, node.log_file)
 
-    def stop(self, timeout: float = 30) -> bool:
-        """SIGTERM the process group (clean shutdown), SIGKILL after `timeout`.
+    def _wait_ready(self, timeout: float, started: Sequence[_Node]) -> None:
+        """Wait until clients can use the cluster: SCRAM login as admin and service, and the
+        metadata lists all its brokers.
 
-        Returns False when no broker was running.
-        """
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            self._end_watchdog()
-            return False
-        self._signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.pid() is not None:
-            self._signal(pid, signal.SIGKILL)
-            while self.pid() is not None:
-                time.sleep(0.05)
-        self.pid_file.unlink(missing_ok=True)
-        self._proc = None
-        self._end_watchdog()
-        return True
-
-    def _end_watchdog(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.end()
-            self._watchdog = None
-
-    # --- helpers --------------------------------------------------------------------------
-    def _signal(self, pid: int, sig: signal.Signals) -> None:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            os.kill(pid, sig)
-
-    def _wait_ready(self, pid: int, timeout: float) -> None:
-        """Wait until clients can use the broker: SCRAM login as admin and service, metadata.
-
-        Not just ApiVersions: a broker may answer that while no client can log in. Kafka
-        4.1.1 comes back from a restart with an empty SCRAM credential cache once any
-        credential was ever deleted (`koppelpunt access revoke`; reproduced, see
-        docs/development.md): every SCRAM login fails with SaslAuthenticationFailed, for good.
-        When the admin's or the service's login is refused for a few seconds after the broker
-        answers, their credentials are written again through the controller listener
+        Asked through the first node just started (or the first running node). Not just
+        ApiVersions: a broker may answer that while no client can log in. Kafka 4.1.1 comes
+        back from a restart with an empty SCRAM credential cache once any credential was ever
+        deleted (`koppelpunt access revoke`; reproduced, see docs/development.md): every
+        SCRAM login fails with SaslAuthenticationFailed, for good. When the admin's or the
+        service's login is refused for a few seconds after the broker answers, their
+        credentials are written again through the controller listener
         (restore_scram_credentials), once; vendors' credentials need `access grant` again.
         """
         deadline = time.monotonic() + timeout
         reason = "no answer yet"
         refused_since: float | None = None
         restored = False
+        expected = {n.node_id: n.pid() for n in started}
+        probe = started[0].node_id if started else None
         while time.monotonic() < deadline:
-            if self.answers(timeout=1):
-                reason = self.not_usable_because(timeout=5) or ""
+            node_id = probe if probe is not None else min(self.node_pids() or {1: 0})
+            if self.answers(timeout=1, node_id=node_id):
+                reason = self.not_usable_because(timeout=5, node_id=node_id) or ""
                 if not reason:
                     return
                 if "authentication failed" not in reason.lower():
@@ -896,10 +1168,15 @@ class LocalBroker:
                 elif not restored and time.monotonic() - refused_since > _LOGIN_GRACE_SECONDS:
                     restored = True
                     self._restore_credentials(reason)
-            if self.pid() != pid:
-                raise BrokerError(f"broker exited during start-up; {self._excerpt()}")
+            for node_id, pid in expected.items():
+                if self._nodes[node_id].pid() != pid:
+                    raise BrokerError(
+                        f"node {node_id} exited during start-up; {self._excerpt(node_id)}"
+                    )
             time.sleep(0.2)
-        raise BrokerError(f"broker not usable after {timeout:.0f}s ({reason}); {self._excerpt()}")
+        raise BrokerError(
+            f"kafka not usable after {timeout:.0f}s ({reason}); {self._excerpt(probe or 1)}"
+        )
 
     def _restore_credentials(self, reason: str) -> None:
         creds = self.credentials()
@@ -915,14 +1192,15 @@ class LocalBroker:
         except (_ProbeFailed, OSError, struct.error, ConnectionError, IndexError) as exc:
             print(f"warning: restoring the SCRAM credentials failed: {exc}", file=sys.stderr)
 
-    def _excerpt(self, lines: int = 15) -> str:
-        """The log's ERROR lines (the cause) and its last lines (the context)."""
+    def _excerpt(self, node_id: int = 1, lines: int = 15) -> str:
+        """The node log's ERROR lines (the cause) and its last lines (the context)."""
+        log_file = self._node(node_id).log_file
         try:
-            text = self.log_file.read_text(errors="replace").splitlines()
+            text = log_file.read_text(errors="replace").splitlines()
         except OSError:
-            return f"no log at {self.log_file}"
+            return f"no log at {log_file}"
         errors = [line for line in text if " ERROR " in line or " FATAL " in line][:5]
-        return f"see {self.log_file}:\n" + "\n".join([*errors, "...", *text[-lines:]])
+        return f"see {log_file}:\n" + "\n".join([*errors, "...", *text[-lines:]])
 
     def _java(self) -> str:
         java_home = os.environ.get("JAVA_HOME")
@@ -933,6 +1211,33 @@ class LocalBroker:
         if found is None:
             raise BrokerError("java not found: install Java 17+ or set JAVA_HOME")
         return found
+
+    def _tool(self, main_class: str, *args: str, timeout: float = 60) -> str:
+        """Run one of the jars' command-line tools; its output, or BrokerError."""
+        cmd = [
+            self._java(),
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",  # a short-lived tool: C1 only starts faster
+            f"-Dlog4j2.configurationFile={self.tools_log4j_file}",
+            "-cp",
+            str(self.libs_dir / "*"),
+            main_class,
+            *args,
+        ]
+        try:
+            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                cmd,
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(f"{main_class} gave no answer within {timeout:.0f}s") from exc
+        if result.returncode != 0:
+            raise BrokerError(f"{main_class} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
 
     def _check_libs(self) -> None:
         jars = [p.name for p in self.libs_dir.glob("*.jar")] if self.libs_dir.is_dir() else []
@@ -951,12 +1256,13 @@ class LocalBroker:
             )
 
     def _cluster_id(self) -> str:
-        """The id the storage already has: 4.x refuses `--ignore-formatted` with another one."""
-        meta = self.data_dir / "logs" / "meta.properties"
-        with contextlib.suppress(OSError):
-            for line in meta.read_text().splitlines():
-                if line.startswith("cluster.id="):
-                    return line.split("=", 1)[1].strip()
+        """The id the storage already has (every node of a cluster has the same one; 4.x
+        refuses `--ignore-formatted` with another one), or a new one."""
+        for node in self._nodes.values():
+            with contextlib.suppress(OSError):
+                for line in (node.logs_dir / "meta.properties").read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.split("=", 1)[1].strip()
         return _random_cluster_id()
 
     def _grant_service(self, java: str) -> None:
@@ -974,12 +1280,6 @@ class LocalBroker:
         if stamp.exists():
             return
         base = [
-            java,
-            "-Xmx256m",
-            f"-Dlog4j2.configurationFile={self.log4j_file}",
-            "-cp",
-            str(self.libs_dir / "*"),
-            "org.apache.kafka.tools.AclCommand",
             "--bootstrap-server",
             self.bootstrap,
             "--command-config",
@@ -994,48 +1294,63 @@ class LocalBroker:
         ]
         groups = ["--operation", "Describe", "--group", "*"]
         for acls in (topics, groups):
-            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                base + acls, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
-            )
-            if result.returncode != 0:
-                raise BrokerError(
-                    f"granting the service ACLs failed:\n{result.stdout}{result.stderr}"
-                )
+            try:
+                self._tool("org.apache.kafka.tools.AclCommand", *base, *acls)
+            except BrokerError as exc:
+                raise BrokerError(f"granting the service ACLs failed: {exc}") from exc
         stamp.write_text("")
 
     def _format(self, java: str, creds: Mapping[str, str]) -> None:
-        """Format the storage once; `--ignore-formatted` keeps an existing cluster's data.
+        """Format the storage of every node not formatted yet, in parallel, all with one
+        cluster id; a formatted node (meta.properties, written last) keeps its data.
 
-        The SCRAM users are part of the bootstrap metadata, so the broker can authenticate
-        itself (inter-broker) from its very first start.
+        The SCRAM users are part of the bootstrap metadata, so the brokers can authenticate
+        themselves (inter-broker) from their very first start.
         """
-        cmd = [
-            java,
-            "-Xmx256m",
-            f"-Dlog4j2.configurationFile={self.log4j_file}",
-            "-cp",
-            str(self.libs_dir / "*"),
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            self._cluster_id(),
-            "-c",
-            str(self.properties_file),
-            "--ignore-formatted",
-            "--add-scram",
-            f"{SCRAM_MECHANISM}=[name={creds['admin_username']},"
-            f"password={creds['admin_password']}]",
-            "--add-scram",
-            f"{SCRAM_MECHANISM}=[name={creds['service_username']},"
-            f"password={creds['service_password']}]",
-        ]
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            cmd, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise BrokerError(
-                f"formatting {self.data_dir / 'logs'} failed:\n{result.stdout}{result.stderr}"
+        todo = [n for n in self._nodes.values() if not (n.logs_dir / "meta.properties").exists()]
+        cluster_id = self._cluster_id()
+        procs = []
+        for node in todo:
+            cmd = [
+                java,
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                f"-Dlog4j2.configurationFile={self.tools_log4j_file}",
+                "-cp",
+                str(self.libs_dir / "*"),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(node.properties_file),
+                "--ignore-formatted",
+                "--add-scram",
+                f"{SCRAM_MECHANISM}=[name={creds['admin_username']},"
+                f"password={creds['admin_password']}]",
+                "--add-scram",
+                f"{SCRAM_MECHANISM}=[name={creds['service_username']},"
+                f"password={creds['service_password']}]",
+            ]
+            procs.append(
+                (
+                    node,
+                    subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                        cmd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                    ),
+                )
             )
+        failures = []
+        for node, proc in procs:
+            output, _ = proc.communicate()
+            if proc.returncode != 0:
+                failures.append(f"formatting {node.logs_dir} failed:\n{output}")
+        if failures:
+            raise BrokerError("\n".join(failures))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -1044,6 +1359,15 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
+
+
+def _recorded_layout(data_dir: Path) -> dict[str, Any] | None:
+    """The node count and ports of the cluster started in data_dir (None: one node)."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads((data_dir / "cluster.json").read_text())
+        if isinstance(data, dict) and isinstance(data.get("nodes"), int):
+            return data
+    return None
 
 
 def _recorded_port(data_dir: Path, default: int) -> int:
@@ -1056,15 +1380,41 @@ def _recorded_port(data_dir: Path, default: int) -> int:
     return default
 
 
+def broker_from_args(args: argparse.Namespace) -> LocalBroker:
+    """The LocalBroker the CLI means: the layout recorded in --dir unless flags say more."""
+    data_dir = args.dir.resolve()
+    recorded = _recorded_layout(data_dir)
+    nodes = args.nodes or (recorded["nodes"] if recorded is not None else 1)
+    ports: list[int] | None = None
+    controller_ports: list[int] | None = None
+    if recorded is not None and recorded["nodes"] == nodes and args.port is None:
+        ports = [int(p) for p in recorded["ports"]]
+        controller_ports = [int(p) for p in recorded["controller_ports"]]
+    port = args.port if args.port is not None else _recorded_port(data_dir, 9092)
+    return LocalBroker(
+        data_dir,
+        port,
+        args.controller_port,
+        args.libs,
+        args.heap,
+        nodes=nodes,
+        ports=ports,
+        controller_ports=controller_ports,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Local single-node Kafka broker (KRaft).")
+    parser = argparse.ArgumentParser(description="Local Kafka broker or cluster (KRaft).")
     parser.add_argument("command", choices=["start", "stop", "status", "env", "watch"])
     parser.add_argument("--dir", type=Path, default=REPO_ROOT / "var" / "kafka")
+    parser.add_argument(
+        "--nodes", type=int, default=None, help="start: nodes (default: as recorded, else 1)"
+    )
     parser.add_argument("--port", type=int, default=None, help="broker port (default 9092)")
     parser.add_argument("--controller-port", type=int, default=9093)
     parser.add_argument("--libs", type=Path, default=DEFAULT_LIBS)
     parser.add_argument("--heap", default="512m")
-    parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--timeout", type=float, default=None, help="default 60 s (cluster 180)")
     parser.add_argument(
         "--admin", action="store_true", help="env: also the admin principal (koppelpunt access)"
     )
@@ -1077,20 +1427,27 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("watch needs --pid and --lifeline-fd")
         return watch(args.pid, args.lifeline_fd)
 
-    data_dir = args.dir.resolve()
-    port = args.port if args.port is not None else _recorded_port(data_dir, 9092)
-    broker = LocalBroker(data_dir, port, args.controller_port, args.libs, args.heap)
+    broker = broker_from_args(args)
+    data_dir = broker.data_dir
+    timeout = args.timeout if args.timeout is not None else (60 if broker.nodes == 1 else 180)
+    what = "kafka" if broker.nodes == 1 else f"kafka ({broker.nodes} nodes)"
+
+    def pids() -> str:
+        running = broker.node_pids()
+        if broker.nodes == 1:
+            return f"pid {running.get(1)}"
+        return "pids " + ", ".join(f"{i}:{p}" for i, p in sorted(running.items()))
 
     if args.command == "start":
-        already = broker.pid() is not None
+        already = len(broker.node_pids()) == broker.nodes
         started = time.monotonic()
         try:
-            broker.start(timeout=args.timeout)
+            broker.start(timeout=timeout)
         except BrokerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         how = "already running" if already else f"started in {time.monotonic() - started:.1f}s"
-        print(f"kafka {how}: bootstrap {broker.bootstrap} (pid {broker.pid()}, dir {data_dir})")
+        print(f"{what} {how}: bootstrap {broker.bootstrap} ({pids()}, dir {data_dir})")
         return 0
     if args.command == "env":
         # For `eval "$(python -m dev.localkafka env)"`: the service's KOPPELPUNT_KAFKA_* settings.
@@ -1101,21 +1458,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {key}={value}")
         return 0
     if args.command == "stop":
-        if broker.stop(timeout=args.timeout):
-            print(f"kafka stopped ({data_dir})")
+        if broker.stop(timeout=args.timeout or 60):
+            print(f"{what} stopped ({data_dir})")
         else:
-            print(f"kafka was not running ({data_dir})")
+            print(f"{what} was not running ({data_dir})")
         return 0
-    pid = broker.pid()
-    if pid is None:
-        print(f"kafka not running ({data_dir})")
+    running = broker.node_pids()
+    if not running:
+        print(f"{what} not running ({data_dir})")
         return 3  # LSB: program is not running
-    if not broker.answers():
-        print(f"kafka process {pid} is up but {broker.bootstrap} does not answer (starting?)")
+    first = min(running)
+    if not broker.answers(node_id=first):
+        print(f"{what} process up ({pids()}) but {broker.bootstrap} does not answer (starting?)")
         return 1
     reason = broker.not_usable_because()
     if reason:
-        print(f"kafka process {pid} answers on {broker.bootstrap} but is not usable: {reason}")
+        print(f"{what} ({pids()}) answers on {broker.bootstrap} but is not usable: {reason}")
         return 1
-    print(f"kafka running: bootstrap {broker.bootstrap} (pid {pid}, dir {data_dir})")
+    if len(running) < broker.nodes:
+        down = sorted(set(broker.node_ids) - set(running))
+        print(f"{what}: nodes {down} are down ({pids()}, dir {data_dir})")
+        return 1
+    print(f"{what} running: bootstrap {broker.bootstrap} ({pids()}, dir {data_dir})")
     return 0

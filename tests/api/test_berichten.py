@@ -249,7 +249,8 @@ class TestPlatformEndpoints:
         assert (await client.get("/livez")).status_code == 200
 
     async def test_readyz_checks_database_and_kafka(self, client: httpx.AsyncClient) -> None:
-        """/readyz is 200 with both the database and the broker reachable."""
+        """/readyz is 200 with both the database and the broker reachable, and the relay
+        (in this process) not failing."""
         r = await client.get("/readyz")
         assert r.status_code == 200
         assert r.json() == {
@@ -257,6 +258,8 @@ class TestPlatformEndpoints:
             "database": True,
             "databaseWritable": True,
             "kafka": True,
+            "publishing": True,
+            "relayError": None,
         }
 
     async def test_metrics_count_messages(self, client: httpx.AsyncClient) -> None:

@@ -25,18 +25,22 @@ pytestmark = pytest.mark.kafka
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# The parent: starts a broker with the watchdog, says the pids, then waits to be killed.
+# The parent: starts a broker (or cluster) with the watchdogs, says the pids of its nodes and
+# of their watchdogs, then waits to be killed.
 PARENT = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from dev.localkafka import LocalBroker
+nodes = int(sys.argv[3])
+ports = [int(p) for p in sys.argv[4].split(",")]
 broker = LocalBroker(
-    Path(sys.argv[2]), port=int(sys.argv[3]), controller_port=int(sys.argv[4]),
+    Path(sys.argv[2]), nodes=nodes, ports=ports[:nodes], controller_ports=ports[nodes:],
     stop_with_parent=True,
 )
 broker.start(timeout=150)
-print(broker.pid(), broker._watchdog.pid, flush=True)
+pids = [broker.node_pid(i) for i in broker.node_ids]
+print(*pids, *(broker.watchdog_pid(i) for i in broker.node_ids), flush=True)
 time.sleep(600)
 """
 
@@ -66,11 +70,16 @@ def killed_afterwards(pids: list[int]) -> Iterator[None]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_broker_stops_when_its_parent_is_killed(kafka_broker: Any, tmp_path: Path) -> None:
-    """SIGKILL to the process that started the broker: broker and watchdog end by themselves."""
+@pytest.mark.parametrize("nodes", [1, 2], ids=["single", "cluster"])
+def test_broker_stops_when_its_parent_is_killed(
+    kafka_broker: Any, tmp_path: Path, nodes: int
+) -> None:
+    """SIGKILL to the process that started the broker: every node and its watchdog end by
+    themselves (a cluster: each node has its own watchdog)."""
     if kafka_broker is None:
         pytest.skip("KOPPELPUNT_KAFKA_BOOTSTRAP points at an external broker (jars maybe absent)")
-    argv = [str(REPO_ROOT), str(tmp_path / "kafka"), str(free_port()), str(free_port())]
+    ports = ",".join(str(free_port()) for _ in range(2 * nodes))
+    argv = [str(REPO_ROOT), str(tmp_path / "kafka"), str(nodes), ports]
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, *argv],
         stdout=subprocess.PIPE,
@@ -83,17 +92,20 @@ def test_broker_stops_when_its_parent_is_killed(kafka_broker: Any, tmp_path: Pat
             line = parent.stdout.readline().decode()
             assert line, f"the parent did not start a broker: {parent.communicate()[1]!r}"
             pids += [int(p) for p in line.split()]
-            broker_pid, watchdog_pid = pids
-            assert broker_module._is_kafka_process(broker_pid)
+            broker_pids = pids[:nodes]
+            assert len(pids) == 2 * nodes
+            assert all(broker_module._is_kafka_process(p) for p in broker_pids)
         finally:
             parent.kill()
             parent.communicate()
 
-        assert wait_until_gone([broker_pid, watchdog_pid], timeout=60) == []
-        log = (tmp_path / "kafka" / "broker.log").read_text()
-        assert f"the process that started broker {broker_pid} ended" in log
-        # SIGTERM, not SIGKILL: the broker shut down cleanly (its data directory stays usable).
-        assert "shut down completed" in log.lower() or "Shutdown completed" in log
+        assert wait_until_gone(pids, timeout=60) == []
+        for node_id, broker_pid in enumerate(broker_pids, start=1):
+            node_dir = tmp_path / "kafka" if nodes == 1 else tmp_path / "kafka" / f"node-{node_id}"
+            log = (node_dir / "broker.log").read_text()
+            assert f"the process that started broker {broker_pid} ended" in log
+            # SIGTERM, not SIGKILL: the node shut down cleanly (its data stays usable).
+            assert "shut down completed" in log.lower() or "Shutdown completed" in log
 
 
 class TestWatchdogWithoutJvm:

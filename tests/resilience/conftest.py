@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest_asyncio
@@ -43,6 +44,8 @@ class Cluster:
     bootstrap: str
     topic_prefix: str
     processes: list[Process] = field(default_factory=list)
+    # aiokafka arguments of the admin who reads the topics (None: the session broker's admin)
+    reader: dict[str, Any] | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -219,7 +222,9 @@ async def consumed(
         found: dict[str, list[tuple[str, str]]] = {}
         for topic in cluster.topics:
             try:
-                records = await consume_all(cluster.bootstrap, topic, timeout=10)
+                records = await consume_all(
+                    cluster.bootstrap, topic, timeout=10, client=cluster.reader
+                )
             except LookupError:
                 records = []
             found[topic] = [

@@ -51,14 +51,23 @@ async def readyz(request: Request) -> JSONResponse:
     database, writable, kafka = await asyncio.gather(
         db_ping(runtime.engine), _write_probe(request).writable(), _kafka(request)
     )
+    body: dict[str, object] = {
+        "database": database,
+        "databaseWritable": writable,
+        "kafka": kafka,
+    }
     ready = database and writable and kafka
+    relay = getattr(request.state, "relay", None)
+    if relay is not None:
+        # Kafka can answer metadata and still refuse every write (fewer in-sync replicas
+        # than min.insync.replicas): the relay's last attempt is the evidence. Receipts
+        # go on (the outbox holds the backlog), but this node cannot deliver: not ready.
+        error: str | None = relay.last_error
+        body["publishing"] = error is None
+        body["relayError"] = error
+        ready = ready and error is None
     return JSONResponse(
-        {
-            "status": "ok" if ready else "unavailable",
-            "database": database,
-            "databaseWritable": writable,
-            "kafka": kafka,
-        },
+        {"status": "ok" if ready else "unavailable", **body},
         status_code=200 if ready else 503,
         headers=None if ready else {"Retry-After": "5"},
     )
