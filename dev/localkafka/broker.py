@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -55,7 +55,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from koppelpunt.pki import CertificateAuthority
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from koppelpunt.config import Settings
+from koppelpunt.kafka.admin import confluent_config
+from koppelpunt.pki import CertificateAuthority, write_private
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LIBS = REPO_ROOT / ".cache" / "kafka" / "libs"
@@ -232,20 +244,113 @@ def _random_cluster_id() -> str:
             return cid
 
 
-# Kafka API keys this module speaks (request header v1; v2 for the one flexible request).
-_API_METADATA = 3
+def broker_usable(
+    bootstrap: str,
+    logins: Sequence[tuple[str, str]],
+    timeout: float = 5.0,
+    ca_file: Path | None = None,
+    brokers: int = 1,
+) -> str | None:
+    """None when a client can use the cluster now, else why not (for the start-up log).
+
+    "Usable" means what a client needs, not merely a listening socket: for every (username,
+    password) in `logins` a SCRAM-SHA-512 login over TLS (trusting `ca_file`, host name
+    checked; None: the system's trust store) succeeds and the cluster's description lists at
+    least `brokers` live brokers. Asked with koppelpunt's own admin client (confluent-kafka,
+    `koppelpunt.kafka.admin.confluent_config`); librdkafka reports a refused login or a
+    failed handshake through its error callback at once, so a refusal is a reason within
+    a fraction of a second, not a timeout.
+    """
+    for username, password in logins:
+        reason = _usable_as(bootstrap, username, password, timeout, ca_file, brokers)
+        if reason is not None:
+            return f"{username}: {reason}"
+    return None
+
+
+def _usable_as(
+    bootstrap: str,
+    username: str,
+    password: str,
+    timeout: float,
+    ca_file: Path | None,
+    brokers: int,
+) -> str | None:
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=SCRAM_MECHANISM,
+        kafka_username=username,
+        kafka_password=password,
+        kafka_ssl_cafile=ca_file,
+        kafka_ssl_certfile=None,
+        kafka_ssl_keyfile=None,
+    )
+    errors: list[KafkaError] = []
+    config: dict[str, Any] = {
+        **confluent_config(settings),
+        "client.id": "koppelpunt-broker-check",
+        "log_level": 0,  # its errors come through error_cb, not as stderr lines
+        "error_cb": errors.append,
+    }
+    client = AdminClient(config)
+    future = client.describe_cluster(request_timeout=timeout)
+    deadline = time.monotonic() + timeout + 1
+    while not future.done() and time.monotonic() < deadline:
+        client.poll(0.05)  # serves error_cb
+        # A refused login or TLS handshake: the first error says it (the rest is "brokers
+        # down"); librdkafka would retry until the timeout.
+        if errors and errors[0].code() != KafkaError._ALL_BROKERS_DOWN:
+            return _error_text(errors[0])
+    if not future.done():
+        first = f": {_error_text(errors[0])}" if errors else ""
+        return f"no answer within {timeout:.0f}s{first}"
+    try:
+        listed = len(future.result().nodes)
+    except KafkaException as exc:
+        return _error_text(exc.args[0]) if exc.args else str(exc)
+    if listed < brokers:
+        return f"metadata lists {listed} of {brokers} brokers"
+    return None
+
+
+def _error_text(error: object) -> str:
+    text = error.str() if isinstance(error, KafkaError) else str(error)
+    return text.split("/bootstrap: ", 1)[-1]
+
+
+def _port_open(port: int, timeout: float) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# The SCRAM credential restore (restore_scram_credentials) is the one request this module
+# encodes itself: Kafka's tools and clients cannot send it where it is needed. With every SCRAM
+# login refused only the controller listener (SASL/PLAIN) is open, and 4.1.1's Java admin
+# client refuses AlterUserScramCredentials on `--bootstrap-controller`
+# (UnsupportedEndpointTypeException, so `kafka-configs --bootstrap-controller` fails), while
+# librdkafka cannot use a controller listener at all (no Metadata there). The controller
+# itself serves the request. Header v1 (v2 for the one flexible request).
 _API_SASL_HANDSHAKE = 17
 _API_VERSIONS = 18
 _API_SASL_AUTHENTICATE = 36
+_API_ALTER_USER_SCRAM_CREDENTIALS = 51
+_SCRAM_SHA_512_TYPE = 2  # org.apache.kafka.clients.admin.ScramMechanism
+_SCRAM_ITERATIONS = 8192
+_NOT_CONTROLLER = 41
 _CLIENT_ID = b"koppelpunt-broker-check"
 
 
 class _ProbeFailed(Exception):
-    """The broker answered, but not (yet) as a usable broker; the message says why."""
+    """The controller answered, but not as needed; the message says why."""
 
 
 class _KafkaWire:
-    """A blocking, minimal Kafka protocol connection: just enough for a readiness probe."""
+    """A blocking, minimal Kafka protocol connection (for restore_scram_credentials only)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -292,120 +397,12 @@ def _kafka_bytes(value: bytes) -> bytes:
 
 
 def _pick_version(ranges: Mapping[int, tuple[int, int]], api_key: int, low: int, high: int) -> int:
-    """The lowest version both the broker and this module speak."""
+    """The lowest version both the controller and this module speak."""
     broker_low, broker_high = ranges.get(api_key, (-1, -1))
     version = max(low, broker_low)
     if broker_high < 0 or version > min(high, broker_high):
         raise _ProbeFailed(f"no common version for API {api_key} ({broker_low}..{broker_high})")
     return version
-
-
-def _scram_authenticate(
-    wire: _KafkaWire, ranges: Mapping[int, tuple[int, int]], username: str, password: str
-) -> None:
-    """SaslHandshake + SCRAM-SHA-512 in SaslAuthenticate frames (RFC 5802, RFC 7677)."""
-    body = wire.request(
-        _API_SASL_HANDSHAKE,
-        _pick_version(ranges, _API_SASL_HANDSHAKE, 1, 1),
-        _kafka_string(SCRAM_MECHANISM),
-    )
-    if struct.unpack(">h", body[:2])[0] != 0:
-        raise _ProbeFailed(f"{SCRAM_MECHANISM} not enabled on this listener")
-    auth_version = _pick_version(ranges, _API_SASL_AUTHENTICATE, 0, 1)
-
-    def exchange(message: str) -> str:
-        response = wire.request(
-            _API_SASL_AUTHENTICATE, auth_version, _kafka_bytes(message.encode("utf-8"))
-        )
-        error_code, message_len = struct.unpack(">hh", response[:4])
-        offset = 4 + max(message_len, 0)
-        if error_code != 0:
-            text = response[4:offset].decode("utf-8", "replace") if message_len > 0 else ""
-            raise _ProbeFailed(f"SASL authentication failed (error {error_code}): {text}")
-        (length,) = struct.unpack(">i", response[offset : offset + 4])
-        return response[offset + 4 : offset + 4 + length].decode("utf-8")
-
-    name = username.replace("=", "=3D").replace(",", "=2C")
-    client_nonce = secrets.token_urlsafe(24)
-    client_first_bare = f"n={name},r={client_nonce}"
-    server_first = exchange("n,," + client_first_bare)
-    fields = dict(part.split("=", 1) for part in server_first.split(","))
-    nonce, salt, iterations = fields["r"], base64.b64decode(fields["s"]), int(fields["i"])
-    if not nonce.startswith(client_nonce):
-        raise _ProbeFailed("SCRAM server nonce does not extend ours")
-    salted = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
-    client_key = hmac.digest(salted, b"Client Key", "sha512")
-    stored_key = hashlib.sha512(client_key).digest()
-    without_proof = f"c=biws,r={nonce}"
-    auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()
-    signature = hmac.digest(stored_key, auth_message, "sha512")
-    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature, strict=True)))
-    server_final = exchange(f"{without_proof},p={proof.decode()}")
-    server_key = hmac.digest(salted, b"Server Key", "sha512")
-    expected = base64.b64encode(hmac.digest(server_key, auth_message, "sha512")).decode()
-    if server_final != f"v={expected}":
-        raise _ProbeFailed("SCRAM server signature does not match (not our broker?)")
-
-
-def _metadata_brokers(wire: _KafkaWire, ranges: Mapping[int, tuple[int, int]]) -> int:
-    """Metadata (v4..v8, no topics): the number of live (unfenced) brokers it lists."""
-    version = _pick_version(ranges, _API_METADATA, 4, 8)
-    body = struct.pack(">ib", 0, 0)  # topics: empty array (none); allow auto-create: false
-    if version >= 8:
-        body += struct.pack(">bb", 0, 0)  # no authorized operations
-    response = wire.request(_API_METADATA, version, body)
-    (count,) = struct.unpack(">i", response[4:8])  # after throttle_time_ms
-    return int(count)
-
-
-def _connect(
-    host: str, port: int, timeout: float, ssl_context: ssl.SSLContext | None
-) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=timeout)
-    sock.settimeout(timeout)
-    if ssl_context is None:
-        return sock
-    try:
-        return ssl_context.wrap_socket(sock, server_hostname=host)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def broker_usable(
-    host: str,
-    port: int,
-    logins: Sequence[tuple[str, str]],
-    timeout: float = 5.0,
-    ssl_context: ssl.SSLContext | None = None,
-    brokers: int = 1,
-) -> str | None:
-    """None when a client can use the broker now, else why not (for the start-up log).
-
-    "Usable" means what a client needs, not merely a listening socket: ApiVersions answers,
-    and for every (username, password) in `logins` a SCRAM-SHA-512 login succeeds and a
-    Metadata request lists at least `brokers` live brokers. A restarted broker may accept
-    connections before it serves every client; this waits until it does.
-    """
-    for username, password in logins:
-        try:
-            with _connect(host, port, timeout, ssl_context) as sock:
-                wire = _KafkaWire(sock)
-                ranges = wire.api_versions()
-                _scram_authenticate(wire, ranges, username, password)
-                listed = _metadata_brokers(wire, ranges)
-                if listed < brokers:
-                    return f"metadata lists {listed} of {brokers} brokers"
-        except _ProbeFailed as exc:
-            return f"{username}: {exc}"
-        except (OSError, struct.error, ConnectionError, KeyError, ValueError) as exc:
-            return f"{username}: {type(exc).__name__}: {exc}"
-    return None
-
-
-_API_ALTER_USER_SCRAM_CREDENTIALS = 51
-_SCRAM_SHA_512_TYPE = 2  # org.apache.kafka.clients.admin.ScramMechanism
-_SCRAM_ITERATIONS = 8192
 
 
 def _uvarint(n: int) -> bytes:
@@ -439,21 +436,43 @@ def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
 
 def restore_scram_credentials(
     host: str,
-    controller_port: int,
+    controller_ports: Sequence[int],
     admin: tuple[str, str],
     users: Sequence[tuple[str, str]],
     timeout: float = 10.0,
 ) -> None:
-    """Upsert SCRAM-SHA-512 credentials through the controller listener (admin, SASL/PLAIN).
+    """Upsert SCRAM-SHA-512 credentials through a controller listener (admin, SASL/PLAIN).
 
     Why: Kafka 4.1 brokers were seen to come back from a restart without any SCRAM
     credential in their cache once a credential had been deleted (`koppelpunt access
     revoke`): every SCRAM login then fails, the admin's too, so the broker listener cannot
     be used to repair it. The controller listener authenticates the admin with PLAIN (a
     static JAAS entry), and writing the credentials again puts fresh records in the
-    metadata log, which the broker applies to its cache at once.
+    metadata log, which the brokers apply to their caches at once. Only the active
+    controller takes the write: the others answer NOT_CONTROLLER and the next port is tried.
     """
-    with socket.create_connection((host, controller_port), timeout=timeout) as sock:
+    last: Exception = _ProbeFailed("no controller port")
+    for port in controller_ports:
+        try:
+            _restore_at(host, port, admin, users, timeout)
+            return
+        except _NotController as exc:
+            last = exc
+    raise last
+
+
+class _NotController(_ProbeFailed):
+    """This controller is not the active one."""
+
+
+def _restore_at(
+    host: str,
+    port: int,
+    admin: tuple[str, str],
+    users: Sequence[tuple[str, str]],
+    timeout: float,
+) -> None:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
         wire = _KafkaWire(sock)
         ranges = wire.api_versions()
@@ -500,25 +519,10 @@ def restore_scram_credentials(
             message = response[pos : pos + length - 1].decode() if length else ""
             pos += max(length - 1, 0)
             _, pos = _read_uvarint(response, pos)  # tagged fields
+            if error_code == _NOT_CONTROLLER:
+                raise _NotController(f"{host}:{port} is not the active controller")
             if error_code:
                 raise _ProbeFailed(f"restoring {user!r} failed: error {error_code} {message}")
-
-
-def api_versions_roundtrip(
-    host: str, port: int, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None
-) -> bool:
-    """True when a Kafka ApiVersions (v0) request is answered without error.
-
-    ApiVersions is the one request a SASL listener serves before authentication, so this
-    says "a Kafka broker listens here", not "clients can use it" (see broker_usable). A TCP
-    connect alone is not enough: the port may belong to something else.
-    """
-    try:
-        with _connect(host, port, timeout, ssl_context) as sock:
-            _KafkaWire(sock).api_versions()
-    except (_ProbeFailed, OSError, struct.error, ConnectionError):
-        return False
-    return True
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -869,7 +873,7 @@ class LocalBroker:
             "service_password": secrets.token_hex(24),
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        _write_private(self.credentials_file, json.dumps(data, indent=2) + "\n")
+        write_private(self.credentials_file, (json.dumps(data, indent=2) + "\n").encode())
         return data
 
     def client_env(self, *, admin: bool = False) -> dict[str, str]:
@@ -924,11 +928,10 @@ class LocalBroker:
         return watchdog.pid if watchdog is not None else None
 
     def answers(self, timeout: float = 2.0, node_id: int = 1) -> bool:
-        """A Kafka broker answers on the node's port (TLS unverified: any broker counts)."""
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return api_versions_roundtrip("127.0.0.1", self._node(node_id).port, timeout, context)
+        """Something listens on the node's client port. A TCP connect is enough for both
+        uses: before a start (the port is taken: by another broker, or by anything else,
+        and either way ours cannot bind it) and as the cheap gate before the login probe."""
+        return _port_open(self._node(node_id).port, timeout)
 
     def not_usable_because(self, timeout: float = 5.0, node_id: int | None = None) -> str | None:
         """None when clients can log in (admin and service) and the metadata lists all the
@@ -942,11 +945,10 @@ class LocalBroker:
             (creds["service_username"], creds["service_password"]),
         ]
         return broker_usable(
-            "127.0.0.1",
-            self._node(node_id).port,
+            f"127.0.0.1:{self._node(node_id).port}",
             logins,
             timeout,
-            self.tls.client_context(),
+            self.tls.ca_file,
             brokers=self.nodes,
         )
 
@@ -963,8 +965,8 @@ class LocalBroker:
         for node in down:
             if self.answers(timeout=1, node_id=node.node_id):
                 raise BrokerError(
-                    f"port {node.port} already answers as a Kafka broker that is not ours "
-                    f"(no live pid in {node.pid_file}); stop it or choose another --port"
+                    f"port {node.port} is in use, but not by our broker (no live pid in "
+                    f"{node.pid_file}); stop what listens there or choose another --port"
                 )
         java = self._java() if down else ""
         if down:
@@ -972,7 +974,7 @@ class LocalBroker:
             self._launch(java, down)
         try:
             self._wait_ready(timeout, down)
-            self._grant_service(java or self._java())
+            self._grant_service()
         except BrokerError:
             for node in down:
                 node.stop(timeout=10)
@@ -986,7 +988,7 @@ class LocalBroker:
             self._wait_ready(timeout, [node])
             return
         if self.answers(timeout=1, node_id=node_id):
-            raise BrokerError(f"port {node.port} already answers as a Kafka broker not ours")
+            raise BrokerError(f"port {node.port} is in use, but not by node {node_id}")
         java = self._java()
         self._prepare(java)
         self._launch(java, [node])
@@ -1079,29 +1081,32 @@ class LocalBroker:
                 )
                 + "\n"
             )
-        _write_private(
-            self.admin_client_file,
+        login = f'username="{creds["admin_username"]}" password="{creds["admin_password"]}";'
+        admin_client = (
             "security.protocol=SASL_SSL\n"
             "ssl.truststore.type=PEM\n"
             f"ssl.truststore.location={self.tls.ca_file}\n"
             f"sasl.mechanism={SCRAM_MECHANISM}\n"
             "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{creds["admin_username"]}" password="{creds["admin_password"]}";\n',
+            f"{login}\n"
         )
-        _write_private(
-            self.controller_client_file,
+        controller_client = (
             "security.protocol=SASL_PLAINTEXT\n"
             "sasl.mechanism=PLAIN\n"
             "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="{creds["admin_username"]}" password="{creds["admin_password"]}";\n',
+            f"{login}\n"
         )
+        write_private(self.admin_client_file, admin_client.encode())
+        write_private(self.controller_client_file, controller_client.encode())
         self.tools_log4j_file.write_text(_log4j2_config(self.data_dir / "tools.log"))
         for node in self._nodes.values():
             node.logs_dir.mkdir(parents=True, exist_ok=True)
             # The properties hold the admin password (JAAS): owner-only, like the credentials.
-            _write_private(
+            write_private(
                 node.properties_file,
-                "".join(f"{k}={v}\n" for k, v in sorted(self.properties(node.node_id).items())),
+                "".join(
+                    f"{k}={v}\n" for k, v in sorted(self.properties(node.node_id).items())
+                ).encode(),
             )
             node.log4j_file.write_text(_log4j2_config(node.log_file))
         self._format(java, creds)
@@ -1188,7 +1193,12 @@ class LocalBroker:
             file=sys.stderr,
         )
         try:
-            restore_scram_credentials("127.0.0.1", self.controller_port, admin, [admin, service])
+            restore_scram_credentials(
+                "127.0.0.1",
+                [n.controller_port for n in self._nodes.values() if n.pid() is not None],
+                admin,
+                [admin, service],
+            )
         except (_ProbeFailed, OSError, struct.error, ConnectionError, IndexError) as exc:
             print(f"warning: restoring the SCRAM credentials failed: {exc}", file=sys.stderr)
 
@@ -1265,39 +1275,61 @@ class LocalBroker:
                         return line.split("=", 1)[1].strip()
         return _random_cluster_id()
 
-    def _grant_service(self, java: str) -> None:
+    def _grant_service(self) -> None:
         """Once per data dir: what the service principal may do, and nothing more.
 
         Its topics (prefix): WRITE and CREATE to publish (the publisher creates a gemeente's
         topic before its first signalering) and DESCRIBE; never READ, so the service's
         credentials cannot read the signaleringen back. Groups: DESCRIBE only, to see the
         vendors' committed offsets for the consumer lag; it cannot join or reset a group.
-        Done with the broker's own AclCommand as the admin (idempotent); a stamp file named
-        after this set of ACLs skips the JVM starts on later starts, and a changed set is
-        applied to an existing data dir.
+        Done as the admin with koppelpunt's admin client (confluent-kafka `create_acls`,
+        idempotent); a stamp file named after this set of ACLs skips it on later starts, and a
+        changed set is applied to an existing data dir.
         """
         stamp = self.data_dir / f"service-acls-{SERVICE_ACLS_VERSION}.done"
         if stamp.exists():
             return
-        base = [
-            "--bootstrap-server",
-            self.bootstrap,
-            "--command-config",
-            str(self.admin_client_file),
-            "--add",
-            "--allow-principal",
-            f"User:{SERVICE_USER}",
+        principal = f"User:{SERVICE_USER}"
+        bindings = [
+            AclBinding(
+                ResourceType.TOPIC,
+                SERVICE_TOPIC_PREFIX,
+                ResourcePatternType.PREFIXED,
+                principal,
+                "*",
+                operation,
+                AclPermissionType.ALLOW,
+            )
+            for operation in (AclOperation.WRITE, AclOperation.DESCRIBE, AclOperation.CREATE)
         ]
-        topics = [
-            *("--operation", "Write", "--operation", "Describe", "--operation", "Create"),
-            *("--topic", SERVICE_TOPIC_PREFIX, "--resource-pattern-type", "prefixed"),
-        ]
-        groups = ["--operation", "Describe", "--group", "*"]
-        for acls in (topics, groups):
-            try:
-                self._tool("org.apache.kafka.tools.AclCommand", *base, *acls)
-            except BrokerError as exc:
-                raise BrokerError(f"granting the service ACLs failed: {exc}") from exc
+        bindings.append(
+            AclBinding(
+                ResourceType.GROUP,
+                "*",
+                ResourcePatternType.LITERAL,
+                principal,
+                "*",
+                AclOperation.DESCRIBE,
+                AclPermissionType.ALLOW,
+            )
+        )
+        creds = self.credentials()
+        settings = Settings(
+            kafka_bootstrap=self.bootstrap,
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism=SCRAM_MECHANISM,
+            kafka_username=creds["admin_username"],
+            kafka_password=creds["admin_password"],
+            kafka_ssl_cafile=self.tls.ca_file,
+            kafka_ssl_certfile=None,
+            kafka_ssl_keyfile=None,
+        )
+        client = AdminClient({**confluent_config(settings), "log_level": 0})
+        try:
+            for future in client.create_acls(bindings, request_timeout=30).values():
+                future.result(timeout=35)
+        except (KafkaException, concurrent.futures.TimeoutError) as exc:
+            raise BrokerError(f"granting the service ACLs failed: {exc}") from exc
         stamp.write_text("")
 
     def _format(self, java: str, creds: Mapping[str, str]) -> None:
@@ -1351,14 +1383,6 @@ class LocalBroker:
                 failures.append(f"formatting {node.logs_dir} failed:\n{output}")
         if failures:
             raise BrokerError("\n".join(failures))
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds passwords)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
 
 
 def _recorded_layout(data_dir: Path) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from dev.localkafka import LocalBroker
 from koppelpunt.config import Settings
 from koppelpunt.kafka.access import admin_settings
 from koppelpunt.kafka.admin import client_kwargs, confluent_config, ensure_topics
-from tests.kafka_fixtures import admin_kwargs, consume_all, free_port
+from tests.kafka_fixtures import admin_kwargs, broker_module, consume_all, free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -175,6 +176,30 @@ class TestCluster:
         await asyncio.to_thread(wait_for_isr, settings, unique_topic, 3)
         records = await consume_all(settings.kafka_bootstrap, unique_topic, expect=5)
         assert [r.value for r in records] == [f"r{n}".encode() for n in range(5)]
+
+    def test_credentials_are_restored_through_the_active_controller(
+        self, cluster: LocalBroker
+    ) -> None:
+        """The SCRAM restore (the Kafka 4.1.1 workaround in LocalBroker._wait_ready) finds
+        the active controller: the followers first in the list answer NOT_CONTROLLER."""
+        leader = cluster.controller_leader()
+        ports = dict(zip(cluster.node_ids, cluster.controller_ports, strict=True))
+        followers_first = [p for i, p in ports.items() if i != leader] + [ports[leader]]
+        creds = cluster.credentials()
+        admin = (creds["admin_username"], creds["admin_password"])
+        name, password = f"kp-restored-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        broker_module.restore_scram_credentials(
+            "127.0.0.1", followers_first, admin, [(name, password)]
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            reason = broker_module.broker_usable(
+                cluster.bootstrap, [(name, password)], 5, cluster.tls.ca_file, brokers=3
+            )
+            if reason is None or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert reason is None
 
     def test_cli_finds_the_node_count_in_the_data_dir(
         self, cluster: LocalBroker, capsys: pytest.CaptureFixture[str]
