@@ -118,7 +118,8 @@ def partitions_of(env: Mapping[str, str], topic: str) -> list[Any]:
 
 def min_insync_of(env: Mapping[str, str], topic: str) -> str:
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    configs = admin_client(env).describe_configs([resource])[resource].result(timeout=15)
+    admin = admin_client(env)  # kept alive until the answer is in (a dropped client aborts)
+    configs = admin.describe_configs([resource])[resource].result(timeout=15)
     return str(configs["min.insync.replicas"].value)
 
 
