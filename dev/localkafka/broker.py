@@ -10,6 +10,7 @@ Makefile runs this with the venv's Python (`make kafka` creates the venv first).
     python -m dev.localkafka status [--dir var/kafka]
     python -m dev.localkafka stop [--dir var/kafka]
     python -m dev.localkafka env [--dir var/kafka] [--admin]   # KOPPELPUNT_KAFKA_* exports
+    python -m dev.localkafka docker-tls [--dir docker/kafka/tls]  # for docker/compose*.yaml
 
 Importable: `from dev.localkafka import LocalBroker`;
 `LocalBroker(data_dir, port=..., controller_port=...).start()`. Tests and the
@@ -176,15 +177,18 @@ class LocalTls:
 
     Created on the first start with koppelpunt.pki (the CA key and the broker key 0600);
     clients trust `ca.pem` (KOPPELPUNT_KAFKA_SSL_CAFILE). The broker certificate names
-    127.0.0.1 and localhost, so clients check the host name as in production.
+    `hosts` (127.0.0.1 and localhost), so clients check the host name as in production.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> None:
         self.directory = directory
+        self.hosts = tuple(hosts)
         self.ca_file = directory / "ca.pem"
         self.ca_key_file = directory / "ca.key"
         self.cert_file = directory / "broker.pem"
         self.key_file = directory / "broker.key"
+        # Key and certificate in one file: a PEM keystore by location (the docker brokers).
+        self.keystore_file = directory / "broker-keystore.pem"
 
     def ensure(self) -> None:
         if self.ca_file.exists() and self.cert_file.exists() and self.key_file.exists():
@@ -194,8 +198,12 @@ class LocalTls:
         else:
             ca = CertificateAuthority.create("koppelpunt local Kafka CA")
             ca.write(self.ca_file, self.ca_key_file)
-        ca.issue_server(("127.0.0.1", "localhost")).write(self.cert_file, self.key_file)
+        ca.issue_server(self.hosts).write(self.cert_file, self.key_file)
         os.chmod(self.directory, 0o700)
+
+    def write_keystore(self) -> None:
+        """broker-keystore.pem (0600): the broker key, then its certificate."""
+        write_private(self.keystore_file, self.key_file.read_bytes() + self.cert_file.read_bytes())
 
     def properties(self) -> dict[str, str]:
         """The broker's keystore (PEM inline: the key is unencrypted) and truststore (the CA,
@@ -1429,10 +1437,34 @@ def broker_from_args(args: argparse.Namespace) -> LocalBroker:
     )
 
 
+DEFAULT_DIR = REPO_ROOT / "var" / "kafka"
+DOCKER_TLS_DIR = REPO_ROOT / "docker" / "kafka" / "tls"
+# Every name a client or another broker reaches a docker broker by: the single broker, the
+# cluster's three, and the host's published ports.
+DOCKER_TLS_HOSTS = ("kafka", "kafka-1", "kafka-2", "kafka-3", "localhost", "127.0.0.1")
+
+
+def docker_tls(directory: Path) -> int:
+    """`docker-tls`: the CA and broker certificate docker/compose*.yaml mount (development)."""
+    tls = LocalTls(directory.resolve(), DOCKER_TLS_HOSTS)
+    tls.directory.mkdir(parents=True, exist_ok=True)
+    tls.ensure()
+    tls.write_keystore()
+    # The brokers run as the image's user (uid 1000): it must reach the keystore.
+    os.chmod(tls.directory, 0o755)  # noqa: S103 - the keys inside stay 0600
+    print(
+        f"docker Kafka TLS in {tls.directory}: ca.pem (clients trust it), "
+        f"broker-keystore.pem (key + certificate for {', '.join(DOCKER_TLS_HOSTS)})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local Kafka broker or cluster (KRaft).")
-    parser.add_argument("command", choices=["start", "stop", "status", "env", "watch"])
-    parser.add_argument("--dir", type=Path, default=REPO_ROOT / "var" / "kafka")
+    parser.add_argument(
+        "command", choices=["start", "stop", "status", "env", "docker-tls", "watch"]
+    )
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument(
         "--nodes", type=int, default=None, help="start: nodes (default: as recorded, else 1)"
     )
@@ -1452,6 +1484,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.pid is None or args.lifeline_fd is None:
             parser.error("watch needs --pid and --lifeline-fd")
         return watch(args.pid, args.lifeline_fd)
+
+    if args.command == "docker-tls":
+        return docker_tls(args.dir if args.dir != DEFAULT_DIR else DOCKER_TLS_DIR)
 
     broker = broker_from_args(args)
     data_dir = broker.data_dir
