@@ -107,7 +107,7 @@ def settings_of(env: Mapping[str, str], **extra: Any) -> Settings:
         for k, v in env.items()
         if not k.startswith("KOPPELPUNT_KAFKA_ADMIN_")
     }
-    return Settings(**fields, **extra)
+    return Settings(**{**fields, **extra})
 
 
 def partitions_of(env: Mapping[str, str], topic: str) -> list[Any]:
