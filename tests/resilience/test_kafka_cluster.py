@@ -310,6 +310,13 @@ class TestBrokerLost:
             "a new controller leader",
         )
         assert elected in kafka3.node_ids and elected != leader
+        # librdkafka sends SCRAM changes to the broker the metadata names as controller, which
+        # may be the dead node until the quorum fences it (broker session timeout, ~9 s): the
+        # change is made once the metadata lists the two live brokers only.
+        await wait_for(
+            lambda: len(admin_client(env).list_topics(timeout=10).brokers) == NODES - 1,
+            "the dead node fenced",
+        )
 
         name = f"lpa-{uuid.uuid4().hex[:8]}"
         config = c3.tmp / "verbinding.json"
