@@ -20,6 +20,17 @@ BSN, gemeenten Zipf-weighted as in bench/generate.py), then, one after the other
 
 Each step's CPU per record: this process (producer, then reader) and the broker (/proc).
 Best cases, so the sum is a lower bound of what publishing and reading cost in (3) and (4).
+
+With `BENCH_KAFKA_NODES=3` the same on the local three-node cluster (topics of replication
+factor 3, `min.insync.replicas` 2, acks=all; broker CPU summed over the nodes), and two more
+figures, measured on either size:
+
+- idle: the broker's CPU with nothing sent for IDLE_SECONDS (the followers' fetches and the
+  quorum's heartbeats), which a per-record figure at a low rate contains too. Measured
+  SETTLE_SECONDS after the topics were made: on three nodes the first 15 s after creating
+  342 topics cost about one core (replicas and fetchers starting, the JIT), then it settles;
+- one at a time: SINGLES publishes of one record, each awaited (the relay with one due
+  signalering): the acknowledgement's latency, p50 and p99.
 """
 
 from __future__ import annotations
@@ -36,12 +47,15 @@ from typing import TYPE_CHECKING
 from bench import generate as gen
 from bench import harness
 from bench.profile_relay import PREFIX, headers_of, payload_of
-from bench.run import local_broker
+from bench.run import kafka_nodes, local_broker, replication
 
 if TYPE_CHECKING:
     from koppelpunt.kafka.publisher import OutboundMessage
 
 WARM_UP = 5_000
+SETTLE_SECONDS = 30.0
+IDLE_SECONDS = 20.0
+SINGLES = 1_000
 
 
 def build(n: int, seed: int) -> list[OutboundMessage]:
@@ -74,16 +88,31 @@ async def main(n: int, batch: int) -> None:
     from koppelpunt.kafka.admin import client_kwargs, ensure_topics, topic_for
     from koppelpunt.kafka.publisher import KafkaPublisher
 
+    nodes = kafka_nodes()
+    factor, min_insync = replication(nodes)
     with (
         tempfile.TemporaryDirectory(prefix="koppelpunt-floor-") as tmpdir,
-        local_broker(Path(tmpdir) / "kafka") as broker,
+        local_broker(Path(tmpdir) / "kafka", nodes) as broker,
     ):
-        settings = Settings(topic_prefix=PREFIX, topic_partitions=1)
+        settings = Settings(
+            topic_prefix=PREFIX,
+            topic_partitions=1,
+            topic_replication_factor=factor,
+            topic_min_insync_replicas=min_insync,
+        )
         admin = admin_settings(settings)
         topics = [topic_for(PREFIX, "GM" + c) for c in gen.active_gemeenten()]
         await ensure_topics(admin, topics, 1, timeout=120)
-        broker_pid = broker.pid()
-        assert broker_pid is not None
+        pids = broker.node_pids()
+        assert len(pids) == nodes
+
+        def broker_cpu() -> float:
+            return sum(harness.cpu_seconds(pid) for pid in pids.values())
+
+        await asyncio.sleep(SETTLE_SECONDS)
+        bcpu0 = broker_cpu()
+        await asyncio.sleep(IDLE_SECONDS)
+        idle_cores = (broker_cpu() - bcpu0) / IDLE_SECONDS
         warm = build(WARM_UP, seed=0)
         messages = build(n, seed=1)
         size = sum(len(m.value) for m in messages) / n
@@ -93,7 +122,7 @@ async def main(n: int, batch: int) -> None:
         try:
             for start in range(0, WARM_UP, batch):
                 await publisher.publish(warm[start : start + batch])
-            cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
+            cpu0, bcpu0 = time.process_time(), broker_cpu()
             t0 = time.perf_counter()
             failed = 0
             for start in range(0, n, batch):
@@ -102,7 +131,14 @@ async def main(n: int, batch: int) -> None:
                 failed += sum(1 for r in results if not r.ok)
             wall_p = time.perf_counter() - t0
             cpu_p = time.process_time() - cpu0
-            bcpu_p = harness.cpu_seconds(broker_pid) - bcpu0
+            bcpu_p = broker_cpu() - bcpu0
+            singles = build(SINGLES, seed=2)
+            waits: list[float] = []
+            for message in singles:
+                t0 = time.perf_counter()
+                results = await publisher.publish([message])
+                waits.append(time.perf_counter() - t0)
+                failed += sum(1 for r in results if not r.ok)
         finally:
             await publisher.stop()
         if failed:
@@ -110,8 +146,8 @@ async def main(n: int, batch: int) -> None:
 
         security = {k: v for k, v in client_kwargs(admin).items() if k != "bootstrap_servers"}
         reader = harness.SignaleringConsumer(broker.bootstrap, topics, security=security)
-        read = WARM_UP + n  # the reader reads the warm-up records too
-        cpu0, bcpu0 = time.process_time(), harness.cpu_seconds(broker_pid)
+        read = WARM_UP + n + SINGLES  # the reader reads the warm-up records too
+        cpu0, bcpu0 = time.process_time(), broker_cpu()
         t0 = time.perf_counter()
         await reader.start()
         try:
@@ -120,7 +156,7 @@ async def main(n: int, batch: int) -> None:
         finally:
             wall_r = time.perf_counter() - t0
             cpu_r = time.process_time() - cpu0
-            bcpu_r = harness.cpu_seconds(broker_pid) - bcpu0
+            bcpu_r = broker_cpu() - bcpu0
             await reader.stop()
 
     def ms(cpu: float, records: int) -> float:
@@ -129,12 +165,19 @@ async def main(n: int, batch: int) -> None:
     producer, broker_in = ms(cpu_p, n), ms(bcpu_p, n)
     reader_ms, broker_out = ms(cpu_r, read), ms(bcpu_r, read)
     total = producer + broker_in + reader_ms + broker_out
+    waits.sort()
+    p50, p99 = (1000 * waits[int(q * (len(waits) - 1))] for q in (0.5, 0.99))
     print(f"kafka floor: {n:,} signaleringen of {size:,.0f} bytes, {len(topics)} topics,"
-          f" batch {batch}")  # fmt: skip
+          f" batch {batch}, {nodes} node(s): RF {factor}, min ISR {min_insync},"
+          " acks=all")  # fmt: skip
+    print(f"  idle     broker {idle_cores:.3f} cores with nothing sent"
+          f" ({IDLE_SECONDS:.0f} s)")  # fmt: skip
     print(f"  publish  {n / wall_p:9,.0f} records/s   producer {producer:.3f} ms/record,"
           f" broker {broker_in:.3f} ms/record")  # fmt: skip
     print(f"  read     {read / wall_r:9,.0f} records/s   reader   {reader_ms:.3f} ms/record,"
           f" broker {broker_out:.3f} ms/record")  # fmt: skip
+    print(f"  singly   {SINGLES:,} publishes of one record: acknowledged after"
+          f" p50 {p50:.1f} / p99 {p99:.1f} ms")  # fmt: skip
     print(f"  together {total:.3f} ms of CPU per record: 20,000 records/s need"
           f" {total * 20:.2f} cores for publishing and reading alone")  # fmt: skip
 
