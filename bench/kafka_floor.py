@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 from bench import generate as gen
 from bench import harness
 from bench.profile_relay import PREFIX, headers_of, payload_of
-from bench.run import kafka_nodes, local_broker, replication
+from bench.run import kafka_nodes, local_broker, percentile, replication
 
 if TYPE_CHECKING:
     from koppelpunt.kafka.publisher import OutboundMessage
@@ -146,7 +146,7 @@ async def main(n: int, batch: int) -> None:
 
         security = {k: v for k, v in client_kwargs(admin).items() if k != "bootstrap_servers"}
         reader = harness.SignaleringConsumer(broker.bootstrap, topics, security=security)
-        read = WARM_UP + n + SINGLES  # the reader reads the warm-up records too
+        read = WARM_UP + n + SINGLES  # the reader reads the warm-up and single records too
         cpu0, bcpu0 = time.process_time(), broker_cpu()
         t0 = time.perf_counter()
         await reader.start()
@@ -165,8 +165,7 @@ async def main(n: int, batch: int) -> None:
     producer, broker_in = ms(cpu_p, n), ms(bcpu_p, n)
     reader_ms, broker_out = ms(cpu_r, read), ms(bcpu_r, read)
     total = producer + broker_in + reader_ms + broker_out
-    waits.sort()
-    p50, p99 = (1000 * waits[int(q * (len(waits) - 1))] for q in (0.5, 0.99))
+    p50, p99 = (1000 * percentile(waits, q) for q in (0.5, 0.99))
     print(f"kafka floor: {n:,} signaleringen of {size:,.0f} bytes, {len(topics)} topics,"
           f" batch {batch}, {nodes} node(s): RF {factor}, min ISR {min_insync},"
           " acks=all")  # fmt: skip
